@@ -1,0 +1,155 @@
+"""Bearer-token authentication against ``SCREENING_API_KEYS`` and role checks.
+
+The configuration holds only ``name:role:sha256hex`` entries, never a token.
+A presented token is hashed and compared with every entry in constant time, so
+neither timing nor an early exit tells which entry, if any, came close.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+from collections.abc import Callable
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import wraps
+from typing import Any
+from typing import TypeVar
+from typing import cast
+
+from flask import current_app
+from flask import g
+from flask import request
+
+from screening.errors import ProblemError
+
+ROLES = ("portal", "clinician")
+AUTH_EXTENSION = "screening.auth"
+_NAME = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_DIGEST = re.compile(r"^[0-9a-f]{64}$")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class KeyConfigError(ValueError):
+    """An ``SCREENING_API_KEYS`` entry is malformed."""
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    """One configured caller: a name for audit, a role, and its token's hash."""
+
+    name: str
+    role: str
+    digest: bytes
+
+
+def token_digest(token: str) -> str:
+    """The lowercase hex SHA-256 of a token, as ``SCREENING_API_KEYS`` stores it."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def new_token() -> str:
+    """A new random bearer token (256 bits)."""
+    return secrets.token_urlsafe(32)
+
+
+def parse_api_keys(value: str | Iterable[str]) -> tuple[ApiKey, ...]:
+    """Parse ``name:role:sha256hex`` entries (a comma-separated string or a list).
+
+    Raises ``KeyConfigError`` naming the first bad entry by position and name.
+    """
+    entries = value.split(",") if isinstance(value, str) else list(value)
+    keys: list[ApiKey] = []
+    names: set[str] = set()
+    digests: set[bytes] = set()
+    for position, raw in enumerate(entries, start=1):
+        entry = raw.strip()
+        if not entry:
+            continue
+        parts = entry.split(":")
+        label = f"SCREENING_API_KEYS entry {position}"
+        if len(parts) != 3:
+            raise KeyConfigError(f"{label}: expected name:role:sha256hex")
+        name, role, digest = parts
+        label += f" ('{name}')" if _NAME.match(name) else ""
+        if not _NAME.match(name):
+            raise KeyConfigError(f"{label}: the name must be 1-64 of A-Z a-z 0-9 . _ -")
+        if role not in ROLES:
+            raise KeyConfigError(f"{label}: the role must be one of {', '.join(ROLES)}")
+        if not _DIGEST.match(digest):
+            raise KeyConfigError(f"{label}: the hash must be 64 lowercase hex digits (SHA-256)")
+        if name in names:
+            raise KeyConfigError(f"{label}: the name is used twice")
+        raw_digest = bytes.fromhex(digest)
+        if raw_digest in digests:
+            raise KeyConfigError(f"{label}: the same token hash is configured twice")
+        names.add(name)
+        digests.add(raw_digest)
+        keys.append(ApiKey(name, role, raw_digest))
+    return tuple(keys)
+
+
+class Authenticator:
+    """Finds the configured key for a presented token."""
+
+    def __init__(self, keys: Iterable[ApiKey]) -> None:
+        self.keys = tuple(keys)
+
+    def identify(self, token: str) -> ApiKey | None:
+        """The key whose hash matches ``token``, comparing against every key."""
+        presented = hashlib.sha256(token.encode("utf-8")).digest()
+        found = None
+        for key in self.keys:
+            if hmac.compare_digest(presented, key.digest):
+                found = key
+        return found
+
+
+def _unauthorized(detail: str, error: str | None) -> ProblemError:
+    challenge = 'Bearer realm="screening"'
+    if error:
+        challenge += f', error="{error}"'
+    return ProblemError(detail, status=401, headers={"WWW-Authenticate": challenge})
+
+
+def authenticate() -> ApiKey:
+    """The caller's key, from ``Authorization: Bearer``; 401 when missing or unknown."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if not header:
+        raise _unauthorized("Send an Authorization: Bearer token.", None)
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise _unauthorized(
+            "Use the Bearer scheme: Authorization: Bearer <token>.", "invalid_request"
+        )
+    authenticator = cast(Authenticator, current_app.extensions[AUTH_EXTENSION])
+    key = authenticator.identify(token)
+    if key is None:
+        raise _unauthorized("The token is not valid.", "invalid_token")
+    return key
+
+
+def require(*roles: str) -> Callable[[F], F]:
+    """Allow a view only to callers whose key has one of ``roles`` (else 401/403)."""
+
+    def decorator(view: F) -> F:
+        @wraps(view)
+        def wrapped(*args: Any, **kwargs: Any) -> Any:
+            key = authenticate()
+            if key.role not in roles:
+                raise ProblemError("This token's role may not use this route.", status=403)
+            g.api_key = key
+            return view(*args, **kwargs)
+
+        return cast(F, wrapped)
+
+    return decorator
+
+
+def current_key() -> ApiKey:
+    """The authenticated caller of the current request."""
+    return cast(ApiKey, g.api_key)

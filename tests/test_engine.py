@@ -1,0 +1,245 @@
+"""The engine: first-match outcome, every matched rule, trace, summaries; pure."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+from typing import Any
+
+from hypothesis import given
+from hypothesis import settings
+from hypothesis import strategies as st
+
+from screening import PROJECT_ROOT
+from screening.engine import evaluate
+from screening.loader import Rulebook
+from screening.loader import load_rules
+
+RULEBOOK = load_rules(PROJECT_ROOT / "rules")
+
+
+def spec_oracle(a: dict[str, Any]) -> tuple[str, str, list[str]]:
+    """rules-v1.md written out by hand, independent of the rules data and engine."""
+    block = a["medial_branch_block"] in ("yes_once", "yes_twice_or_more")
+    decisions = [
+        (
+            "cauda_equina_signs",
+            a["rf_bladder_or_bowel_change"] or a["rf_saddle_numbness"],
+            "urgent_care",
+        ),
+        ("worsening_leg_weakness", a["rf_leg_weakness_worsening"], "urgent_care"),
+        ("possible_infection", a["rf_fever"], "urgent_care"),
+        ("major_trauma", a["rf_major_trauma"], "urgent_care"),
+        (
+            "cancer_warning_signs",
+            a["rf_cancer_history"] or a["rf_unexplained_weight_loss"],
+            "see_primary_care",
+        ),
+        (
+            "fracture_or_infection_risk",
+            a["rf_steroid_or_osteoporosis"] or a["rf_immunosuppressed_or_iv_drug_use"],
+            "see_primary_care",
+        ),
+        ("under_18", a["age_years"] < 18, "see_primary_care"),
+        (
+            "leg_dominant_symptoms",
+            a["pain_location"] == "mainly_leg_below_knee"
+            or bool(
+                {"pain_below_knee", "numbness_or_tingling", "weakness"} & set(a["leg_symptoms"])
+            ),
+            "see_primary_care",
+        ),
+        ("pain_duration_unknown", a["pain_duration"] == "unsure", "see_primary_care"),
+        (
+            "pain_under_3_months",
+            a["pain_duration"] in ("less_than_6_weeks", "6_to_12_weeks"),
+            "continue_conservative_care",
+        ),
+        ("no_conservative_care_yet", "none" in a["treatments_tried"], "continue_conservative_care"),
+        (
+            "conservative_care_too_short",
+            a.get("treatment_duration") == "less_than_6_weeks",
+            "continue_conservative_care",
+        ),
+        (
+            "conservative_care_helping",
+            a.get("treatment_effect") in ("helped_a_lot", "still_ongoing"),
+            "continue_conservative_care",
+        ),
+        ("pain_below_threshold", a["pain_intensity"] < 5, "continue_conservative_care"),
+        (
+            "repeat_rfa_candidate",
+            a["previous_rfa"] == "yes" and a["previous_rfa_relief_months"] >= 6,
+            "discuss_with_specialist",
+        ),
+        ("positive_block", block and a["block_relief_percent"] >= 50, "discuss_with_specialist"),
+        ("negative_block", block and a["block_relief_percent"] < 50, "discuss_with_specialist"),
+        ("meets_discussion_criteria", True, "discuss_with_specialist"),
+    ]
+    notes = [
+        ("takes_blood_thinners", a["blood_thinners"]),
+        ("implanted_device", a["pacemaker_or_implanted_device"]),
+        ("pregnancy", a["pregnant"] == "yes"),
+        ("imaging_on_record", bool({"mri", "ct"} & set(a["imaging_done"]))),
+        ("no_imaging_needed_yet", "none" in a["imaging_done"]),
+        ("functional_impact", a["pain_interference"] >= 5),
+    ]
+    matched = [rule for rule, held, _ in decisions if held] + [rule for rule, held in notes if held]
+    rule, _, outcome = next(d for d in decisions if d[1])
+    return outcome, rule, matched
+
+
+@st.composite
+def valid_answers(draw: st.DrawFn) -> dict[str, Any]:
+    """Any valid submission, built from the questionnaire data."""
+    answers: dict[str, Any] = {}
+    for item in RULEBOOK.questionnaire.items:
+        if item.enable_when is not None and not item.enable_when.evaluate(answers):
+            continue
+        codes = [o.code for o in item.options]
+        if item.type == "integer":
+            assert item.minimum is not None and item.maximum is not None
+            answers[item.link_id] = draw(st.integers(item.minimum, item.maximum))
+        elif item.type == "boolean":
+            answers[item.link_id] = draw(st.booleans())
+        elif item.type == "choice":
+            answers[item.link_id] = draw(st.sampled_from(codes))
+        else:
+            exclusive = [o.code for o in item.options if o.exclusive]
+            others = [c for c in codes if c not in exclusive]
+            answers[item.link_id] = draw(
+                st.one_of(
+                    st.sampled_from(exclusive).map(lambda c: [c]),
+                    st.lists(st.sampled_from(others), min_size=1, unique=True),
+                )
+            )
+    return answers
+
+
+@settings(max_examples=400, deadline=None)
+@given(valid_answers())
+def test_any_valid_answers_give_what_rules_v1_specifies(answers: dict[str, Any]) -> None:
+    clean, errors = RULEBOOK.questionnaire.validate(answers)
+    assert errors == {}
+    result = evaluate(clean, RULEBOOK.ruleset)
+    outcome, decided_by, matched = spec_oracle(clean)
+    assert (result["outcome"], result["decided_by"], result["matched_rules"]) == (
+        outcome,
+        decided_by,
+        matched,
+    )
+    clinician = result["summary"]["clinician"]
+    assert len(clinician["card_summary"]) <= 140
+    assert [f["rule"] for f in clinician["findings"]][0] == decided_by
+
+
+def test_result_shape(rulebook: Rulebook, valid_answers: dict[str, Any]) -> None:
+    valid_answers.update(
+        medial_branch_block="yes_once",
+        block_relief_percent=50,
+        blood_thinners=True,
+        imaging_done=["mri"],
+    )
+    result = evaluate(valid_answers, rulebook.ruleset)
+    assert result["outcome"] == "discuss_with_specialist"
+    assert result["decided_by"] == "positive_block"
+    assert result["matched_rules"] == [
+        "positive_block",
+        "meets_discussion_criteria",
+        "takes_blood_thinners",
+        "imaging_on_record",
+    ]
+    assert result["ruleset"] == {
+        "id": "lumbar-rfa",
+        "version": "1.0.0",
+        "sha256": rulebook.ruleset.sha256,
+    }
+    patient = result["summary"]["patient"]
+    rule = next(r for r in rulebook.ruleset.rules if r.id == "positive_block")
+    assert patient["headline"] == rulebook.ruleset.outcomes["discuss_with_specialist"].headline
+    assert patient["body"] == list(rule.patient)
+    assert len(patient["notes"]) == 2  # blood thinners, imaging; both marked for patients
+    assert patient["disclaimer"] == rulebook.ruleset.disclaimer
+    clinician = result["summary"]["clinician"]
+    assert clinician["card_summary"].startswith("May discuss RF denervation")
+    assert "(+1 more finding)" in clinician["card_summary"]
+    assert [f["rule"] for f in clinician["findings"]] == [
+        "positive_block",
+        "meets_discussion_criteria",
+    ]
+    assert clinician["findings"][0]["sources"] == ["S1", "S8", "S2"]
+    assert [n["rule"] for n in clinician["notes"]] == ["takes_blood_thinners", "imaging_on_record"]
+    assert {s["id"] for s in clinician["sources"]} == {"S1", "S2", "S8", "S10"}
+    key = {k["linkId"]: k for k in clinician["key_answers"]}
+    assert key["block_relief_percent"] == {
+        "linkId": "block_relief_percent",
+        "value": 50,
+        "display": "50",
+    }
+    assert key["treatments_tried"]["display"] == "Physical therapy or exercise; Pain medicine"
+    assert key["previous_rfa_relief_months"] == {
+        "linkId": "previous_rfa_relief_months",
+        "value": None,
+        "display": "Not asked",
+    }
+
+
+def test_trace_covers_every_rule_in_order(
+    rulebook: Rulebook, valid_answers: dict[str, Any]
+) -> None:
+    valid_answers["age_years"] = 17
+    result = evaluate(valid_answers, rulebook.ruleset)
+    assert [t["rule"] for t in result["trace"]] == [r.id for r in rulebook.ruleset.rules]
+    under_18 = next(t for t in result["trace"] if t["rule"] == "under_18")
+    assert under_18 == {
+        "rule": "under_18",
+        "matched": True,
+        "conditions": [
+            {
+                "linkId": "age_years",
+                "operator": "less_than",
+                "expected": 18,
+                "actual": 17,
+                "held": True,
+            }
+        ],
+    }
+    repeat = next(t for t in result["trace"] if t["rule"] == "repeat_rfa_candidate")
+    assert repeat["matched"] is False
+    assert repeat["conditions"][1]["actual"] is None  # not asked: the comparison does not hold
+    assert [t["matched"] for t in result["trace"]].count(True) == len(result["matched_rules"])
+
+
+def test_evaluation_does_not_change_its_inputs(
+    rulebook: Rulebook, valid_answers: dict[str, Any]
+) -> None:
+    before = dict(valid_answers)
+    first = evaluate(valid_answers, rulebook.ruleset)
+    assert valid_answers == before
+    assert evaluate(valid_answers, rulebook.ruleset) == first
+
+
+def test_engine_modules_import_nothing_from_flask_or_the_database() -> None:
+    pure = ["engine", "conditions", "summaries", "ruleset", "questionnaire", "loader", "cases"]
+    for name in pure:
+        tree = ast.parse(
+            Path(PROJECT_ROOT / "screening" / f"{name}.py").read_text(encoding="utf-8")
+        )
+        imported = {
+            alias.name.split(".")[0]
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Import)
+            for alias in node.names
+        } | {
+            (node.module or "").split(".")[0]
+            for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom)
+        }
+        assert not imported & {"flask", "werkzeug", "sqlalchemy", "alembic", "psycopg"}, name
+        screening_imports = {
+            f"{node.module}.{alias.name}" if node.module == "screening" else node.module
+            for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("screening")
+            for alias in node.names
+        }
+        assert screening_imports <= {f"screening.{n}" for n in pure}, name
