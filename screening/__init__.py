@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -11,12 +12,20 @@ from flask import Flask
 
 from screening import api
 from screening import auth
+from screening import cds
 from screening import cli
 from screening import current
 from screening import errors
+from screening import jsonio
+from screening import limits
+from screening import observability
 from screening import ops
+from screening import review
+from screening.i18n import load_translations
 from screening.loader import RulesError
 from screening.loader import load_rules
+from screening.store import Store
+from screening.store import make_engine
 
 #: The repository root: ``rules/`` and ``openapi.yaml`` live beside the package.
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -25,6 +34,15 @@ MAX_BODY_BYTES = 64 * 1024
 
 class StartupError(click.ClickException):
     """The configuration can't be used. A ClickException, so ``flask`` prints it plainly."""
+
+
+def _database_url(app: Flask) -> str:
+    """The configured database, or an SQLite file in the instance folder."""
+    url = app.config.get("DATABASE_URL")
+    if url:
+        return str(url)
+    Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{Path(app.instance_path) / 'screening.db'}"
 
 
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
@@ -39,20 +57,26 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         RULES_DIR=str(PROJECT_ROOT / "rules"),
         OPENAPI_PATH=str(PROJECT_ROOT / "openapi.yaml"),
         MAX_CONTENT_LENGTH=MAX_BODY_BYTES,
+        RATE_LIMIT="50/second",
+        **review.CONFIG_DEFAULTS,
     )
     if test_config is None:
         app.config.from_prefixed_env("SCREENING")
     else:
         app.config.from_mapping(test_config)
-    # Keep JSON keys in the order the contract lists them.
-    app.json.sort_keys = False  # type: ignore[attr-defined]
+    # orjson keeps keys in the order the contract lists them.
+    jsonio.init_app(app)
 
     try:
-        app.extensions[current.RULES_EXTENSION] = load_rules(app.config["RULES_DIR"])
+        rulebook = load_rules(app.config["RULES_DIR"])
+        app.extensions[current.I18N_EXTENSION] = load_translations(
+            rulebook.directory, rulebook.questionnaire, rulebook.ruleset
+        )
     except RulesError as exc:
         raise StartupError(
             f"SCREENING_RULES_DIR: the rules in {app.config['RULES_DIR']} can't be used:\n{exc}"
         ) from None
+    app.extensions[current.RULES_EXTENSION] = rulebook
 
     try:
         keys = auth.parse_api_keys(app.config.get("API_KEYS") or "")
@@ -60,9 +84,29 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         raise StartupError(str(exc)) from None
     app.extensions[auth.AUTH_EXTENSION] = auth.Authenticator(keys)
 
+    app.extensions[current.STORE_EXTENSION] = Store(make_engine(_database_url(app)))
+
+    metrics_key = app.config.get("METRICS_KEY")
+    if metrics_key and not re.fullmatch(r"[0-9a-f]{64}", str(metrics_key)):
+        raise StartupError("SCREENING_METRICS_KEY: must be 64 lowercase hex digits (SHA-256)")
+
     errors.init_app(app)
+    observability.init_app(app)
+    try:
+        limits.init_app(app)
+    except limits.RateLimitConfigError as exc:
+        raise StartupError(str(exc)) from None
     app.register_blueprint(ops.bp)
     app.register_blueprint(api.bp)
+    app.register_blueprint(cds.bp)
+    # Without SCREENING_SECRET_KEY the review pages answer 503 saying so; the API,
+    # the CLI and the health checks need no secret.
+    problem = review.secret_key_problem(app)
+    if problem is not None:
+        raise StartupError(problem)
+    review.init_app(app)
     app.cli.add_command(cli.rules_cli)
     app.cli.add_command(cli.keys_cli)
+    app.cli.add_command(cli.db_cli)
+    app.cli.add_command(cli.screenings_cli)
     return app

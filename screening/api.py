@@ -1,20 +1,37 @@
-"""The public ``/v1`` routes."""
+"""The ``/v1`` routes. Views are thin: parse, call the service, return."""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
+from typing import Any
+
 from flask import Blueprint
 from flask import Response
+from flask import current_app
 from flask import jsonify
 from flask import request
 
 from screening import current
+from screening import service
+from screening.auth import current_key
+from screening.auth import require
+from screening.bodies import FHIR_JSON
+from screening.bodies import JSON
+from screening.bodies import json_object
+from screening.errors import ValidationProblem
+from screening.fhir import questionnaire_resource
 
 bp = Blueprint("api", __name__, url_prefix="/v1")
+
+# 1-255 visible ASCII characters (api-v1.md).
+_IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 
 
 def _cacheable(response: Response, etag: str) -> Response:
     """Let clients revalidate data that only changes with a new rules release."""
     response.set_etag(etag)
+    response.vary.update(("Accept", "Accept-Language"))
     response.cache_control.public = True
     response.cache_control.max_age = 300
     response.make_conditional(request)
@@ -23,9 +40,17 @@ def _cacheable(response: Response, etag: str) -> Response:
 
 @bp.get("/questionnaire")
 def get_questionnaire() -> Response:
-    """The questionnaire: items in display order with types, codes and conditions."""
+    """The questionnaire: native JSON in the asked language, or a FHIR R4 Questionnaire."""
     questionnaire = current.rulebook().questionnaire
-    return _cacheable(jsonify(questionnaire.to_json()), questionnaire.sha256)
+    if request.accept_mimetypes.best_match([JSON, FHIR_JSON], default=JSON) == FHIR_JSON:
+        response = jsonify(questionnaire_resource(questionnaire))
+        response.mimetype = FHIR_JSON
+        response.headers["Content-Language"] = "en"
+        return _cacheable(response, f"{questionnaire.sha256}-fhir")
+    catalog = current.catalog()
+    response = jsonify(catalog.questionnaire_json(questionnaire))
+    response.headers["Content-Language"] = catalog.language
+    return _cacheable(response, f"{questionnaire.sha256}-{catalog.language}")
 
 
 @bp.get("/ruleset")
@@ -33,3 +58,89 @@ def get_ruleset() -> Response:
     """The ruleset's id, version, sha256, rules and sources."""
     ruleset = current.rulebook().ruleset
     return _cacheable(jsonify(ruleset.to_json()), ruleset.sha256)
+
+
+def _submission_reader() -> tuple[str, dict[str, Any], Callable[[], service.Submission]]:
+    """Read a native or FHIR body; return its kind, the body, and the check to run on it."""
+    kind, body = json_object((JSON, FHIR_JSON))
+    rulebook = current.rulebook()
+    if kind == FHIR_JSON:
+        hint = body.get("language") if isinstance(body.get("language"), str) else None
+        catalog = current.catalog(hint)
+        return kind, body, lambda: service.check_fhir_submission(body, rulebook, catalog)
+    catalog = current.catalog()
+    return kind, body, lambda: service.check_submission(body, rulebook, catalog)
+
+
+@bp.post("/evaluate")
+@require("portal", "clinician")
+def post_evaluate() -> Response:
+    """Apply the rules and return the result in the caller's view; store nothing."""
+    _, _, check = _submission_reader()
+    submission = check()
+    key = current_key()
+    response = jsonify(service.evaluate_only(submission, current.rulebook(), key))
+    response.headers["Content-Language"] = _language_of_view(submission.language, key.role)
+    return response
+
+
+def _language_of_view(language: str, role: str) -> str:
+    # The portal's view is the patient summary, in the patient's language; a
+    # clinician's view is written in English around it.
+    return language if role == "portal" else "en"
+
+
+def _idempotency_key() -> str | None:
+    value = request.headers.get("Idempotency-Key")
+    if value is not None and not _IDEMPOTENCY_KEY.match(value):
+        raise ValidationProblem({"Idempotency-Key": ["Must be 1 to 255 visible ASCII characters."]})
+    return value
+
+
+@bp.post("/screenings")
+@require("portal", "clinician")
+def post_screening() -> Response:
+    """Store a screening (once per Idempotency-Key) and return it: 201 with Location."""
+    kind, body, check = _submission_reader()
+    idempotency_key = _idempotency_key()
+    idempotency = (
+        None
+        if idempotency_key is None
+        else (idempotency_key, service.request_fingerprint(kind, body))
+    )
+    key = current_key()
+    created = service.create_screening(current.store(), current.rulebook(), key, check, idempotency)
+    response = current_app.response_class(created.body, status=201, mimetype=JSON)
+    response.headers["Location"] = f"/v1/screenings/{created.screening_id}"
+    response.headers["Content-Language"] = _language_of_view(created.language, key.role)
+    if created.replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    return response
+
+
+@bp.get("/screenings/<screening_id>")
+@require("portal", "clinician")
+def get_screening(screening_id: str) -> Response:
+    """One screening: full view for clinicians, patient view for its own portal key."""
+    key = current_key()
+    view = service.read_screening(current.store(), screening_id, key)
+    response = jsonify(view)
+    response.headers["Content-Language"] = _language_of_view(view["language"], key.role)
+    return response
+
+
+@bp.get("/screenings")
+@require("clinician")
+def list_screenings() -> Response:
+    """Clinician list, newest first, filtered, with an opaque cursor."""
+    return jsonify(
+        service.list_screenings(current.store(), current.rulebook(), request.args, current_key())
+    )
+
+
+@bp.post("/screenings/<screening_id>/review")
+@require("clinician")
+def post_review(screening_id: str) -> Response:
+    """Mark a screening reviewed, with an optional note."""
+    _, body = json_object()
+    return jsonify(service.review_screening(current.store(), screening_id, body, current_key()))

@@ -115,19 +115,34 @@ def _unauthorized(detail: str, error: str | None) -> ProblemError:
     return ProblemError(detail, status=401, headers={"WWW-Authenticate": challenge})
 
 
-def authenticate() -> ApiKey:
-    """The caller's key, from ``Authorization: Bearer``; 401 when missing or unknown."""
+def _presented_token() -> tuple[str, str]:
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
-    if not header:
+    return (scheme.lower() if header else ""), token.strip()
+
+
+def identify_request() -> ApiKey | None:
+    """The configured key matching the request's bearer token, if any (cached per request)."""
+    if "identified_key" not in g:
+        scheme, token = _presented_token()
+        found = None
+        if scheme == "bearer" and token:
+            authenticator = cast(Authenticator, current_app.extensions[AUTH_EXTENSION])
+            found = authenticator.identify(token)
+        g.identified_key = found
+    return cast("ApiKey | None", g.identified_key)
+
+
+def authenticate() -> ApiKey:
+    """The caller's key, from ``Authorization: Bearer``; 401 when missing or unknown."""
+    scheme, token = _presented_token()
+    if not scheme:
         raise _unauthorized("Send an Authorization: Bearer token.", None)
-    token = token.strip()
-    if scheme.lower() != "bearer" or not token:
+    if scheme != "bearer" or not token:
         raise _unauthorized(
             "Use the Bearer scheme: Authorization: Bearer <token>.", "invalid_request"
         )
-    authenticator = cast(Authenticator, current_app.extensions[AUTH_EXTENSION])
-    key = authenticator.identify(token)
+    key = identify_request()
     if key is None:
         raise _unauthorized("The token is not valid.", "invalid_token")
     return key

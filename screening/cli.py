@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import sys
+from datetime import UTC
+from datetime import datetime
+from datetime import timedelta
 from typing import Any
 
 import click
@@ -17,8 +20,10 @@ from screening.auth import parse_api_keys
 from screening.auth import token_digest
 from screening.cases import run_cases
 from screening.engine import evaluate as evaluate_answers
+from screening.i18n import load_translations
 from screening.loader import RulesError
 from screening.loader import load_rules
+from screening.migrate import migrate
 
 rules_cli = AppGroup("rules", help="Check, test and apply the questionnaire and rules.")
 
@@ -31,13 +36,15 @@ def check_command() -> None:
     # again so an edit made since start-up is checked too.
     try:
         rulebook = load_rules(rulebook.directory)
+        catalogs = load_translations(rulebook.directory, rulebook.questionnaire, rulebook.ruleset)
         run_cases(rulebook)
     except RulesError as exc:
         raise click.ClickException(str(exc)) from None
     q, r = rulebook.questionnaire, rulebook.ruleset
     click.echo(
         f"OK: questionnaire {q.id} {q.version} ({len(q.items)} items), "
-        f"ruleset {r.id} {r.version} ({len(r.rules)} rules), sha256 {r.sha256}"
+        f"ruleset {r.id} {r.version} ({len(r.rules)} rules), sha256 {r.sha256}; "
+        f"languages {', '.join(sorted(catalogs))}"
     )
 
 
@@ -108,3 +115,35 @@ def new_key_command(name: str, role: str) -> None:
         raise click.BadParameter(str(exc).split(": ", 1)[1], param_hint="--name") from None
     click.echo(f"token (shown once; give it to the caller): {token}")
     click.echo(f"SCREENING_API_KEYS entry: {entry}")
+
+
+db_cli = AppGroup("db", help="Manage the database schema.")
+
+
+@db_cli.command("upgrade")
+@click.option("--revision", default="head", show_default=True, help="Target revision.")
+def upgrade_command(revision: str) -> None:
+    """Apply schema migrations up to REVISION."""
+    migrate(current.store().engine, revision)
+    click.echo(f"database at revision {revision}")
+
+
+screenings_cli = AppGroup("screenings", help="Look after stored screenings.")
+
+
+@screenings_cli.command("purge")
+@click.option(
+    "--older-than",
+    "days",
+    required=True,
+    type=click.IntRange(min=1),
+    help="Delete screenings created more than DAYS days ago.",
+)
+def purge_command(days: int) -> None:
+    """Delete old screenings, their reviews and idempotency records (audited as 'cli')."""
+    cutoff = datetime.now(UTC) - timedelta(days=days)
+    deleted = current.store().purge(cutoff, actor="cli")
+    click.echo(
+        f"deleted {deleted} screening{'s' if deleted != 1 else ''} created before "
+        f"{cutoff.isoformat(timespec='seconds')}"
+    )

@@ -13,7 +13,6 @@ from typing import Any
 from flask import Flask
 from flask import Response
 from flask import current_app
-from flask import json
 from werkzeug.exceptions import HTTPException
 from werkzeug.http import HTTP_STATUS_CODES
 
@@ -76,7 +75,9 @@ def problem_response(
     }
     if errors is not None:
         body["errors"] = dict(errors)
-    response = current_app.response_class(json.dumps(body), status=status, mimetype=PROBLEM_JSON)
+    response = current_app.response_class(
+        current_app.json.dumps(body), status=status, mimetype=PROBLEM_JSON
+    )
     response.headers.update(headers or {})
     return response
 

@@ -11,6 +11,10 @@ from flask import Response
 from flask import current_app
 from flask import jsonify
 from flask import request
+from sqlalchemy.exc import SQLAlchemyError
+
+from screening import current
+from screening.errors import problem_response
 
 bp = Blueprint("ops", __name__)
 
@@ -19,6 +23,19 @@ bp = Blueprint("ops", __name__)
 def healthz() -> Response:
     """200 while the process serves requests; touches nothing else."""
     return jsonify(status="ok")
+
+
+@bp.get("/readyz")
+def readyz() -> Response:
+    """200 when the database answers and the rules are loaded, else 503."""
+    current.rulebook()
+    try:
+        current.store().ping()
+    except SQLAlchemyError:
+        # The reason goes to the log, never to the caller.
+        current_app.logger.warning("readiness: the database did not answer", exc_info=True)
+        return problem_response(503, "The database does not answer.")
+    return jsonify(status="ready")
 
 
 @cache

@@ -13,6 +13,7 @@ submission here, the closures about a tenth of that (see ``make bench``).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -22,6 +23,8 @@ from typing import Any
 from screening.conditions import Condition
 
 Errors = dict[str, list[str]]
+_LINK_ID = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+_MAX_NAMED_UNKNOWN = 30
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,16 +198,24 @@ class Questionnaire:
         errors: Errors = {}
         loaded: dict[str, Any] = {}
         checks = self._checks
+        strangers = 0
         for link_id, value in answers.items():
             check = checks.get(link_id)
             if check is None:
-                errors[link_id] = ["Unknown item."]
+                # Name an unknown item only when it could be a linkId and the list
+                # stays short; otherwise count it, so no odd key is repeated back.
+                if _LINK_ID.match(link_id) and len(errors) < _MAX_NAMED_UNKNOWN:
+                    errors[link_id] = ["Unknown item."]
+                else:
+                    strangers += 1
             elif value is not None:
                 problems = check(value)
                 if problems is None:
                     loaded[link_id] = value
                 else:
                     errors[link_id] = problems
+        if strangers:
+            errors["answers"] = [f"{strangers} more answer(s) name no item of this questionnaire."]
         undecided = set(errors)
         clean: dict[str, Any] = {}
         for item in self.items:

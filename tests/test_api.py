@@ -17,9 +17,10 @@ def test_questionnaire(client: FlaskClient, rulebook: Rulebook) -> None:
     response = client.get("/v1/questionnaire")
     assert response.status_code == 200
     data = response.get_json()
-    assert data == rulebook.questionnaire.to_json()
+    assert data == {**rulebook.questionnaire.to_json(), "language": "en"}
     assert [item["linkId"] for item in data["items"]][-1] == "pacemaker_or_implanted_device"
-    assert response.headers["ETag"] == f'"{rulebook.questionnaire.sha256}"'
+    assert response.headers["ETag"] == f'"{rulebook.questionnaire.sha256}-en"'
+    assert response.headers["Content-Language"] == "en"
 
 
 def test_questionnaire_revalidates_with_etag(client: FlaskClient) -> None:

@@ -2,16 +2,28 @@
 
 from __future__ import annotations
 
+import json
 import re
+from collections.abc import Iterator
+from typing import Any
 
+import pytest
 import yaml
+from conftest import bearer
 from flask import Flask
+from flask.testing import FlaskClient
+from jsonschema import Draft202012Validator
+from jsonschema import FormatChecker
 from openapi_spec_validator import validate
 
 from screening import PROJECT_ROOT
 
 SPEC = yaml.safe_load((PROJECT_ROOT / "openapi.yaml").read_text(encoding="utf-8"))
 IGNORED_METHODS = {"HEAD", "OPTIONS"}
+METHODS = {"get", "post", "put", "patch", "delete"}
+# Server-rendered HTML pages for people (the clinician review pages, with their
+# cookie session and CSRF forms) and static files are not part of the HTTP API.
+UNDOCUMENTED_BLUEPRINTS = {"review"}
 
 
 def test_spec_is_valid() -> None:
@@ -22,7 +34,7 @@ def _routes(app: Flask) -> set[tuple[str, str]]:
     """Every (path, method) the app serves, in OpenAPI path syntax."""
     routes = set()
     for rule in app.url_map.iter_rules():
-        if rule.endpoint == "static":
+        if rule.endpoint == "static" or rule.endpoint.split(".")[0] in UNDOCUMENTED_BLUEPRINTS:
             continue
         path = re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", r"{\1}", rule.rule)
         for method in (rule.methods or set()) - IGNORED_METHODS:
@@ -30,14 +42,27 @@ def _routes(app: Flask) -> set[tuple[str, str]]:
     return routes
 
 
+def _operations() -> Iterator[tuple[str, str, dict[str, Any]]]:
+    """Every (path, method, operation) of the spec; path items also hold ``parameters``."""
+    for path, item in SPEC["paths"].items():
+        for method, operation in item.items():
+            if method in METHODS:
+                yield path, method, operation
+
+
 def _documented() -> set[tuple[str, str]]:
-    methods = {"get", "post", "put", "patch", "delete"}
-    return {
-        (path, method)
-        for path, item in SPEC["paths"].items()
-        for method in item
-        if method in methods
-    }
+    return {(path, method) for path, method, _ in _operations()}
+
+
+def _resolve(node: dict[str, Any]) -> dict[str, Any]:
+    """Follow a local ``$ref`` (one level is all the spec uses outside schemas)."""
+    ref = node.get("$ref")
+    if ref is None:
+        return node
+    target: Any = SPEC
+    for part in ref.removeprefix("#/").split("/"):
+        target = target[part]
+    return dict(target)
 
 
 def test_every_route_is_documented_and_every_documented_route_exists(app: Flask) -> None:
@@ -45,13 +70,87 @@ def test_every_route_is_documented_and_every_documented_route_exists(app: Flask)
 
 
 def test_every_operation_documents_its_errors() -> None:
-    for path, item in SPEC["paths"].items():
-        for method, operation in item.items():
-            assert "405" in operation["responses"], (path, method)
-            for status, response in operation["responses"].items():
-                if status.startswith(("4", "5")):
-                    ref = response.get("$ref", "")
-                    target = (
-                        SPEC["components"]["responses"][ref.rsplit("/", 1)[-1]] if ref else response
-                    )
-                    assert "application/problem+json" in target["content"], (path, method, status)
+    for path, method, operation in _operations():
+        assert "405" in operation["responses"], (path, method)
+        for status, response in operation["responses"].items():
+            if status.startswith(("4", "5")):
+                target = _resolve(response)
+                assert "application/problem+json" in target["content"], (path, method, status)
+
+
+def test_protected_operations_document_401_and_public_ones_do_not() -> None:
+    for path, method, operation in _operations():
+        security = operation.get("security", SPEC["security"])
+        assert ("401" in operation["responses"]) is bool(security), (path, method)
+
+
+def test_operations_that_read_a_body_document_its_errors() -> None:
+    for path, method, operation in _operations():
+        if "requestBody" in operation:
+            for status in ("400", "413", "415", "422"):
+                assert status in operation["responses"], (path, method, status)
+
+
+def _validator(schema: dict[str, Any]) -> Draft202012Validator:
+    """A validator for one schema of the spec; its "#/components/..." refs resolve inside it."""
+    return Draft202012Validator(
+        {**schema, "components": SPEC["components"]}, format_checker=FormatChecker()
+    )
+
+
+def _examples(media: dict[str, Any]) -> Iterator[tuple[str, Any]]:
+    if "example" in media:
+        yield "example", media["example"]
+    for name, example in media.get("examples", {}).items():
+        yield name, _resolve(example)["value"]
+
+
+def _media_with_examples() -> Iterator[tuple[str, dict[str, Any]]]:
+    """Every media type object (request and response) and parameter, with where it is."""
+    for path, method, operation in _operations():
+        where = f"{method.upper()} {path}"
+        body = operation.get("requestBody")
+        if body is not None:
+            for media_type, media in _resolve(body)["content"].items():
+                yield f"{where} request {media_type}", media
+        for status, response in operation["responses"].items():
+            for media_type, media in _resolve(response).get("content", {}).items():
+                yield f"{where} {status} {media_type}", media
+    for name, parameter in SPEC["components"]["parameters"].items():
+        yield f"parameter {name}", parameter
+
+
+@pytest.mark.parametrize(("where", "media"), list(_media_with_examples()), ids=lambda v: v)
+def test_every_example_fits_its_schema(where: str, media: dict[str, Any]) -> None:
+    if "schema" not in media:
+        return
+    validator = _validator(media["schema"])
+    for name, value in _examples(media):
+        errors = [error.message for error in validator.iter_errors(value)]
+        assert not errors, (where, name, errors)
+
+
+def test_every_error_example_has_its_status() -> None:
+    for path, method, operation in _operations():
+        for status, response in operation["responses"].items():
+            media = _resolve(response).get("content", {}).get("application/problem+json")
+            if media is None:
+                continue
+            for name, value in _examples(media):
+                assert value["status"] == int(status), (path, method, status, name)
+
+
+def test_request_examples_are_accepted(client: FlaskClient) -> None:
+    """The documented example bodies are what the service accepts, not just well-formed."""
+    body = SPEC["components"]["requestBodies"]["ScreeningRequest"]["content"]
+    for media_type, media in body.items():
+        for name, value in _examples(media):
+            headers = {**bearer("dr-c"), "Content-Type": media_type}
+            for path, status in (("/v1/evaluate", 200), ("/v1/screenings", 201)):
+                response = client.post(path, data=json.dumps(value), headers=headers)
+                assert response.status_code == status, (media_type, name, response.get_json())
+
+
+def test_served_document_is_this_file(client: FlaskClient) -> None:
+    response = client.get("/openapi.yaml")
+    assert yaml.safe_load(response.data) == SPEC

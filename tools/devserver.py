@@ -2,8 +2,9 @@
 
 Development only. Creates ``instance/`` (ignored by git), generates a portal and
 a clinician API key once and keeps them in ``instance/dev-keys.json`` (mode
-0600) so they survive restarts, prints the keys with a curl example, then
-starts Flask's development server. Production runs gunicorn with real secrets (README).
+0600) so they survive restarts, applies the database migrations to the default
+SQLite file in ``instance/``, prints the keys with a curl example, then starts
+Flask's development server. Production runs gunicorn with real secrets (README).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import subprocess
 import sys
 
 from screening import PROJECT_ROOT
@@ -48,6 +50,7 @@ def main() -> None:
     env["SCREENING_SECRET_KEY"] = dev["secret_key"]
     env.setdefault("FLASK_DEBUG", "0")
     flask = [sys.executable, "-m", "flask", "--app", "screening"]
+    subprocess.run([*flask, "db", "upgrade"], env=env, check=True)
     base = f"http://{HOST}:{PORT}"
     print(
         f"""
@@ -57,7 +60,7 @@ Development API keys (kept in {KEYS_FILE.relative_to(PROJECT_ROOT)}):
 
 Try:
   curl {base}/v1/questionnaire
-  curl {base}/v1/ruleset
+  curl -H 'Authorization: Bearer {dev["dev-clinician"]}' {base}/v1/screenings
 
 Serving on {base}  (Ctrl+C to stop)
 """,

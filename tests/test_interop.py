@@ -1,0 +1,289 @@
+"""FHIR and CDS Hooks through the API, and Spanish end to end."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from conftest import BOTH_DATABASES
+from conftest import bearer
+from fhir.resources.R4B.questionnaire import Questionnaire as FhirQuestionnaire
+from flask.testing import FlaskClient
+
+from screening.fhir import canonical_reference
+from screening.fhir import questionnaire_response_from_answers
+from screening.loader import Rulebook
+from screening.store import Store
+
+FHIR = "application/fhir+json"
+
+
+def fhir_post(
+    client: FlaskClient, path: str, resource: dict[str, Any], who: str = "portal-a", **kw: Any
+) -> Any:
+    """POST a FHIR resource."""
+    headers = {**bearer(who), "Content-Type": FHIR, **kw.pop("headers", {})}
+    return client.post(path, data=json.dumps(resource), headers=headers, **kw)
+
+
+# --- questionnaire -----------------------------------------------------------------
+
+
+def test_questionnaire_as_fhir(client: FlaskClient, rulebook: Rulebook) -> None:
+    response = client.get("/v1/questionnaire", headers={"Accept": FHIR})
+    assert response.status_code == 200
+    assert response.mimetype == FHIR
+    resource = response.get_json()
+    FhirQuestionnaire.model_validate(resource)
+    assert resource["url"] == rulebook.questionnaire.url
+    assert resource["version"] == rulebook.questionnaire.version
+    plain = client.get("/v1/questionnaire", headers={"Accept": "application/json"})
+    assert plain.mimetype == "application/json"
+    assert plain.headers["ETag"] != response.headers["ETag"]
+
+
+@pytest.mark.parametrize(
+    ("query", "accept_language", "language"),
+    [
+        ({"lang": "es"}, None, "es"),
+        ({}, "es-MX,es;q=0.9,en;q=0.8", "es"),
+        ({}, "fr-FR", "en"),
+        ({"lang": "de"}, None, "en"),
+        ({"lang": "en"}, "es", "en"),
+        ({}, None, "en"),
+    ],
+)
+def test_questionnaire_language(
+    client: FlaskClient, query: dict[str, str], accept_language: str | None, language: str
+) -> None:
+    headers = {"Accept-Language": accept_language} if accept_language else {}
+    response = client.get("/v1/questionnaire", query_string=query, headers=headers)
+    assert response.headers["Content-Language"] == language
+    data = response.get_json()
+    assert data["language"] == language
+    age = next(item for item in data["items"] if item["linkId"] == "age_years")
+    assert ("años" in age["text"]) is (language == "es")
+
+
+def test_content_language_is_always_set(client: FlaskClient) -> None:
+    for path in ("/healthz", "/v1/ruleset", "/v1/nowhere", "/openapi.yaml"):
+        assert client.get(path).headers["Content-Language"] == "en", path
+
+
+# --- QuestionnaireResponse intake ---------------------------------------------------------
+
+
+@BOTH_DATABASES
+@pytest.mark.parametrize("nested", [True, False])
+def test_fhir_response_gives_the_native_result_and_is_kept(
+    client: FlaskClient,
+    store: Store,
+    rulebook: Rulebook,
+    valid_answers: dict[str, Any],
+    nested: bool,
+) -> None:
+    valid_answers.update(medial_branch_block="yes_once", block_relief_percent=70, rf_fever=True)
+    resource = questionnaire_response_from_answers(
+        valid_answers, rulebook.questionnaire, nested=nested
+    )
+    native = client.post("/v1/screenings", json={"answers": valid_answers}, headers=bearer("dr-c"))
+    via_fhir = fhir_post(client, "/v1/screenings", resource, who="dr-c")
+    assert via_fhir.status_code == 201
+    a, b = native.get_json(), via_fhir.get_json()
+    for field in ("outcome", "decided_by", "matched_rules", "answers", "summary", "trace"):
+        assert a[field] == b[field], field
+    record = store.get_screening(b["id"])
+    assert record is not None
+    assert record["source"] == resource
+    assert record["answers"] == valid_answers
+    evaluated = fhir_post(client, "/v1/evaluate", resource)
+    assert evaluated.status_code == 200
+    assert evaluated.get_json()["outcome"] == "urgent_care"
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"status": "in-progress"}, "status"),
+        ({"questionnaire": "http://example.org/Questionnaire/other|1.0.0"}, "questionnaire"),
+        ({"resourceType": "Patient"}, "resourceType"),
+    ],
+)
+def test_unusable_fhir_response_is_422(
+    client: FlaskClient,
+    rulebook: Rulebook,
+    valid_answers: dict[str, Any],
+    change: dict[str, Any],
+    field: str,
+) -> None:
+    resource = questionnaire_response_from_answers(valid_answers, rulebook.questionnaire)
+    resource.update(change)
+    response = fhir_post(client, "/v1/screenings", resource)
+    assert response.status_code == 422
+    assert field in response.get_json()["errors"]
+    assert client.get("/v1/screenings", headers=bearer("dr-c")).get_json()["items"] == []
+
+
+def test_fhir_answer_errors_are_keyed_by_link_id(
+    client: FlaskClient, rulebook: Rulebook, valid_answers: dict[str, Any]
+) -> None:
+    del valid_answers["rf_fever"]
+    valid_answers["age_years"] = 130
+    resource = questionnaire_response_from_answers(valid_answers, rulebook.questionnaire)
+    response = fhir_post(client, "/v1/evaluate", resource)
+    assert response.status_code == 422
+    assert set(response.get_json()["errors"]) == {"rf_fever", "age_years"}
+
+
+def test_fhir_is_refused_where_it_is_not_accepted(client: FlaskClient) -> None:
+    response = fhir_post(client, "/v1/screenings/abc/review", {"note": "x"}, who="dr-c")
+    assert response.status_code == 415
+
+
+# --- Spanish end to end --------------------------------------------------------------------
+
+
+@BOTH_DATABASES
+def test_a_screening_keeps_the_language_it_was_answered_in(
+    client: FlaskClient, valid_answers: dict[str, Any]
+) -> None:
+    valid_answers["rf_saddle_numbness"] = True
+    created = client.post(
+        "/v1/screenings",
+        json={"answers": valid_answers},
+        query_string={"lang": "es"},
+        headers=bearer("portal-a"),
+    )
+    assert created.status_code == 201
+    assert created.headers["Content-Language"] == "es"
+    body = created.get_json()
+    assert body["language"] == "es"
+    headline = body["summary"]["patient"]["headline"]
+    assert headline != "Please get medical help today."
+    # Read later, in whatever language the portal's browser prefers, it stays Spanish.
+    later = client.get(
+        f"/v1/screenings/{body['id']}", headers={**bearer("portal-a"), "Accept-Language": "en"}
+    )
+    assert later.headers["Content-Language"] == "es"
+    assert later.get_json()["summary"]["patient"]["headline"] == headline
+    full = client.get(f"/v1/screenings/{body['id']}", headers=bearer("dr-c")).get_json()
+    assert full["language"] == "es"
+    assert full["summary"]["patient"]["headline"] == headline
+    assert full["summary"]["clinician"]["findings"][0]["title"] == "Possible cauda equina signs"
+
+
+def test_fhir_response_language_is_used(
+    client: FlaskClient, rulebook: Rulebook, valid_answers: dict[str, Any]
+) -> None:
+    resource = questionnaire_response_from_answers(valid_answers, rulebook.questionnaire)
+    resource["language"] = "es"
+    body = fhir_post(client, "/v1/evaluate", resource).get_json()
+    assert body["language"] == "es"
+
+
+# --- CDS Hooks -------------------------------------------------------------------------------
+
+
+def test_discovery(client: FlaskClient, rulebook: Rulebook) -> None:
+    services = client.get("/cds-services").get_json()["services"]
+    assert len(services) == 1
+    service = services[0]
+    assert service["hook"] == "patient-view"
+    assert service["id"] == "lumbar-rfa-screening"
+    prefetch = service["prefetch"]["questionnaireResponse"]
+    assert prefetch.startswith("QuestionnaireResponse?subject={{context.patientId}}")
+    assert canonical_reference(rulebook.questionnaire) in prefetch
+
+
+def hook_request(prefetched: Any) -> dict[str, Any]:
+    """A patient-view request with the given prefetch."""
+    return {
+        "hookInstance": "d1577c69-dfbe-44ad-ba6d-3e05e953b2ea",
+        "hook": "patient-view",
+        "context": {"userId": "Practitioner/1", "patientId": "1288992"},
+        "prefetch": {"questionnaireResponse": prefetched},
+    }
+
+
+@pytest.mark.parametrize(
+    ("change", "indicator", "outcome_label"),
+    [
+        ({"rf_bladder_or_bowel_change": True}, "critical", "Urgent - medical help today"),
+        ({"rf_cancer_history": True}, "warning", "See own doctor first"),
+        ({"pain_intensity": 3}, "info", "Continue conservative care"),
+        ({}, "info", "May discuss RF denervation with a spine specialist"),
+    ],
+)
+def test_one_card_for_the_latest_response(
+    client: FlaskClient,
+    rulebook: Rulebook,
+    valid_answers: dict[str, Any],
+    change: dict[str, Any],
+    indicator: str,
+    outcome_label: str,
+) -> None:
+    older = questionnaire_response_from_answers(valid_answers, rulebook.questionnaire)
+    older["authored"] = "2026-01-01T10:00:00Z"
+    latest = questionnaire_response_from_answers(
+        {**valid_answers, **change}, rulebook.questionnaire
+    )
+    latest["authored"] = "2026-06-01T10:00:00Z"
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "entry": [{"resource": latest}, {"resource": older}],
+    }
+    response = client.post(
+        "/cds-services/lumbar-rfa-screening", json=hook_request(bundle), headers=bearer("dr-c")
+    )
+    assert response.status_code == 200
+    cards = response.get_json()["cards"]
+    assert len(cards) == 1
+    card = cards[0]
+    assert card["indicator"] == indicator
+    assert len(card["summary"]) <= 140
+    assert card["summary"].startswith(outcome_label)
+    assert f"**Outcome:** {outcome_label}" in card["detail"]
+    assert "not a diagnosis" in card["detail"]
+    assert "S1:" in card["detail"] or "S4:" in card["detail"] or "S5:" in card["detail"]
+    assert card["source"]["label"] == "Screening rules lumbar-rfa 1.0.0"
+    assert card["links"][0]["url"].endswith("/review/")
+    assert card["links"][0]["type"] == "absolute"
+
+
+@pytest.mark.parametrize(
+    "prefetched",
+    [None, {"resourceType": "Bundle", "type": "searchset", "entry": []}, "other"],
+)
+def test_no_response_no_card(client: FlaskClient, prefetched: Any) -> None:
+    response = client.post(
+        "/cds-services/lumbar-rfa-screening", json=hook_request(prefetched), headers=bearer("dr-c")
+    )
+    assert response.get_json() == {"cards": []}
+    without = hook_request(None)
+    del without["prefetch"]
+    response = client.post(
+        "/cds-services/lumbar-rfa-screening", json=without, headers=bearer("dr-c")
+    )
+    assert response.get_json() == {"cards": []}
+
+
+def test_cds_service_needs_a_clinician(client: FlaskClient) -> None:
+    path = "/cds-services/lumbar-rfa-screening"
+    assert client.post(path, json=hook_request(None)).status_code == 401
+    assert client.post(path, json=hook_request(None), headers=bearer("portal-a")).status_code == 403
+
+
+def test_cds_request_problems_are_named(
+    client: FlaskClient, rulebook: Rulebook, valid_answers: dict[str, Any]
+) -> None:
+    path = "/cds-services/lumbar-rfa-screening"
+    wrong_hook = {**hook_request(None), "hook": "order-sign"}
+    response = client.post(path, json=wrong_hook, headers=bearer("dr-c"))
+    assert response.status_code == 422 and "hook" in response.get_json()["errors"]
+    del valid_answers["rf_fever"]
+    resource = questionnaire_response_from_answers(valid_answers, rulebook.questionnaire)
+    response = client.post(path, json=hook_request(resource), headers=bearer("dr-c"))
+    assert response.status_code == 422
+    assert list(response.get_json()["errors"]) == ["prefetch.questionnaireResponse.rf_fever"]

@@ -1,0 +1,550 @@
+"""The clinician review pages through Flask's test client: sign-in, CSRF, escaping,
+headers, audit and redirects. The browser tests (test_review_browser.py) cover the rest."""
+
+from __future__ import annotations
+
+import html
+import re
+import time
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import parse_qs
+from urllib.parse import urlsplit
+
+import itsdangerous.timed
+import pytest
+from conftest import API_KEYS
+from conftest import BOTH_DATABASES
+from conftest import SECRET_KEY
+from conftest import TOKENS
+from conftest import base_answers
+from conftest import bearer
+from flask import Flask
+from flask.testing import FlaskClient
+from markupsafe import escape
+from werkzeug.test import TestResponse
+
+from screening import StartupError
+from screening import create_app
+from screening.auth import AUTH_EXTENSION
+from screening.auth import Authenticator
+from screening.auth import parse_api_keys
+from screening.auth import token_digest
+from screening.loader import Rulebook
+from screening.store import Store
+
+_CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+_ROW_LINK = re.compile(r'<h2 class="screening-title">.*?href="/review/([0-9a-f]+)"', re.S)
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    """A plain client with cookies.
+
+    The pages are HTML, outside openapi.yaml, and the API calls here only set up
+    data; test_screenings_api checks the API's responses against the spec.
+    """
+    return FlaskClient(app, use_cookies=True)
+
+
+def _csrf(response: TestResponse) -> str:
+    """The CSRF token a page's forms carry."""
+    match = _CSRF.search(response.text)
+    assert match is not None, "the page has no form with a CSRF token"
+    return match.group(1)
+
+
+def _sign_in(client: FlaskClient, name: str = "dr-c") -> TestResponse:
+    """Sign in through the form; return the answer to the post."""
+    token = _csrf(client.get("/review/login"))
+    return client.post("/review/login", data={"token": TOKENS[name], "csrf_token": token})
+
+
+def _submit(client: FlaskClient, changes: dict[str, Any] | None = None, ref: str = "MRN-1") -> str:
+    """Store a screening through the portal API; return its id."""
+    answers = {**base_answers(), **(changes or {})}
+    response = client.post(
+        "/v1/screenings", json={"answers": answers, "patient_ref": ref}, headers=bearer("portal-a")
+    )
+    assert response.status_code == 201
+    return str(response.get_json()["id"])
+
+
+def _urgent(client: FlaskClient) -> str:
+    """Store a screening the rules send to urgent care; return its id."""
+    return _submit(client, {"rf_fever": True}, "MRN-URGENT")
+
+
+def _history(client: FlaskClient, screening_id: str) -> dict[str, Any]:
+    """The screening's review status and history, read through the API."""
+    response = client.get(f"/v1/screenings/{screening_id}", headers=bearer("dr-c"))
+    return dict(response.get_json()["review"])
+
+
+def _review(client: FlaskClient, screening_id: str, note: str, **extra: str) -> TestResponse:
+    """Post the detail page's review form with a fresh CSRF token (unless given)."""
+    data = {"note": note, "csrf_token": _csrf(client.get(f"/review/{screening_id}")), **extra}
+    return client.post(f"/review/{screening_id}/review", data=data)
+
+
+def _login_target(response: TestResponse) -> str | None:
+    """The ``next`` of a redirect to the sign-in page (fails for any other answer)."""
+    assert response.status_code == 303
+    location = urlsplit(response.headers["Location"])
+    assert location.path == "/review/login"
+    return parse_qs(location.query).get("next", [None])[0]
+
+
+# --- signing in and out ---------------------------------------------------------------
+
+
+def test_pages_without_a_session_send_to_sign_in_and_back(client: FlaskClient) -> None:
+    assert _login_target(client.get("/review/")) == "/review/"
+    assert _login_target(client.get("/review/abc")) == "/review/abc"
+    assert _login_target(client.get("/review/?outcome=urgent_care")) == (
+        "/review/?outcome=urgent_care"
+    )
+    token = _csrf(client.get("/review/login?next=/review/abc"))
+    response = client.post(
+        "/review/login",
+        data={"token": TOKENS["dr-c"], "csrf_token": token, "next": "/review/abc"},
+    )
+    assert response.headers["Location"] == "/review/abc"
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "https://elsewhere.example/",
+        "//elsewhere.example/review/",
+        "/review/\\elsewhere.example",
+        "/review/\r\nSet-Cookie: a=b",
+        "/v1/screenings",
+    ],
+)
+def test_sign_in_only_returns_to_review_pages(client: FlaskClient, target: str) -> None:
+    token = _csrf(client.get("/review/login"))
+    response = client.post(
+        "/review/login", data={"token": TOKENS["dr-c"], "csrf_token": token, "next": target}
+    )
+    assert response.headers["Location"] == "/review/"
+
+
+def test_the_login_page_asks_for_an_access_token(client: FlaskClient) -> None:
+    page = client.get("/review/login")
+    assert page.status_code == 200
+    assert page.mimetype == "text/html"
+    assert '<label for="token">Access token</label>' in page.text
+    assert re.search(r'<input id="token" name="token" type="password"', page.text)
+    assert '<button type="submit" class="button">Sign in</button>' in page.text
+
+
+def test_a_clinician_signs_in_with_a_cookie_that_holds_no_token(
+    app: Flask, client: FlaskClient
+) -> None:
+    response = _sign_in(client)
+    assert response.status_code == 303
+    assert response.headers["Location"] == "/review/"
+    cookie = next(c for c in response.headers.getlist("Set-Cookie") if c.startswith("session="))
+    assert "HttpOnly" in cookie
+    assert "SameSite=Lax" in cookie
+    assert "Expires=" in cookie
+    value = cookie.split(";", 1)[0].removeprefix("session=")
+    serializer = app.session_interface.get_signing_serializer(app)  # type: ignore[attr-defined]
+    data = serializer.loads(value)
+    assert data["review_key"] == "dr-c"
+    assert data["review_role"] == "clinician"
+    stored = repr(data)
+    assert TOKENS["dr-c"] not in stored
+    assert token_digest(TOKENS["dr-c"]) not in stored
+    assert client.get("/review/").status_code == 200
+
+
+def test_cookies_are_secure_unless_testing_debugging_or_told_otherwise(
+    database_url: str,
+) -> None:
+    settings = {"DATABASE_URL": database_url, "API_KEYS": API_KEYS, "SECRET_KEY": SECRET_KEY}
+    production = create_app({**settings, "RATE_LIMIT": ""})
+    assert production.config["SESSION_COOKIE_SECURE"] is True
+    response = _sign_in(FlaskClient(production, use_cookies=True))
+    assert "Secure" in response.headers["Set-Cookie"]
+    local = create_app({**settings, "RATE_LIMIT": "", "REVIEW_INSECURE_COOKIES": True})
+    assert local.config["SESSION_COOKIE_SECURE"] is False
+    for made in (production, local):
+        made.extensions["screening.store"].engine.dispose()
+
+
+def test_a_portal_token_is_refused_clearly(client: FlaskClient) -> None:
+    response = _sign_in(client, "portal-a")
+    assert response.status_code == 403
+    assert "This is a patient portal token. Only clinician tokens can sign in here." in (
+        response.text
+    )
+    assert 'role="alert"' in response.text
+    assert 'aria-invalid="true"' in response.text
+    assert _login_target(client.get("/review/")) == "/review/"
+
+
+@pytest.mark.parametrize("token", ["", "   ", "not-a-token"])
+def test_an_empty_or_unknown_token_is_refused(client: FlaskClient, token: str) -> None:
+    csrf = _csrf(client.get("/review/login"))
+    response = client.post("/review/login", data={"token": token, "csrf_token": csrf})
+    assert response.status_code == 422
+    assert 'role="alert"' in response.text
+    assert _login_target(client.get("/review/")) == "/review/"
+
+
+@pytest.mark.parametrize("csrf", [None, "forged"])
+def test_signing_in_needs_the_forms_csrf_token(client: FlaskClient, csrf: str | None) -> None:
+    client.get("/review/login")
+    data = {"token": TOKENS["dr-c"]}
+    if csrf is not None:
+        data["csrf_token"] = csrf
+    response = client.post("/review/login", data=data)
+    assert response.status_code == 400
+    assert response.mimetype == "text/html"
+    assert "nothing was saved" in response.text
+    assert _login_target(client.get("/review/")) == "/review/"
+
+
+def test_signing_out_ends_the_session(client: FlaskClient, store: Store) -> None:
+    _sign_in(client)
+    page = client.get("/review/")
+    assert client.post("/review/logout").status_code == 400
+    assert client.get("/review/").status_code == 200
+    response = client.post("/review/logout", data={"csrf_token": _csrf(page)})
+    assert _login_target(response) is None
+    assert "You are signed out." in client.get("/review/login").text
+    assert _login_target(client.get("/review/")) == "/review/"
+    assert [(e["actor"], e["action"]) for e in store.audit_entries()] == [
+        ("dr-c", "sign_in"),
+        ("dr-c", "list"),
+        ("dr-c", "list"),
+        ("dr-c", "sign_out"),
+    ]
+
+
+def _replace_keys(app: Flask, entries: list[str]) -> None:
+    """Configure other API keys, as a restart with new settings would."""
+    app.extensions[AUTH_EXTENSION] = Authenticator(parse_api_keys(entries))
+
+
+def test_removing_or_rotating_a_key_signs_its_clinician_out(
+    app: Flask, client: FlaskClient
+) -> None:
+    others = [entry for entry in API_KEYS.split(",") if not entry.startswith("dr-c:")]
+    _sign_in(client)
+    _replace_keys(app, others)
+    assert _login_target(client.get("/review/")) == "/review/"
+
+    _replace_keys(app, API_KEYS.split(","))
+    _sign_in(client)
+    assert client.get("/review/").status_code == 200
+    # Same name, new token: the old sign-in must not survive the rotation.
+    _replace_keys(app, [*others, f"dr-c:clinician:{token_digest('a-new-token')}"])
+    assert _login_target(client.get("/review/")) == "/review/"
+
+    # A key that is now a portal key can't use the pages either.
+    _replace_keys(app, API_KEYS.split(","))
+    _sign_in(client)
+    _replace_keys(app, [*others, f"dr-c:portal:{token_digest(TOKENS['dr-c'])}"])
+    assert _login_target(client.get("/review/")) == "/review/"
+
+
+class _Clock:
+    """Stands in for the ``time`` module that signs and checks cookie timestamps."""
+
+    def __init__(self, now: Callable[[], float]) -> None:
+        self._now = now
+        self.offset = 0.0
+
+    def time(self) -> float:
+        """Real time, moved on by ``offset`` seconds."""
+        return self._now() + self.offset
+
+
+def test_a_session_ends_after_30_idle_minutes(
+    client: FlaskClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = _Clock(time.time)
+    monkeypatch.setattr(itsdangerous.timed, "time", clock)
+    _sign_in(client)
+    # Each request re-signs the cookie, so activity keeps the session going.
+    for _ in range(3):
+        clock.offset += 29 * 60
+        assert client.get("/review/").status_code == 200
+    clock.offset += 31 * 60
+    assert _login_target(client.get("/review/")) == "/review/"
+
+
+def test_a_review_session_does_not_open_the_json_api(client: FlaskClient) -> None:
+    _sign_in(client)
+    assert client.get("/v1/screenings").status_code == 401
+
+
+# --- the list -------------------------------------------------------------------------
+
+
+@BOTH_DATABASES
+def test_the_list_is_newest_first_and_marks_urgent_ones_in_words_and_icon(
+    client: FlaskClient,
+) -> None:
+    first = _submit(client, ref="MRN-1")
+    urgent = _urgent(client)
+    last = _submit(client, {"rf_cancer_history": True}, "MRN-3")
+    _sign_in(client)
+    page = client.get("/review/")
+    assert page.status_code == 200
+    assert _ROW_LINK.findall(page.text) == [last, urgent, first]
+    rows = {_ROW_LINK.findall(row)[0]: row for row in page.text.split('<li class="screening ')[1:]}
+    marked = re.compile(r'<span class="badge badge-urgent"><svg class="icon" aria-hidden="true"')
+    assert marked.search(rows[urgent])
+    assert "Urgent</span>" in rows[urgent]
+    assert not marked.search(rows[first]) and not marked.search(rows[last])
+    assert "Not yet reviewed" in rows[urgent]
+
+
+@BOTH_DATABASES
+def test_the_list_filters_by_outcome_and_review_status_and_pages(client: FlaskClient) -> None:
+    ids = [_submit(client, ref=f"MRN-{n}") for n in range(3)]
+    urgent = _urgent(client)
+    assert client.post(
+        f"/v1/screenings/{ids[0]}/review", json={}, headers=bearer("dr-c")
+    ).status_code == (200)
+    _sign_in(client)
+
+    assert _ROW_LINK.findall(client.get("/review/?outcome=urgent_care").text) == [urgent]
+    assert _ROW_LINK.findall(client.get("/review/?review_status=reviewed").text) == [ids[0]]
+    pending = client.get("/review/?review_status=pending&outcome=")
+    assert _ROW_LINK.findall(pending.text) == [urgent, ids[2], ids[1]]
+    assert '<option value="pending" selected>' in pending.text
+
+    first = client.get("/review/?limit=3")
+    assert _ROW_LINK.findall(first.text) == [urgent, ids[2], ids[1]]
+    older = re.search(r'<a href="([^"]+)" rel="next">Older screenings</a>', first.text)
+    assert older is not None
+    second = client.get(html.unescape(older.group(1)))
+    assert _ROW_LINK.findall(second.text) == [ids[0]]
+    assert "Older screenings" not in second.text
+    assert 'href="/review/?limit=3">Newest screenings</a>' in second.text
+
+
+def test_unusable_filters_get_a_page_that_says_why(client: FlaskClient) -> None:
+    _sign_in(client)
+    response = client.get("/review/?outcome=nothing_like_this")
+    assert response.status_code == 422
+    assert response.mimetype == "text/html"
+    assert "outcome: Must be one of" in response.text
+
+
+# --- the detail page ---------------------------------------------------------------------
+
+
+def test_the_detail_page_shows_the_outcome_the_basis_and_the_answers(
+    client: FlaskClient, rulebook: Rulebook
+) -> None:
+    screening_id = _urgent(client)
+    _sign_in(client)
+    page = client.get(f"/review/{screening_id}")
+    assert page.status_code == 200
+    text = page.text
+    view = client.get(f"/v1/screenings/{screening_id}", headers=bearer("dr-c")).get_json()
+    ruleset = rulebook.ruleset
+    assert escape(ruleset.outcomes[view["outcome"]].label) in text
+    assert 'class="badge badge-urgent"' in text
+    decided = next(rule for rule in ruleset.rules if rule.id == view["decided_by"])
+    assert f"<dt>Deciding rule</dt><dd>{escape(decided.title)}</dd>" in text
+    for finding in view["summary"]["clinician"]["findings"]:
+        assert escape(finding["title"]) in text
+        assert escape(finding["text"]) in text
+        for source in finding["sources"]:
+            assert escape(ruleset.sources[source].citation) in text
+    patient = view["summary"]["patient"]
+    for sentence in [patient["headline"], *patient["body"], patient["disclaimer"]]:
+        assert f">{escape(sentence)}</p>" in text
+    questionnaire = rulebook.questionnaire
+    for link_id, value in view["answers"].items():
+        item = questionnaire.by_link_id[link_id]
+        words = f"<dt>{escape(item.text)}</dt><dd>{escape(item.display(value))}</dd>"
+        assert words in text, link_id
+    for entry in view["summary"]["clinician"]["key_answers"]:
+        item = questionnaire.by_link_id[entry["linkId"]]
+        assert f"<dt>{escape(item.text)}</dt><dd>{escape(entry['display'])}</dd>" in text
+    assert '<details class="trace">' in text
+    assert text.count('<li class="trace-rule">') == len(ruleset.rules)
+    assert '<label for="note">Note</label>' in text
+    assert '<button type="submit" class="button">Mark reviewed</button>' in text
+    assert "No one has reviewed this screening yet." in text
+
+
+def test_an_unknown_screening_gets_an_html_404(client: FlaskClient) -> None:
+    _sign_in(client)
+    response = client.get("/review/no-such-screening")
+    assert response.status_code == 404
+    assert response.mimetype == "text/html"
+    assert "Screening not found" in response.text
+
+
+# --- reviewing -------------------------------------------------------------------------------
+
+
+@BOTH_DATABASES
+def test_marking_reviewed_records_exactly_what_the_api_records(
+    client: FlaskClient, store: Store
+) -> None:
+    screening_id = _urgent(client)
+    _sign_in(client)
+    response = _review(client, screening_id, "Called the patient.\r\nSeen today.")
+    assert response.status_code == 303
+    assert response.headers["Location"] == f"/review/{screening_id}#review"
+    page = client.get(f"/review/{screening_id}")
+    assert "Marked reviewed." in page.text
+    assert '<p class="note-text">Called the patient.\nSeen today.</p>' in page.text
+
+    assert _review(client, screening_id, "   ").status_code == 303
+    api = client.post(
+        f"/v1/screenings/{screening_id}/review", json={"note": "By API."}, headers=bearer("dr-c")
+    )
+    assert api.status_code == 200
+    review = _history(client, screening_id)
+    assert review["status"] == "reviewed"
+    assert [(e["by"], e["note"]) for e in review["history"]] == [
+        ("dr-c", "Called the patient.\nSeen today."),
+        ("dr-c", None),
+        ("dr-c", "By API."),
+    ]
+    reviews = [e for e in store.audit_entries(screening_id) if e["action"] == "review"]
+    assert [(e["actor"], e["screening_id"]) for e in reviews] == [("dr-c", screening_id)] * 3
+
+
+def test_a_note_with_a_script_is_shown_as_text(client: FlaskClient) -> None:
+    screening_id = _urgent(client)
+    _sign_in(client)
+    note = "<script>alert('x')</script><img src=x onerror=alert(1)>"
+    assert _review(client, screening_id, note).status_code == 303
+    page = client.get(f"/review/{screening_id}").text
+    assert f'<p class="note-text">{escape(note)}</p>' in page
+    assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;" in page
+    assert "<script" not in page
+    assert "<img" not in page
+
+
+def test_a_note_over_the_limit_is_refused_and_kept_in_the_form(client: FlaskClient) -> None:
+    screening_id = _urgent(client)
+    _sign_in(client)
+    note = "x" * 2001
+    response = _review(client, screening_id, note)
+    assert response.status_code == 422
+    assert "Must be at most 2000 characters." in response.text
+    assert f">{note}</textarea>" in response.text
+    assert 'aria-invalid="true"' in response.text
+    assert _history(client, screening_id) == {"status": "pending", "history": []}
+
+
+@BOTH_DATABASES
+def test_reviews_without_a_valid_session_and_csrf_token_are_refused(
+    app: Flask, client: FlaskClient
+) -> None:
+    screening_id = _urgent(client)
+    _sign_in(client)
+    url = f"/review/{screening_id}/review"
+    assert client.post(url, data={"note": "no token"}).status_code == 400
+    assert client.post(url, data={"note": "forged", "csrf_token": "forged"}).status_code == 400
+
+    # A CSRF token from a session that is not signed in: sent to sign in, nothing saved.
+    stranger = FlaskClient(app, use_cookies=True)
+    token = _csrf(stranger.get("/review/login"))
+    response = stranger.post(url, data={"note": "stranger", "csrf_token": token})
+    assert _login_target(response) is None
+    assert "nothing was saved" in stranger.get("/review/login").text
+
+    # A token from a signed-in session does not work in another one.
+    other = FlaskClient(app, use_cookies=True)
+    _sign_in(other)
+    own = _csrf(client.get(f"/review/{screening_id}"))
+    assert other.post(url, data={"note": "crossed", "csrf_token": own}).status_code == 400
+
+    assert _history(client, screening_id) == {"status": "pending", "history": []}
+
+
+# --- audit ------------------------------------------------------------------------------------
+
+
+@BOTH_DATABASES
+def test_every_page_read_and_every_review_is_audited(client: FlaskClient, store: Store) -> None:
+    first = _submit(client)
+    urgent = _urgent(client)
+    _sign_in(client)
+    client.get("/review/")
+    _review(client, urgent, "Seen.")
+    client.get(f"/review/{first}")
+    entries = [
+        (e["actor"], e["action"], e["screening_id"])
+        for e in store.audit_entries()
+        if e["action"] != "create"
+    ]
+    assert entries == [
+        ("dr-c", "sign_in", None),
+        ("dr-c", "list", urgent),
+        ("dr-c", "list", first),
+        ("dr-c", "read", urgent),
+        ("dr-c", "review", urgent),
+        ("dr-c", "read", first),
+    ]
+    assert "Seen." not in repr(store.audit_entries())
+
+
+# --- safety of every page ------------------------------------------------------------------
+
+
+def test_every_page_sends_the_security_headers(client: FlaskClient) -> None:
+    screening_id = _urgent(client)
+    responses = {"login": client.get("/review/login")}
+    responses["refused form"] = client.post("/review/login", data={"token": TOKENS["dr-c"]})
+    responses["redirect"] = client.get("/review/")
+    _sign_in(client)
+    responses["list"] = client.get("/review/")
+    responses["detail"] = client.get(f"/review/{screening_id}")
+    responses["not found"] = client.get("/review/nothing")
+    responses["stylesheet"] = client.get("/review/static/review.css")
+    for name, response in responses.items():
+        policy = response.headers.get("Content-Security-Policy", "")
+        assert "default-src 'none'" in policy, name
+        assert "frame-ancestors 'none'" in policy, name
+        assert "unsafe-inline" not in policy and "script-src" not in policy, name
+        assert response.headers["X-Content-Type-Options"] == "nosniff", name
+        assert response.headers["Referrer-Policy"] == "same-origin", name
+        assert response.headers["X-Frame-Options"] == "DENY", name
+        if response.mimetype == "text/html":
+            assert response.headers["Cache-Control"] == "no-store", name
+            # The policy would block these: none may be in a page.
+            assert "<script" not in response.text and " style=" not in response.text, name
+    assert responses["stylesheet"].mimetype == "text/css"
+    # A file response holds the file open until closed.
+    responses["stylesheet"].close()
+
+
+def test_the_json_api_needs_no_csrf_token(client: FlaskClient) -> None:
+    screening_id = _urgent(client)
+    response = client.post(
+        f"/v1/screenings/{screening_id}/review", json={"note": "ok"}, headers=bearer("dr-c")
+    )
+    assert response.status_code == 200
+    assert "Content-Security-Policy" not in response.headers
+
+
+def test_without_a_secret_key_the_pages_refuse_and_the_api_works(database_url: str) -> None:
+    app = create_app({"TESTING": True, "DATABASE_URL": database_url, "API_KEYS": API_KEYS})
+    client = app.test_client()
+    for path in ("/review/login", "/review/"):
+        response = client.get(path)
+        assert response.status_code == 503
+        assert "SCREENING_SECRET_KEY" in response.text
+    assert client.get("/v1/questionnaire").status_code == 200
+    app.extensions["screening.store"].engine.dispose()
+
+
+@pytest.mark.parametrize("secret", ["too-short", 12345])
+def test_an_unusable_secret_key_stops_start_up(database_url: str, secret: object) -> None:
+    with pytest.raises(StartupError, match="SCREENING_SECRET_KEY"):
+        create_app({"TESTING": True, "DATABASE_URL": database_url, "SECRET_KEY": secret})
