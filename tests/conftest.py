@@ -7,6 +7,7 @@ import os
 import shutil
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -188,9 +189,12 @@ BOTH_DATABASES = pytest.mark.parametrize(
 )
 
 
-@pytest.fixture
-def app(database_url: str) -> Iterator[Flask]:
-    """The app with the real rules, test keys and a fresh database."""
+@contextmanager
+def make_app(database_url: str, **config: Any) -> Iterator[Flask]:
+    """An app with the real rules, the test keys and ``config`` on ``database_url``.
+
+    Rate limiting is off unless ``config`` sets it; the engine is disposed on exit.
+    """
     app = create_app(
         {
             "TESTING": True,
@@ -198,11 +202,21 @@ def app(database_url: str) -> Iterator[Flask]:
             "API_KEYS": API_KEYS,
             "RATE_LIMIT": "",
             "SECRET_KEY": SECRET_KEY,
+            **config,
         }
     )
     app.test_client_class = SpecCheckingClient
-    yield app
-    app.extensions[STORE_EXTENSION].engine.dispose()
+    try:
+        yield app
+    finally:
+        app.extensions[STORE_EXTENSION].engine.dispose()
+
+
+@pytest.fixture
+def app(database_url: str) -> Iterator[Flask]:
+    """The app with the real rules, test keys and a fresh database."""
+    with make_app(database_url) as app:
+        yield app
 
 
 @pytest.fixture

@@ -11,17 +11,15 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from conftest import API_KEYS
 from conftest import BOTH_DATABASES
-from conftest import SpecCheckingClient
 from conftest import bearer
+from conftest import make_app
 from flask import Flask
 from flask.testing import FlaskClient
 
 from screening import StartupError
 from screening import create_app
 from screening.auth import token_digest
-from screening.current import STORE_EXTENSION
 from screening.store import Store
 from screening.store import screenings
 
@@ -62,18 +60,8 @@ def test_access_log_is_one_json_line_without_content(
 @pytest.fixture
 def metrics_app(database_url: str) -> Iterator[Flask]:
     """An app with a metrics token configured."""
-    app = create_app(
-        {
-            "TESTING": True,
-            "DATABASE_URL": database_url,
-            "API_KEYS": API_KEYS,
-            "RATE_LIMIT": "",
-            "METRICS_KEY": token_digest(METRICS_TOKEN),
-        }
-    )
-    app.test_client_class = SpecCheckingClient
-    yield app
-    app.extensions[STORE_EXTENSION].engine.dispose()
+    with make_app(database_url, METRICS_KEY=token_digest(METRICS_TOKEN)) as app:
+        yield app
 
 
 def test_metrics_need_the_metrics_token(metrics_app: Flask, valid_answers: dict[str, Any]) -> None:
@@ -98,17 +86,8 @@ def test_metrics_are_off_without_a_token(client: FlaskClient) -> None:
 @pytest.fixture
 def limited(database_url: str) -> Iterator[FlaskClient]:
     """A client of an app limited to 3 requests per minute per key."""
-    app = create_app(
-        {
-            "TESTING": True,
-            "DATABASE_URL": database_url,
-            "API_KEYS": API_KEYS,
-            "RATE_LIMIT": "3/minute",
-        }
-    )
-    app.test_client_class = SpecCheckingClient
-    yield app.test_client()
-    app.extensions[STORE_EXTENSION].engine.dispose()
+    with make_app(database_url, RATE_LIMIT="3/minute") as app:
+        yield app.test_client()
 
 
 def test_rate_limit_is_per_key_with_problem_and_retry_after(

@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import API_KEYS
-from conftest import SpecCheckingClient
-
-from screening import create_app
-from screening.current import STORE_EXTENSION
+from conftest import make_app
 
 
 @pytest.mark.parametrize(
@@ -18,9 +14,7 @@ from screening.current import STORE_EXTENSION
     ],
 )
 def test_readyz_is_503_while_the_database_does_not_answer(url: str) -> None:
-    app = create_app({"TESTING": True, "DATABASE_URL": url, "API_KEYS": API_KEYS})
-    app.test_client_class = SpecCheckingClient
-    try:
+    with make_app(url) as app:
         response = app.test_client().get("/readyz")
         assert response.status_code == 503
         assert response.mimetype == "application/problem+json"
@@ -28,5 +22,3 @@ def test_readyz_is_503_while_the_database_does_not_answer(url: str) -> None:
         assert "nonexistent" not in body and "psycopg" not in body and "127.0.0.1" not in body
         # Liveness does not depend on the database.
         assert app.test_client().get("/healthz").status_code == 200
-    finally:
-        app.extensions[STORE_EXTENSION].engine.dispose()
