@@ -45,6 +45,7 @@ from screening.auth import current_key
 from screening.errors import ProblemError
 from screening.errors import ValidationProblem
 from screening.questionnaire import Item
+from screening.schemas import NOTE_LIMIT
 
 #: Signed in clinicians are signed out after this long without a request.
 IDLE_TIMEOUT = timedelta(minutes=30)
@@ -61,7 +62,6 @@ CONFIG_DEFAULTS: dict[str, Any] = {
 }
 PAGE_SIZE = 20
 MIN_SECRET_LENGTH = 32
-NOTE_LIMIT = 2000
 
 # No inline script or style anywhere, and nothing from other origins.
 CONTENT_SECURITY_POLICY = "; ".join(
