@@ -123,9 +123,9 @@ def post_screening() -> Response:
 def get_screening(screening_id: str) -> Response:
     """One screening: full view for clinicians, patient view for its own portal key."""
     key = current_key()
-    view = service.read_screening(current.store(), screening_id, key)
+    view, language = service.read_screening(current.store(), screening_id, key)
     response = jsonify(view)
-    response.headers["Content-Language"] = _language_of_view(view["language"], key.role)
+    response.headers["Content-Language"] = _language_of_view(language, key.role)
     return response
 
 

@@ -594,7 +594,7 @@ def index() -> ResponseReturnValue:
 @bp.get("/<screening_id>")
 def detail(screening_id: str) -> ResponseReturnValue:
     """One screening: outcome, basis, patient summary, answers, trace, reviews."""
-    view = service.read_screening(current.store(), screening_id, current_key())
+    view, _ = service.read_screening(current.store(), screening_id, current_key())
     return render_template("review/detail.html", **_detail_context(view), note="", error=None)
 
 
@@ -608,7 +608,7 @@ def mark_reviewed(screening_id: str) -> ResponseReturnValue:
         service.review_screening(current.store(), screening_id, body, current_key())
     except ValidationProblem as exc:
         message = " ".join(" ".join(msgs) for msgs in (exc.errors or {}).values())
-        view = service.read_screening(current.store(), screening_id, current_key())
+        view, _ = service.read_screening(current.store(), screening_id, current_key())
         context = _detail_context(view)
         return render_template("review/detail.html", **context, note=note, error=message), 422
     flash("Marked reviewed.", "info")

@@ -179,8 +179,10 @@ def create_screening(
             raise _in_flight()
         if claim.state == "replay":
             assert claim.response_body is not None
-            first = jsonio.loads(claim.response_body)
-            return Created(first["id"], claim.response_body, first["language"], replayed=True)
+            screening_id = jsonio.loads(claim.response_body)["id"]
+            stored = store.get_screening(screening_id)
+            language = stored["language"] if stored is not None else "en"
+            return Created(screening_id, claim.response_body, language, replayed=True)
         assert claim.token is not None
         scope = (key.name, idempotency_key, claim.token)
     try:
@@ -213,13 +215,16 @@ def _may_exist(screening_id: str) -> bool:
     return screening_id.isascii() and screening_id.isprintable()
 
 
-def read_screening(store: Store, screening_id: str, key: ApiKey) -> dict[str, Any]:
-    """One screening in the caller's view; 404 for a portal key that did not create it."""
+def read_screening(store: Store, screening_id: str, key: ApiKey) -> tuple[dict[str, Any], str]:
+    """One screening in the caller's view, and the language it was answered in.
+
+    404 for a portal key that did not create it.
+    """
     record = store.get_screening(screening_id) if _may_exist(screening_id) else None
     if record is None or (key.role == "portal" and record["created_by"] != key.name):
         raise ProblemError("There is no screening with this id.", status=404)
     store.audit(key.name, "read", [screening_id])
-    return caller_view(record, key)
+    return caller_view(record, key), record["language"]
 
 
 def list_screenings(store: Store, rulebook: Rulebook, query: Any, key: ApiKey) -> dict[str, Any]:

@@ -54,10 +54,10 @@ def full_view(record: dict[str, Any]) -> dict[str, Any]:
 def patient_view(record: dict[str, Any]) -> dict[str, Any]:
     """What the patient portal may show: the outcome and the patient summary."""
     result = record["result"]
+    # Exactly api-v1.md's patient view; its language travels as Content-Language.
     return {
         "id": record["id"],
         "created_at": rfc3339(record["created_at"]),
-        "language": record["language"],
         "questionnaire": _questionnaire(record),
         "ruleset": _ruleset(record),
         "outcome": result["outcome"],

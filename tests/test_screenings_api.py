@@ -15,9 +15,11 @@ from screening.store import Store
 
 pytestmark = BOTH_DATABASES
 
-PATIENT_VIEW = {"id", "created_at", "language", "questionnaire", "ruleset", "outcome", "summary"}
+# Exactly api-v1.md's patient view.
+PATIENT_VIEW = {"id", "created_at", "questionnaire", "ruleset", "outcome", "summary"}
 FULL_VIEW = PATIENT_VIEW | {
     "patient_ref",
+    "language",
     "answers",
     "decided_by",
     "matched_rules",
