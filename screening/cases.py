@@ -18,8 +18,8 @@ from screening.engine import evaluate
 from screening.loader import SCHEMA_DIR
 from screening.loader import Rulebook
 from screening.loader import RulesError
-from screening.loader import _read
 from screening.loader import check_schema
+from screening.loader import read_yaml
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +50,7 @@ class CaseReport:
 def load_cases(rulebook: Rulebook) -> list[Case]:
     """Read and schema-check the cases file, resolving each case's answers."""
     path = rulebook.cases_path
-    data, _ = _read(path)
+    data, _ = read_yaml(path)
     problems = check_schema(path, data, rulebook.directory / SCHEMA_DIR, "cases.schema.json")
     if problems:
         raise RulesError(problems)

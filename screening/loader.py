@@ -61,7 +61,7 @@ class Rulebook:
         return self.directory / CASES_FILE
 
 
-def _read(path: Path) -> tuple[Any, bytes]:
+def read_yaml(path: Path) -> tuple[Any, bytes]:
     """Parse one YAML file, returning the data and the raw bytes."""
     try:
         raw = path.read_bytes()
@@ -320,8 +320,8 @@ def load_rules(directory: Path | str) -> Rulebook:
         raise RulesError([f"{directory}: rules folder not found"])
     q_path = directory / QUESTIONNAIRE_FILE
     r_path = directory / RULESET_FILE
-    q_data, q_raw = _read(q_path)
-    r_data, r_raw = _read(r_path)
+    q_data, q_raw = read_yaml(q_path)
+    r_data, r_raw = read_yaml(r_path)
     problems = check_schema(q_path, q_data, schema_dir, "questionnaire.schema.json")
     problems += check_schema(r_path, r_data, schema_dir, "ruleset.schema.json")
     if problems:
