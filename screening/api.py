@@ -20,6 +20,7 @@ from screening.bodies import FHIR_JSON
 from screening.bodies import JSON
 from screening.bodies import json_object
 from screening.errors import ValidationProblem
+from screening.fhir import localized
 from screening.fhir import questionnaire_resource
 
 bp = Blueprint("api", __name__, url_prefix="/v1")
@@ -42,12 +43,15 @@ def _cacheable(response: Response, etag: str) -> Response:
 def get_questionnaire() -> Response:
     """The questionnaire: native JSON in the asked language, or a FHIR R4 Questionnaire."""
     questionnaire = current.rulebook().questionnaire
-    if request.accept_mimetypes.best_match([JSON, FHIR_JSON], default=JSON) == FHIR_JSON:
-        response = jsonify(questionnaire_resource(questionnaire))
-        response.mimetype = FHIR_JSON
-        response.headers["Content-Language"] = "en"
-        return _cacheable(response, f"{questionnaire.sha256}-fhir")
     catalog = current.catalog()
+    if request.accept_mimetypes.best_match([JSON, FHIR_JSON], default=JSON) == FHIR_JSON:
+        resource = questionnaire_resource(questionnaire)
+        if catalog.language != "en":
+            resource = localized(resource, catalog.language, catalog.texts)
+        response = jsonify(resource)
+        response.mimetype = FHIR_JSON
+        response.headers["Content-Language"] = catalog.language
+        return _cacheable(response, f"{questionnaire.sha256}-fhir-{catalog.language}")
     response = jsonify(catalog.questionnaire_json(questionnaire))
     response.headers["Content-Language"] = catalog.language
     return _cacheable(response, f"{questionnaire.sha256}-{catalog.language}")

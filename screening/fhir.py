@@ -462,3 +462,40 @@ def questionnaire_response_from_answers(
     if items:
         response["item"] = items
     return response
+
+
+def localized(resource: dict[str, Any], language: str, texts: Any) -> dict[str, Any]:
+    """A copy of ``questionnaire_resource(...)`` with its texts in another language.
+
+    ``texts`` is an ``i18n.Texts``: title, group texts, item texts and option
+    displays keyed by linkId and code. Codes, linkIds and conditions stay as they are.
+    """
+
+    def item(entry: dict[str, Any]) -> dict[str, Any]:
+        link_id = entry["linkId"]
+        copy = dict(entry)
+        if entry["type"] == "group":
+            copy["text"] = texts.groups[link_id]
+            copy["item"] = [item(child) for child in entry["item"]]
+            return copy
+        copy["text"] = texts.items[link_id]
+        if "answerOption" in entry:
+            displays = texts.options[link_id]
+            copy["answerOption"] = [
+                {
+                    **option,
+                    "valueCoding": {
+                        **option["valueCoding"],
+                        "display": displays[option["valueCoding"]["code"]],
+                    },
+                }
+                for option in entry["answerOption"]
+            ]
+        return copy
+
+    return {
+        **resource,
+        "language": language,
+        "title": texts.title,
+        "item": [item(entry) for entry in resource["item"]],
+    }

@@ -43,6 +43,26 @@ def test_questionnaire_as_fhir(client: FlaskClient, rulebook: Rulebook) -> None:
     assert plain.headers["ETag"] != response.headers["ETag"]
 
 
+def test_questionnaire_as_fhir_in_spanish(client: FlaskClient, rulebook: Rulebook) -> None:
+    english = client.get("/v1/questionnaire", headers={"Accept": FHIR}).get_json()
+    response = client.get("/v1/questionnaire?lang=es", headers={"Accept": FHIR})
+    assert response.headers["Content-Language"] == "es"
+    spanish = response.get_json()
+    FhirQuestionnaire.model_validate(spanish)
+    assert spanish["language"] == "es"
+
+    def questions(resource: dict[str, Any]) -> list[dict[str, Any]]:
+        return [q for group in resource["item"] for q in group["item"]]
+
+    pairs = list(zip(questions(english), questions(spanish), strict=True))
+    for en, es in pairs:
+        assert en["linkId"] == es["linkId"]
+        assert en.get("enableWhen") == es.get("enableWhen")
+        codes = [o["valueCoding"]["code"] for o in en.get("answerOption", [])]
+        assert codes == [o["valueCoding"]["code"] for o in es.get("answerOption", [])]
+    assert sum(en["text"] != es["text"] for en, es in pairs) == len(pairs)
+
+
 @pytest.mark.parametrize(
     ("query", "accept_language", "language"),
     [
