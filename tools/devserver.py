@@ -62,6 +62,8 @@ Try:
   curl {base}/v1/questionnaire
   curl -H 'Authorization: Bearer {dev["dev-clinician"]}' {base}/v1/screenings
 
+Clinician review pages: {base}/review/ (sign in with the clinician token)
+
 Serving on {base}  (Ctrl+C to stop)
 """,
         flush=True,
