@@ -12,9 +12,12 @@ import base64
 import binascii
 import json
 import secrets
+import threading
 from collections.abc import Iterator
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from contextlib import contextmanager
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import UTC
 from datetime import datetime
@@ -254,12 +257,19 @@ class Store:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self._insert = sqlite.insert if engine.dialect.name == "sqlite" else postgresql.insert
+        sqlite_file = engine.dialect.name == "sqlite"
+        self._insert = sqlite.insert if sqlite_file else postgresql.insert
+        self._writers: AbstractContextManager[Any] = (
+            threading.Lock() if sqlite_file else nullcontext()
+        )
 
     @contextmanager
     def _write(self) -> Iterator[Connection]:
         """A write transaction (BEGIN IMMEDIATE on SQLite)."""
-        with self.engine.connect() as conn:
+        # SQLite takes one writer at a time, and a waiting writer sleeps in steps of
+        # up to 100 ms. Threads of one process queue on a lock instead, which wakes
+        # the next one as soon as the last commits.
+        with self._writers, self.engine.connect() as conn:
             conn = conn.execution_options(sqlite_immediate=True)
             with conn.begin():
                 yield conn
