@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from functools import cache
 from typing import Any
 
 from flask import Blueprint
@@ -22,11 +23,26 @@ from screening.bodies import json_object
 from screening.errors import ValidationProblem
 from screening.fhir import localized
 from screening.fhir import questionnaire_resource
+from screening.i18n import Catalog
+from screening.questionnaire import Questionnaire
 
 bp = Blueprint("api", __name__, url_prefix="/v1")
 
 # 1-255 visible ASCII characters (api-v1.md).
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+
+
+@cache
+def _fhir_questionnaire(questionnaire: Questionnaire, catalog: Catalog) -> dict[str, Any]:
+    """The FHIR Questionnaire in the catalog's language, built once per process.
+
+    Both arguments are loaded once at start-up and never change, so the
+    document doesn't either.
+    """
+    resource = questionnaire_resource(questionnaire)
+    if catalog.language != "en":
+        resource = localized(resource, catalog.language, catalog.texts)
+    return resource
 
 
 def _cacheable(response: Response, etag: str) -> Response:
@@ -45,10 +61,7 @@ def get_questionnaire() -> Response:
     questionnaire = current.rulebook().questionnaire
     catalog = current.catalog()
     if request.accept_mimetypes.best_match([JSON, FHIR_JSON], default=JSON) == FHIR_JSON:
-        resource = questionnaire_resource(questionnaire)
-        if catalog.language != "en":
-            resource = localized(resource, catalog.language, catalog.texts)
-        response = jsonify(resource)
+        response = jsonify(_fhir_questionnaire(questionnaire, catalog))
         response.mimetype = FHIR_JSON
         response.headers["Content-Language"] = catalog.language
         return _cacheable(response, f"{questionnaire.sha256}-fhir-{catalog.language}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from dataclasses import field
 from typing import Any
 
 from screening.conditions import Condition
@@ -60,6 +61,7 @@ class Ruleset:
     sources: dict[str, Source]
     rules: tuple[Rule, ...]
     key_answers: tuple[Item, ...]
+    _json: dict[str, Any] | None = field(default=None, init=False, repr=False, compare=False)
 
     def card_summary(self, decided: Rule, other_findings: int) -> str:
         """The one-line CDS-style summary (at most 140 characters, checked at load)."""
@@ -71,7 +73,14 @@ class Ruleset:
         return text
 
     def to_json(self) -> dict[str, Any]:
-        """The ruleset as ``GET /v1/ruleset`` serves it."""
+        """The ruleset as ``GET /v1/ruleset`` serves it (built once; don't change it)."""
+        if self._json is None:
+            # The ruleset never changes once loaded, so neither does its document.
+            object.__setattr__(self, "_json", self._build_json())
+        assert self._json is not None
+        return self._json
+
+    def _build_json(self) -> dict[str, Any]:
         return {
             "id": self.id,
             "version": self.version,
