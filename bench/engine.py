@@ -13,9 +13,9 @@ import statistics
 import time
 
 from screening import PROJECT_ROOT
-from screening.cases import load_cases
-from screening.engine import evaluate
-from screening.loader import load_rules
+from screening.rules.cases import load_cases
+from screening.rules.engine import evaluate
+from screening.rules.loader import load_rules
 
 
 def main() -> None:

@@ -29,12 +29,12 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from screening import PROJECT_ROOT
-from screening.auth import new_token
-from screening.auth import token_digest
-from screening.cases import load_cases
-from screening.loader import load_rules
-from screening.migrate import migrate
-from screening.store import make_engine
+from screening.rules.cases import load_cases
+from screening.rules.loader import load_rules
+from screening.services.keys import new_token
+from screening.services.keys import token_digest
+from screening.storage.migrate import migrate
+from screening.storage.store import make_engine
 
 POSTGRES_URL = os.environ.get(
     "SCREENING_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"

@@ -10,22 +10,20 @@ from typing import Any
 import click
 from flask import Flask
 
-from screening import api
-from screening import auth
-from screening import cds
 from screening import cli
-from screening import current
-from screening import errors
-from screening import jsonio
-from screening import limits
-from screening import observability
-from screening import ops
-from screening import review
-from screening.i18n import load_translations
-from screening.loader import RulesError
-from screening.loader import load_rules
-from screening.store import Store
-from screening.store import make_engine
+from screening.rules.i18n import load_translations
+from screening.rules.loader import RulesError
+from screening.rules.loader import load_rules
+from screening.services import keys as api_keys
+from screening.services import registry
+from screening.web import api
+from screening.web import cds
+from screening.web import errors
+from screening.web import jsonio
+from screening.web import limits
+from screening.web import observability
+from screening.web import ops
+from screening.web import review
 
 #: The repository root: ``rules/`` and ``openapi.yaml`` live beside the package.
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -69,22 +67,20 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
 
     try:
         rulebook = load_rules(app.config["RULES_DIR"])
-        app.extensions[current.I18N_EXTENSION] = load_translations(
-            rulebook.directory, rulebook.questionnaire, rulebook.ruleset
-        )
+        catalogs = load_translations(rulebook.directory, rulebook.questionnaire, rulebook.ruleset)
     except RulesError as exc:
         raise StartupError(
             f"SCREENING_RULES_DIR: the rules in {app.config['RULES_DIR']} can't be used:\n{exc}"
         ) from None
-    app.extensions[current.RULES_EXTENSION] = rulebook
 
     try:
-        keys = auth.parse_api_keys(app.config.get("API_KEYS") or "")
-    except auth.KeyConfigError as exc:
+        keys = api_keys.parse_api_keys(app.config.get("API_KEYS") or "")
+    except api_keys.KeyConfigError as exc:
         raise StartupError(str(exc)) from None
-    app.extensions[auth.AUTH_EXTENSION] = auth.Authenticator(keys)
 
-    app.extensions[current.STORE_EXTENSION] = Store(make_engine(_database_url(app)))
+    registry.install(
+        app, rulebook=rulebook, catalogs=catalogs, keys=keys, database_url=_database_url(app)
+    )
 
     metrics_key = app.config.get("METRICS_KEY")
     if metrics_key and not re.fullmatch(r"[0-9a-f]{64}", str(metrics_key)):

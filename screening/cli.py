@@ -12,18 +12,17 @@ from typing import Any
 import click
 from flask.cli import AppGroup
 
-from screening import current
-from screening.auth import ROLES
-from screening.auth import KeyConfigError
-from screening.auth import new_token
-from screening.auth import parse_api_keys
-from screening.auth import token_digest
-from screening.cases import run_cases
-from screening.engine import evaluate as evaluate_answers
-from screening.i18n import load_translations
-from screening.loader import RulesError
-from screening.loader import load_rules
-from screening.migrate import migrate
+from screening.rules.cases import run_cases
+from screening.rules.engine import evaluate as evaluate_answers
+from screening.rules.i18n import load_translations
+from screening.rules.loader import RulesError
+from screening.rules.loader import load_rules
+from screening.services import registry
+from screening.services.keys import ROLES
+from screening.services.keys import KeyConfigError
+from screening.services.keys import new_token
+from screening.services.keys import parse_api_keys
+from screening.services.keys import token_digest
 
 rules_cli = AppGroup("rules", help="Check, test and apply the questionnaire and rules.")
 
@@ -31,7 +30,7 @@ rules_cli = AppGroup("rules", help="Check, test and apply the questionnaire and 
 @rules_cli.command("check")
 def check_command() -> None:
     """Validate the questionnaire, ruleset and cases files and their cross-references."""
-    rulebook = current.rulebook()
+    rulebook = registry.rulebook()
     # The app already loaded the rules (start-up stops on any problem); load
     # again so an edit made since start-up is checked too.
     try:
@@ -51,7 +50,7 @@ def check_command() -> None:
 @rules_cli.command("test")
 def test_command() -> None:
     """Run the rule cases and report rule coverage; exit 1 on any failure or gap."""
-    rulebook = current.rulebook()
+    rulebook = registry.rulebook()
     try:
         report = run_cases(rulebook)
     except RulesError as exc:
@@ -86,7 +85,7 @@ def evaluate_command(source: Any) -> None:
     except ValueError:
         raise click.ClickException("the input is not valid JSON") from None
     submissions = data if isinstance(data, list) else [data]
-    rulebook = current.rulebook()
+    rulebook = registry.rulebook()
     failed = False
     for answers in submissions:
         clean, errors = rulebook.questionnaire.validate(answers)
@@ -124,7 +123,7 @@ db_cli = AppGroup("db", help="Manage the database schema.")
 @click.option("--revision", default="head", show_default=True, help="Target revision.")
 def upgrade_command(revision: str) -> None:
     """Apply schema migrations up to REVISION."""
-    migrate(current.store().engine, revision)
+    registry.screenings().upgrade_database(revision)
     click.echo(f"database at revision {revision}")
 
 
@@ -142,7 +141,7 @@ screenings_cli = AppGroup("screenings", help="Look after stored screenings.")
 def purge_command(days: int) -> None:
     """Delete old screenings, their reviews and idempotency records (audited as 'cli')."""
     cutoff = datetime.now(UTC) - timedelta(days=days)
-    deleted = current.store().purge(cutoff, actor="cli")
+    deleted = registry.screenings().purge(cutoff, actor="cli")
     click.echo(
         f"deleted {deleted} screening{'s' if deleted != 1 else ''} created before "
         f"{cutoff.isoformat(timespec='seconds')}"

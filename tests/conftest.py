@@ -29,13 +29,13 @@ from werkzeug.test import TestResponse
 
 from screening import PROJECT_ROOT
 from screening import create_app
-from screening.auth import token_digest
-from screening.current import STORE_EXTENSION
-from screening.loader import Rulebook
-from screening.loader import load_rules
-from screening.migrate import migrate
-from screening.store import Store
-from screening.store import make_engine
+from screening.rules.loader import Rulebook
+from screening.rules.loader import load_rules
+from screening.services.keys import token_digest
+from screening.services.registry import SCREENINGS_EXTENSION
+from screening.storage.migrate import migrate
+from screening.storage.store import Store
+from screening.storage.store import make_engine
 
 RULES_DIR = PROJECT_ROOT / "rules"
 OPENAPI_PATH = PROJECT_ROOT / "openapi.yaml"
@@ -189,6 +189,11 @@ BOTH_DATABASES = pytest.mark.parametrize(
 )
 
 
+def app_store(app: Flask) -> Store:
+    """The store an app's screening service writes to."""
+    return app.extensions[SCREENINGS_EXTENSION].store  # type: ignore[no-any-return]
+
+
 @contextmanager
 def make_app(database_url: str, **config: Any) -> Iterator[Flask]:
     """An app with the real rules, the test keys and ``config`` on ``database_url``.
@@ -209,7 +214,7 @@ def make_app(database_url: str, **config: Any) -> Iterator[Flask]:
     try:
         yield app
     finally:
-        app.extensions[STORE_EXTENSION].engine.dispose()
+        app_store(app).engine.dispose()
 
 
 @pytest.fixture
@@ -222,7 +227,7 @@ def app(database_url: str) -> Iterator[Flask]:
 @pytest.fixture
 def store(app: Flask) -> Store:
     """The app's store, for looking behind the API."""
-    return app.extensions[STORE_EXTENSION]  # type: ignore[no-any-return]
+    return app_store(app)
 
 
 @pytest.fixture

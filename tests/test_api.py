@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask.testing import FlaskClient
 
-from screening.loader import Rulebook
+from screening.rules.loader import Rulebook
 
 
 def test_healthz(client: FlaskClient) -> None:

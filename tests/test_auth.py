@@ -9,10 +9,10 @@ from flask.testing import FlaskCliRunner
 
 from screening import StartupError
 from screening import create_app
-from screening.auth import Authenticator
-from screening.auth import KeyConfigError
-from screening.auth import parse_api_keys
-from screening.auth import token_digest
+from screening.services.keys import Authenticator
+from screening.services.keys import KeyConfigError
+from screening.services.keys import parse_api_keys
+from screening.services.keys import token_digest
 
 PORTAL_HASH = token_digest("portal-token")
 CLINICIAN_HASH = token_digest("clinician-token")

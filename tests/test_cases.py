@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from screening.cases import load_cases
-from screening.cases import run_cases
-from screening.loader import Rulebook
-from screening.loader import RulesError
-from screening.loader import load_rules
+from screening.rules.cases import load_cases
+from screening.rules.cases import run_cases
+from screening.rules.loader import Rulebook
+from screening.rules.loader import RulesError
+from screening.rules.loader import load_rules
 
 
 def test_every_case_passes_and_every_rule_is_covered(rulebook: Rulebook) -> None:

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from screening import conditions
+from screening.rules import conditions
 
 
 def holds(data: dict[str, Any], answers: dict[str, Any]) -> bool:

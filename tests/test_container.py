@@ -25,8 +25,8 @@ import requests
 from server import free_port
 
 from screening import PROJECT_ROOT
-from screening.auth import new_token
-from screening.auth import token_digest
+from screening.services.keys import new_token
+from screening.services.keys import token_digest
 
 REQUIRE_DOCKER = os.environ.get("SCREENING_TEST_REQUIRE_DOCKER") == "1"
 LOCAL_BASE_IMAGE = "screening-base:bookworm"

@@ -11,9 +11,9 @@ from hypothesis import settings
 from hypothesis import strategies as st
 
 from screening import PROJECT_ROOT
-from screening.engine import evaluate
-from screening.loader import Rulebook
-from screening.loader import load_rules
+from screening.rules.engine import evaluate
+from screening.rules.loader import Rulebook
+from screening.rules.loader import load_rules
 
 RULEBOOK = load_rules(PROJECT_ROOT / "rules")
 
@@ -223,7 +223,7 @@ def test_engine_modules_import_nothing_from_flask_or_the_database() -> None:
     pure = ["engine", "conditions", "summaries", "ruleset", "questionnaire", "loader", "cases"]
     for name in pure:
         tree = ast.parse(
-            Path(PROJECT_ROOT / "screening" / f"{name}.py").read_text(encoding="utf-8")
+            Path(PROJECT_ROOT / "screening" / "rules" / f"{name}.py").read_text(encoding="utf-8")
         )
         imported = {
             alias.name.split(".")[0]
@@ -237,9 +237,9 @@ def test_engine_modules_import_nothing_from_flask_or_the_database() -> None:
         }
         assert not imported & {"flask", "werkzeug", "sqlalchemy", "alembic", "psycopg"}, name
         screening_imports = {
-            f"{node.module}.{alias.name}" if node.module == "screening" else node.module
+            f"{node.module}.{alias.name}" if node.module == "screening.rules" else node.module
             for node in ast.walk(tree)
             if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("screening")
             for alias in node.names
         }
-        assert screening_imports <= {f"screening.{n}" for n in pure}, name
+        assert screening_imports <= {f"screening.rules.{n}" for n in pure}, name

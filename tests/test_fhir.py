@@ -21,18 +21,18 @@ from hypothesis import settings
 from hypothesis import strategies as st
 
 from screening import PROJECT_ROOT
-from screening import conditions
-from screening import fhir
-from screening.cases import load_cases
-from screening.fhir import answers_from_questionnaire_response
-from screening.fhir import questionnaire_resource
-from screening.fhir import questionnaire_response_from_answers
-from screening.loader import Rulebook
-from screening.loader import load_rules
-from screening.questionnaire import Group
-from screening.questionnaire import Item
-from screening.questionnaire import Option
-from screening.questionnaire import Questionnaire
+from screening.fhir import forms as fhir
+from screening.fhir.forms import answers_from_questionnaire_response
+from screening.fhir.forms import questionnaire_resource
+from screening.fhir.forms import questionnaire_response_from_answers
+from screening.rules import conditions
+from screening.rules.cases import load_cases
+from screening.rules.loader import Rulebook
+from screening.rules.loader import load_rules
+from screening.rules.questionnaire import Group
+from screening.rules.questionnaire import Item
+from screening.rules.questionnaire import Option
+from screening.rules.questionnaire import Questionnaire
 
 # Module level, because hypothesis strategies are built before any fixture runs.
 QUESTIONNAIRE = load_rules(PROJECT_ROOT / "rules").questionnaire
@@ -808,8 +808,8 @@ def test_answers_that_do_not_fit_are_refused(
 
 
 def test_fhir_module_is_pure_and_names_no_item() -> None:
-    """fhir.py imports no Flask or database code and names no item or group."""
-    tree = ast.parse((PROJECT_ROOT / "screening" / "fhir.py").read_text(encoding="utf-8"))
+    """fhir/forms.py imports no Flask or database code and names no item or group."""
+    tree = ast.parse((PROJECT_ROOT / "screening" / "fhir" / "forms.py").read_text(encoding="utf-8"))
     imported = {
         alias.name
         for node in ast.walk(tree)
@@ -818,7 +818,7 @@ def test_fhir_module_is_pure_and_names_no_item() -> None:
     } | {node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
     # Standard library and the questionnaire model only: no Flask, no database.
     allowed = {"__future__", "re", "collections.abc", "typing"}
-    allowed |= {"screening.conditions", "screening.questionnaire"}
+    allowed |= {"screening.rules.conditions", "screening.rules.questionnaire"}
     assert imported <= allowed
     strings = {
         node.value

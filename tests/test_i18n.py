@@ -15,14 +15,14 @@ import textstat
 import yaml
 
 from screening import PROJECT_ROOT
-from screening.engine import evaluate
-from screening.i18n import SUPPORTED
-from screening.i18n import Catalog
-from screening.i18n import Texts
-from screening.i18n import load_translations
-from screening.i18n import negotiate
-from screening.loader import RulesError
-from screening.loader import load_rules
+from screening.rules.engine import evaluate
+from screening.rules.i18n import SUPPORTED
+from screening.rules.i18n import Catalog
+from screening.rules.i18n import Texts
+from screening.rules.i18n import load_translations
+from screening.rules.i18n import negotiate
+from screening.rules.loader import RulesError
+from screening.rules.loader import load_rules
 
 RULES_DIR = PROJECT_ROOT / "rules"
 RULEBOOK = load_rules(RULES_DIR)

@@ -13,9 +13,9 @@ from conftest import BOTH_DATABASES
 from conftest import bearer
 from flask.testing import FlaskClient
 
-from screening.store import ListFilters
-from screening.store import Store
-from screening.store import idempotency_records
+from screening.storage.store import ListFilters
+from screening.storage.store import Store
+from screening.storage.store import idempotency_records
 
 pytestmark = BOTH_DATABASES
 
@@ -94,7 +94,7 @@ def test_a_key_still_in_flight_is_409(
 ) -> None:
     body = {"answers": valid_answers}
     # Claim the key as a first request would, and leave it in progress.
-    from screening.service import request_fingerprint
+    from screening.services.screenings import request_fingerprint
 
     assert (
         store.claim_idempotency(
@@ -116,7 +116,7 @@ def _age(store: Store, column: str, by: timedelta) -> None:
 def test_a_claim_left_by_a_dead_request_is_taken_over(
     client: FlaskClient, store: Store, valid_answers: dict[str, Any]
 ) -> None:
-    from screening.service import request_fingerprint
+    from screening.services.screenings import request_fingerprint
 
     body = {"answers": valid_answers}
     store.claim_idempotency("portal-a", "orphan", request_fingerprint("application/json", body))
@@ -157,8 +157,8 @@ def test_a_failed_request_frees_its_key(
 def test_a_stalled_request_that_lost_its_claim_stores_nothing(
     client: FlaskClient, store: Store, valid_answers: dict[str, Any]
 ) -> None:
-    from screening.service import request_fingerprint
-    from screening.store import ClaimLost
+    from screening.services.screenings import request_fingerprint
+    from screening.storage.store import ClaimLost
 
     body = {"answers": valid_answers}
     stalled = store.claim_idempotency(

@@ -11,10 +11,10 @@ from conftest import bearer
 from fhir.resources.R4B.questionnaire import Questionnaire as FhirQuestionnaire
 from flask.testing import FlaskClient
 
-from screening.fhir import canonical_reference
-from screening.fhir import questionnaire_response_from_answers
-from screening.loader import Rulebook
-from screening.store import Store
+from screening.fhir.forms import canonical_reference
+from screening.fhir.forms import questionnaire_response_from_answers
+from screening.rules.loader import Rulebook
+from screening.storage.store import Store
 
 FHIR = "application/fhir+json"
 

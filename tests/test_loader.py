@@ -11,8 +11,8 @@ import yaml
 
 from screening import StartupError
 from screening import create_app
-from screening.loader import RulesError
-from screening.loader import load_rules
+from screening.rules.loader import RulesError
+from screening.rules.loader import load_rules
 
 Edit = Callable[[dict[str, Any]], object]
 

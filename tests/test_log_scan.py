@@ -15,8 +15,8 @@ from conftest import bearer
 from server import gunicorn
 
 from screening import PROJECT_ROOT
-from screening.fhir import questionnaire_response_from_answers
-from screening.loader import load_rules
+from screening.fhir.forms import questionnaire_response_from_answers
+from screening.rules.loader import load_rules
 
 # Distinctive values a leak would show.
 PATIENT_REF = "MRN-LEAKCHECK-4711"

@@ -19,9 +19,9 @@ from flask.testing import FlaskClient
 
 from screening import StartupError
 from screening import create_app
-from screening.auth import token_digest
-from screening.store import Store
-from screening.store import screenings
+from screening.services.keys import token_digest
+from screening.storage.store import Store
+from screening.storage.store import screenings
 
 METRICS_TOKEN = "metrics-token"
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from screening.loader import Rulebook
+from screening.rules.loader import Rulebook
 
 
 def errors_for(rulebook: Rulebook, answers: dict[str, Any]) -> dict[str, list[str]]:

@@ -33,7 +33,7 @@ from playwright.sync_api import sync_playwright
 from server import gunicorn
 
 from screening import PROJECT_ROOT
-from screening.loader import Rulebook
+from screening.rules.loader import Rulebook
 
 CHROMIUM = Path("/usr/bin/chromium")
 # CI sets this: there the browser tests must run, not skip.

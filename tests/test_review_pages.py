@@ -17,6 +17,7 @@ from conftest import API_KEYS
 from conftest import BOTH_DATABASES
 from conftest import SECRET_KEY
 from conftest import TOKENS
+from conftest import app_store
 from conftest import base_answers
 from conftest import bearer
 from flask import Flask
@@ -26,12 +27,12 @@ from werkzeug.test import TestResponse
 
 from screening import StartupError
 from screening import create_app
-from screening.auth import AUTH_EXTENSION
-from screening.auth import Authenticator
-from screening.auth import parse_api_keys
-from screening.auth import token_digest
-from screening.loader import Rulebook
-from screening.store import Store
+from screening.rules.loader import Rulebook
+from screening.services.keys import Authenticator
+from screening.services.keys import parse_api_keys
+from screening.services.keys import token_digest
+from screening.services.registry import AUTH_EXTENSION
+from screening.storage.store import Store
 
 _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 _ROW_LINK = re.compile(r'<h2 class="screening-title">.*?href="/review/([0-9a-f]+)"', re.S)
@@ -171,7 +172,7 @@ def test_cookies_are_secure_unless_testing_debugging_or_told_otherwise(
     local = create_app({**settings, "RATE_LIMIT": "", "REVIEW_INSECURE_COOKIES": True})
     assert local.config["SESSION_COOKIE_SECURE"] is False
     for made in (production, local):
-        made.extensions["screening.store"].engine.dispose()
+        app_store(made).engine.dispose()
 
 
 def test_a_portal_token_is_refused_clearly(client: FlaskClient) -> None:
@@ -541,7 +542,7 @@ def test_without_a_secret_key_the_pages_refuse_and_the_api_works(database_url: s
         assert response.status_code == 503
         assert "SCREENING_SECRET_KEY" in response.text
     assert client.get("/v1/questionnaire").status_code == 200
-    app.extensions["screening.store"].engine.dispose()
+    app_store(app).engine.dispose()
 
 
 @pytest.mark.parametrize("secret", ["too-short", 12345])

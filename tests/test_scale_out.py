@@ -24,8 +24,8 @@ from conftest import base_answers
 from conftest import bearer
 from server import gunicorn
 
-from screening.store import Store
-from screening.store import make_engine
+from screening.storage.store import Store
+from screening.storage.store import make_engine
 
 # Only PostgreSQL: replicas on different hosts can't share an SQLite file.
 pytestmark = pytest.mark.postgres

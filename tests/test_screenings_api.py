@@ -10,8 +10,8 @@ from conftest import BOTH_DATABASES
 from conftest import bearer
 from flask.testing import FlaskClient
 
-from screening.store import ListFilters
-from screening.store import Store
+from screening.storage.store import ListFilters
+from screening.storage.store import Store
 
 pytestmark = BOTH_DATABASES
 

@@ -8,7 +8,7 @@ import pytest
 import textstat
 
 from screening import PROJECT_ROOT
-from screening.loader import load_rules
+from screening.rules.loader import load_rules
 
 RULEBOOK = load_rules(PROJECT_ROOT / "rules")
 RULESET = RULEBOOK.ruleset

@@ -16,8 +16,8 @@ import subprocess
 import sys
 
 from screening import PROJECT_ROOT
-from screening.auth import new_token
-from screening.auth import token_digest
+from screening.services.keys import new_token
+from screening.services.keys import token_digest
 
 HOST, PORT = "127.0.0.1", 8000
 INSTANCE = PROJECT_ROOT / "instance"

@@ -1,0 +1,48 @@
+"""The rules engine: a pure function from validated answers and a ruleset to a result.
+
+It imports nothing from Flask or the database, so it is tested, benchmarked and
+run from the command line as plain Python.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from screening.rules.ruleset import Rule
+from screening.rules.ruleset import Ruleset
+from screening.rules.summaries import clinician_summary
+from screening.rules.summaries import patient_summary
+
+
+def evaluate(answers: Mapping[str, Any], ruleset: Ruleset) -> dict[str, Any]:
+    """Apply every rule to ``answers`` (already validated) and build the result.
+
+    The first decision rule that holds decides the outcome; every rule that
+    holds, decision or note, is listed in ``matched_rules`` in rule order, and
+    the trace shows each comparison of each rule.
+    """
+    trace: list[dict[str, Any]] = []
+    matched: list[Rule] = []
+    decided: Rule | None = None
+    for rule in ruleset.rules:
+        conditions: list[dict[str, Any]] = []
+        held = rule.condition.evaluate(answers, conditions)
+        trace.append({"rule": rule.id, "matched": held, "conditions": conditions})
+        if held:
+            matched.append(rule)
+            if decided is None and rule.kind == "decision":
+                decided = rule
+    # The loader guarantees the last decision rule always holds.
+    assert decided is not None and decided.outcome is not None
+    return {
+        "outcome": decided.outcome,
+        "decided_by": decided.id,
+        "matched_rules": [rule.id for rule in matched],
+        "summary": {
+            "patient": patient_summary(ruleset, decided, matched),
+            "clinician": clinician_summary(answers, ruleset, decided, matched),
+        },
+        "trace": trace,
+        "ruleset": {"id": ruleset.id, "version": ruleset.version, "sha256": ruleset.sha256},
+    }

@@ -1,0 +1,110 @@
+"""The loaded ruleset: outcomes, sources and ordered rules, as plain objects."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from dataclasses import field
+from typing import Any
+
+from screening.rules.conditions import Condition
+from screening.rules.questionnaire import Item
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """One of the four outcomes, with its patient headline."""
+
+    code: str
+    indicator: str
+    label: str
+    headline: str
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """A guideline or payer document that rules cite."""
+
+    id: str
+    citation: str
+    facts: str
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """A decision rule (sets the outcome) or a note rule (adds a line)."""
+
+    id: str
+    kind: str
+    title: str
+    condition: Condition
+    condition_data: dict[str, Any]
+    sources: tuple[str, ...]
+    clinician: str
+    outcome: str | None = None
+    patient: tuple[str, ...] = ()
+    patient_note: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Ruleset:
+    """Everything the engine needs, cross-checked against the questionnaire."""
+
+    id: str
+    version: str
+    sha256: str
+    title: str
+    questionnaire_id: str
+    questionnaire_version: str
+    disclaimer: str
+    context: str
+    outcomes: dict[str, Outcome]
+    sources: dict[str, Source]
+    rules: tuple[Rule, ...]
+    key_answers: tuple[Item, ...]
+    _json: dict[str, Any] | None = field(default=None, init=False, repr=False, compare=False)
+
+    def card_summary(self, decided: Rule, other_findings: int) -> str:
+        """The one-line CDS-style summary (at most 140 characters, checked at load)."""
+        assert decided.outcome is not None
+        text = f"{self.outcomes[decided.outcome].label}: {decided.title}"
+        if other_findings:
+            plural = "s" if other_findings > 1 else ""
+            text += f" (+{other_findings} more finding{plural})"
+        return text
+
+    def to_json(self) -> dict[str, Any]:
+        """The ruleset as ``GET /v1/ruleset`` serves it (built once; don't change it)."""
+        if self._json is None:
+            # The ruleset never changes once loaded, so neither does its document.
+            object.__setattr__(self, "_json", self._build_json())
+        assert self._json is not None
+        return self._json
+
+    def _build_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "version": self.version,
+            "sha256": self.sha256,
+            "title": self.title,
+            "questionnaire": {"id": self.questionnaire_id, "version": self.questionnaire_version},
+            "outcomes": [
+                {"code": o.code, "indicator": o.indicator, "label": o.label}
+                for o in self.outcomes.values()
+            ],
+            "rules": [
+                {
+                    "id": rule.id,
+                    "title": rule.title,
+                    "kind": rule.kind,
+                    "outcome": rule.outcome,
+                    "when": rule.condition_data,
+                    "sources": list(rule.sources),
+                }
+                for rule in self.rules
+            ],
+            "sources": [
+                {"id": s.id, "citation": s.citation, "facts": s.facts}
+                for s in self.sources.values()
+            ],
+            "context": self.context,
+        }

@@ -1,0 +1,63 @@
+"""What ``create_app`` set up, kept on the app and found again by views and commands.
+
+``install`` stores the loaded rules, the translations, the API keys and the
+screening service (which owns the database) in ``app.extensions``; the
+accessors below find them for the app of the current request or command.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import cast
+
+from flask import Flask
+from flask import current_app
+
+from screening.rules.i18n import Catalog
+from screening.rules.loader import Rulebook
+from screening.services.keys import ApiKey
+from screening.services.keys import Authenticator
+from screening.services.screenings import ScreeningService
+from screening.storage.store import Store
+from screening.storage.store import make_engine
+
+RULES_EXTENSION = "screening.rules"
+I18N_EXTENSION = "screening.i18n"
+AUTH_EXTENSION = "screening.auth"
+SCREENINGS_EXTENSION = "screening.screenings"
+
+
+def install(
+    app: Flask,
+    *,
+    rulebook: Rulebook,
+    catalogs: Mapping[str, Catalog],
+    keys: tuple[ApiKey, ...],
+    database_url: str,
+) -> None:
+    """Keep what the app loaded at start-up, and open its database."""
+    app.extensions[RULES_EXTENSION] = rulebook
+    app.extensions[I18N_EXTENSION] = dict(catalogs)
+    app.extensions[AUTH_EXTENSION] = Authenticator(keys)
+    store = Store(make_engine(database_url))
+    app.extensions[SCREENINGS_EXTENSION] = ScreeningService(store, rulebook)
+
+
+def rulebook() -> Rulebook:
+    """The questionnaire and ruleset the running app loaded at start-up."""
+    return cast(Rulebook, current_app.extensions[RULES_EXTENSION])
+
+
+def catalogs() -> dict[str, Catalog]:
+    """The patient texts by language."""
+    return cast(dict[str, Catalog], current_app.extensions[I18N_EXTENSION])
+
+
+def authenticator() -> Authenticator:
+    """The configured API keys."""
+    return cast(Authenticator, current_app.extensions[AUTH_EXTENSION])
+
+
+def screenings() -> ScreeningService:
+    """Submitting, reading, listing and reviewing screenings."""
+    return cast(ScreeningService, current_app.extensions[SCREENINGS_EXTENSION])

@@ -1,0 +1,293 @@
+"""Submitting, reading, listing and reviewing screenings: the steps between view and store.
+
+The web layer parses a request (its envelope schema, its query), calls one method
+of ``ScreeningService`` and shapes the answer; the service applies the rules,
+stores and audits. None of it knows about HTTP beyond the problem errors it raises.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import secrets
+from collections.abc import Callable
+from collections.abc import Mapping
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from screening.fhir.forms import answers_from_questionnaire_response
+from screening.rules.engine import evaluate
+from screening.rules.i18n import Catalog
+from screening.rules.loader import Rulebook
+from screening.services.keys import ApiKey
+from screening.services.metrics import record_outcome
+from screening.services.problems import ProblemError
+from screening.services.problems import ValidationProblem
+from screening.storage.migrate import migrate
+from screening.storage.store import ClaimLost
+from screening.storage.store import CursorError
+from screening.storage.store import ListFilters
+from screening.storage.store import Store
+from screening.storage.store import decode_cursor
+from screening.storage.store import encode_cursor
+
+logger = logging.getLogger(__name__)
+
+#: A stored screening (or one evaluated but not stored) as the store returns it.
+Record = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Submission:
+    """A request body that passed every check, and its result."""
+
+    answers: dict[str, Any]
+    patient_ref: str | None
+    result: dict[str, Any]
+    language: str = "en"
+    source: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Created:
+    """A screening response: new (201) or replayed from an Idempotency-Key."""
+
+    screening_id: str
+    body: str
+    language: str
+    replayed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One page of the clinician list and the cursor of the next."""
+
+    rows: list[Record]
+    next_cursor: str | None
+
+
+def request_fingerprint(kind: str, body: Any) -> str:
+    """A hash of what was asked, to tell a true retry from a reused key."""
+    canonical = json.dumps([kind, body], sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _in_flight() -> ProblemError:
+    return ProblemError(
+        "A request with this Idempotency-Key is still being processed. Retry shortly.",
+        status=409,
+        headers={"Retry-After": "1"},
+    )
+
+
+def _may_exist(screening_id: str) -> bool:
+    # Ids are printable ASCII (hex); anything else names no screening, and a NUL
+    # would make PostgreSQL fail the query instead.
+    return screening_id.isascii() and screening_id.isprintable()
+
+
+def _not_found() -> ProblemError:
+    return ProblemError("There is no screening with this id.", status=404)
+
+
+class ScreeningService:
+    """The screening use cases over one store and the loaded rules."""
+
+    def __init__(self, store: Store, rulebook: Rulebook) -> None:
+        self.store = store
+        self.rulebook = rulebook
+
+    # --- checking and evaluating ----------------------------------------------------
+
+    def _submission(
+        self,
+        answers: dict[str, Any],
+        patient_ref: str | None,
+        catalog: Catalog,
+        source: dict[str, Any] | None = None,
+    ) -> Submission:
+        """Apply the rules; the patient summary is kept in the language it is read in."""
+        result = evaluate(answers, self.rulebook.ruleset)
+        if catalog.language != "en":
+            summary = result["summary"]
+            summary["patient"] = catalog.patient_summary(
+                summary["patient"], result["decided_by"], result["matched_rules"]
+            )
+        return Submission(answers, patient_ref, result, catalog.language, source)
+
+    def check_submission(self, envelope: Mapping[str, Any], catalog: Catalog) -> Submission:
+        """Check the answers of a parsed envelope, then apply the rules."""
+        questionnaire = self.rulebook.questionnaire
+        ref = envelope["questionnaire"]
+        if ref is not None and (ref["id"], ref["version"]) != (
+            questionnaire.id,
+            questionnaire.version,
+        ):
+            raise ValidationProblem(
+                {"questionnaire": [f"Must be {questionnaire.id} version {questionnaire.version}."]}
+            )
+        answers, errors = questionnaire.validate(envelope["answers"])
+        if errors:
+            # Answer problems are keyed by linkId; a non-object is keyed "answers".
+            raise ValidationProblem(errors)
+        return self._submission(answers, envelope["patient_ref"], catalog)
+
+    def check_fhir_submission(self, resource: dict[str, Any], catalog: Catalog) -> Submission:
+        """Read a FHIR QuestionnaireResponse, check its answers as native ones, apply the rules."""
+        questionnaire = self.rulebook.questionnaire
+        answers, errors = answers_from_questionnaire_response(resource, questionnaire)
+        if errors:
+            # Reported alone: an item left out for a FHIR error would otherwise also
+            # be called missing, or make a later item look wrongly asked.
+            raise ValidationProblem(errors)
+        clean, errors = questionnaire.validate(answers)
+        if errors:
+            raise ValidationProblem(errors)
+        return self._submission(clean, None, catalog, source=resource)
+
+    def record(self, submission: Submission, key: ApiKey) -> Record:
+        """The screening a submission makes, as it would be stored (not stored here)."""
+        questionnaire, ruleset = self.rulebook.questionnaire, self.rulebook.ruleset
+        return {
+            "id": secrets.token_hex(16),
+            "created_at": datetime.now(UTC),
+            "created_by": key.name,
+            "patient_ref": submission.patient_ref,
+            "language": submission.language,
+            "questionnaire_id": questionnaire.id,
+            "questionnaire_version": questionnaire.version,
+            "questionnaire_sha256": questionnaire.sha256,
+            "ruleset_id": ruleset.id,
+            "ruleset_version": ruleset.version,
+            "ruleset_sha256": ruleset.sha256,
+            "outcome": submission.result["outcome"],
+            "review_status": "pending",
+            "answers": submission.answers,
+            "result": {k: v for k, v in submission.result.items() if k != "ruleset"},
+            "source": submission.source,
+        }
+
+    # --- storing --------------------------------------------------------------------
+
+    def create(
+        self,
+        key: ApiKey,
+        check: Callable[[], Submission],
+        idempotency: tuple[str, str] | None,
+        render: Callable[[Record], str],
+    ) -> Created:
+        """Store a screening; ``check()`` builds the Submission, ``render`` its response body.
+
+        With ``idempotency`` (the Idempotency-Key and the request's fingerprint), a
+        repeat replays the first response and stores nothing new.
+        """
+        store = self.store
+        scope = None
+        if idempotency is not None:
+            idempotency_key, fingerprint = idempotency
+            claim = store.claim_idempotency(key.name, idempotency_key, fingerprint)
+            if claim.state == "mismatch":
+                raise ValidationProblem(
+                    {"Idempotency-Key": ["Already used with a different request body."]},
+                    "This Idempotency-Key was used with a different request body.",
+                )
+            if claim.state == "in_flight":
+                raise _in_flight()
+            if claim.state == "replay":
+                assert claim.response_body is not None and claim.screening_id is not None
+                stored = store.get_screening(claim.screening_id)
+                language = stored["language"] if stored is not None else "en"
+                return Created(claim.screening_id, claim.response_body, language, replayed=True)
+            assert claim.token is not None
+            scope = (key.name, idempotency_key, claim.token)
+        try:
+            record = self.record(check(), key)
+            body = render(record)
+            store.insert_screening(record, idempotency=scope, response=(201, body))
+        except ClaimLost:
+            # A retry took this stalled request's claim over and now answers for the key.
+            raise _in_flight() from None
+        except BaseException:
+            # Free the key so a corrected retry runs afresh (only if this request still holds it).
+            if scope is not None:
+                store.release_idempotency(*scope)
+            raise
+        record_outcome(record["outcome"])
+        return Created(record["id"], body, record["language"])
+
+    # --- reading --------------------------------------------------------------------
+
+    def read(self, screening_id: str, key: ApiKey) -> Record:
+        """One screening with its review history; 404 for a portal key that did not create it."""
+        record = self.store.get_screening(screening_id) if _may_exist(screening_id) else None
+        if record is None or (key.role == "portal" and record["created_by"] != key.name):
+            raise _not_found()
+        self.store.audit(key.name, "read", [screening_id])
+        return record
+
+    def list(self, params: Mapping[str, Any], key: ApiKey) -> Page:
+        """A page of the clinician list, newest first, from parsed query parameters."""
+        outcomes = self.rulebook.ruleset.outcomes
+        if params["outcome"] is not None and params["outcome"] not in outcomes:
+            raise ValidationProblem({"outcome": [f"Must be one of: {', '.join(outcomes)}."]})
+        after = None
+        if params["cursor"] is not None:
+            try:
+                after = decode_cursor(params["cursor"])
+            except CursorError:
+                raise ValidationProblem({"cursor": ["Not a cursor from this list."]}) from None
+        if (
+            params["created_from"] is not None
+            and params["created_to"] is not None
+            and params["created_from"] > params["created_to"]
+        ):
+            raise ValidationProblem({"created_to": ["Must not be before created_from."]})
+        filters = ListFilters(
+            outcome=params["outcome"],
+            review_status=params["review_status"],
+            patient_ref=params["patient_ref"],
+            created_from=params["created_from"],
+            created_to=params["created_to"],
+        )
+        rows, next_position = self.store.list_screenings(filters, params["limit"], after)
+        self.store.audit(key.name, "list", [row["id"] for row in rows])
+        return Page(rows, None if next_position is None else encode_cursor(*next_position))
+
+    # --- reviewing ------------------------------------------------------------------
+
+    def review(self, screening_id: str, note: str | None, key: ApiKey) -> Record:
+        """Mark a screening reviewed with an optional note; return it as stored now."""
+        if not _may_exist(screening_id) or not self.store.add_review(screening_id, key.name, note):
+            raise _not_found()
+        record = self.store.get_screening(screening_id)
+        assert record is not None
+        return record
+
+    # --- audit and operations -------------------------------------------------------
+
+    def audit(self, actor: str, action: str, screening_ids: Sequence[str] = ()) -> None:
+        """Record an action with no screening of its own, such as signing in."""
+        self.store.audit(actor, action, screening_ids)
+
+    def database_answers(self) -> bool:
+        """Whether the database answers a trivial query (the reason, if not, goes to the log)."""
+        try:
+            self.store.ping()
+        except SQLAlchemyError:
+            logger.warning("readiness: the database did not answer", exc_info=True)
+            return False
+        return True
+
+    def upgrade_database(self, revision: str = "head") -> None:
+        """Apply the schema migrations up to ``revision``."""
+        migrate(self.store.engine, revision)
+
+    def purge(self, before: datetime, actor: str) -> int:
+        """Delete screenings created before ``before`` (audited); return how many."""
+        return self.store.purge(before, actor)

@@ -1,0 +1,22 @@
+"""Run the Alembic migrations shipped in ``screening/migrations``."""
+
+from __future__ import annotations
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy.engine import Engine
+
+
+def alembic_config() -> Config:
+    """An Alembic configuration pointing at the package's migrations."""
+    config = Config()
+    config.set_main_option("script_location", "screening.storage:migrations")
+    return config
+
+
+def migrate(engine: Engine, revision: str = "head") -> None:
+    """Upgrade the database behind ``engine`` to ``revision``."""
+    config = alembic_config()
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, revision)

@@ -1,0 +1,509 @@
+"""Storage with SQLAlchemy Core: screenings, reviews, idempotency records, audit log.
+
+SQLite (the embedded default, in WAL mode with foreign keys on) and PostgreSQL
+(production, through psycopg 3) run the same statements. Idempotency relies on
+the database: a record is claimed by an insert that a primary key makes unique,
+never by a check followed by an insert, so racing requests cannot both win.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import secrets
+import threading
+from collections.abc import Iterator
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from contextlib import contextmanager
+from contextlib import nullcontext
+from dataclasses import dataclass
+from datetime import UTC
+from datetime import datetime
+from datetime import timedelta
+from typing import Any
+from typing import Literal
+
+import orjson
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects import sqlite
+from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Engine
+
+IDEMPOTENCY_TTL = timedelta(hours=24)
+#: An in-progress idempotency record older than this was left by a request that
+#: died mid-way (a killed worker); a retry may take it over.
+IDEMPOTENCY_STALE_AFTER = timedelta(seconds=30)
+
+
+class UTCDateTime(sa.TypeDecorator[datetime]):
+    """A timestamp stored in UTC and always read back timezone-aware."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        value = value.astimezone(UTC)
+        # SQLite has no time zones: store naive UTC there.
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+JSONDocument = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+    }
+)
+
+screenings = sa.Table(
+    "screenings",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("created_by", sa.String(64), nullable=False),
+    sa.Column("patient_ref", sa.String(64)),
+    sa.Column("language", sa.String(8), nullable=False),
+    sa.Column("questionnaire_id", sa.String(64), nullable=False),
+    sa.Column("questionnaire_version", sa.String(32), nullable=False),
+    sa.Column("questionnaire_sha256", sa.String(64), nullable=False),
+    sa.Column("ruleset_id", sa.String(64), nullable=False),
+    sa.Column("ruleset_version", sa.String(32), nullable=False),
+    sa.Column("ruleset_sha256", sa.String(64), nullable=False),
+    sa.Column("outcome", sa.String(32), nullable=False),
+    sa.Column("review_status", sa.String(16), nullable=False),
+    sa.Column("answers", JSONDocument, nullable=False),
+    # outcome, decided_by, matched_rules, summary and trace, as computed at
+    # submission: a stored result is never recomputed.
+    sa.Column("result", JSONDocument, nullable=False),
+    # The document the answers came in, when it was not native JSON (FHIR).
+    sa.Column("source", JSONDocument),
+    sa.Index(None, "created_at", "id"),
+    sa.Index(None, "outcome", "created_at"),
+    sa.Index(None, "review_status", "created_at"),
+    sa.Index(None, "patient_ref"),
+)
+
+reviews = sa.Table(
+    "reviews",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column(
+        "screening_id",
+        sa.String(32),
+        sa.ForeignKey("screenings.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    sa.Column("at", UTCDateTime(), nullable=False),
+    sa.Column("by", sa.String(64), nullable=False),
+    sa.Column("note", sa.Text),
+)
+
+idempotency_records = sa.Table(
+    "idempotency_records",
+    metadata,
+    sa.Column("key_name", sa.String(64), primary_key=True),
+    sa.Column("idempotency_key", sa.String(255), primary_key=True),
+    sa.Column("request_hash", sa.String(64), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    # Which request holds an in-progress claim: only its holder may finish or release it.
+    sa.Column("claim", sa.String(32), nullable=False),
+    sa.Column("locked_at", UTCDateTime(), nullable=False),
+    sa.Column("expires_at", UTCDateTime(), nullable=False, index=True),
+    sa.Column("status_code", sa.Integer),
+    sa.Column("response_body", sa.Text),
+    sa.Column(
+        "screening_id",
+        sa.String(32),
+        sa.ForeignKey("screenings.id", ondelete="CASCADE"),
+        index=True,
+    ),
+)
+
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("at", UTCDateTime(), nullable=False),
+    sa.Column("actor", sa.String(64), nullable=False),
+    sa.Column("action", sa.String(16), nullable=False),
+    # No foreign key: the trail of a screening outlives the screening (purge).
+    sa.Column("screening_id", sa.String(32), index=True),
+    sa.Index(None, "at"),
+)
+
+
+_INSERT_SCREENING = screenings.insert()
+_INSERT_AUDIT = audit_log.insert()
+_FINISH_IDEMPOTENCY = idempotency_records.update().where(
+    (idempotency_records.c.key_name == sa.bindparam("k_name"))
+    & (idempotency_records.c.idempotency_key == sa.bindparam("k_key"))
+    & (idempotency_records.c.claim == sa.bindparam("k_claim"))
+    & (idempotency_records.c.state == "in_progress")
+)
+
+
+class ClaimLost(Exception):
+    """Another request took over this request's stale Idempotency-Key claim."""
+
+
+class CursorError(ValueError):
+    """A list cursor that this service did not issue."""
+
+
+def encode_cursor(created_at: datetime, screening_id: str) -> str:
+    """An opaque cursor pointing just after one screening in newest-first order."""
+    raw = json.dumps([created_at.isoformat(), screening_id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    """Undo ``encode_cursor``; raise ``CursorError`` for anything else."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        stamp, screening_id = json.loads(raw)
+        moment = datetime.fromisoformat(stamp)
+    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError):
+        raise CursorError("not a cursor") from None
+    # encode_cursor writes UTC times and ascii ids; anything else (a NUL, a
+    # surrogate, a time UTC can't hold) would fail in the database, not here.
+    if (
+        not isinstance(screening_id, str)
+        or not (screening_id.isascii() and screening_id.isprintable())
+        or moment.utcoffset() != timedelta(0)
+    ):
+        raise CursorError("not a cursor")
+    return moment, screening_id
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """The outcome of claiming an Idempotency-Key."""
+
+    state: Literal["new", "replay", "in_flight", "mismatch"]
+    status_code: int | None = None
+    response_body: str | None = None
+    #: For a "replay": the screening the first request stored.
+    screening_id: str | None = None
+    #: For a "new" claim: the token that proves this request holds it.
+    token: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ListFilters:
+    """The clinician list's filters."""
+
+    outcome: str | None = None
+    review_status: str | None = None
+    patient_ref: str | None = None
+    created_from: datetime | None = None
+    created_to: datetime | None = None
+
+
+def _on_sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+    # Let SQLAlchemy, not the sqlite3 module, decide when transactions begin.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def _on_sqlite_begin(connection: Connection) -> None:
+    # Writers take the write lock up front (BEGIN IMMEDIATE): a reader that
+    # later tries to write could otherwise deadlock with another and fail at once
+    # instead of waiting for busy_timeout.
+    immediate = connection.get_execution_options().get("sqlite_immediate", False)
+    connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for ``url`` with this service's SQLite settings where they apply."""
+    # hide_parameters: a failed statement's message must never carry answers or notes.
+    engine = sa.create_engine(
+        url,
+        pool_pre_ping=not url.startswith("sqlite"),
+        hide_parameters=True,
+        json_serializer=_json_dumps,
+        json_deserializer=orjson.loads,
+    )
+    if engine.dialect.name == "sqlite":
+        sa.event.listen(engine, "connect", _on_sqlite_connect)
+        sa.event.listen(engine, "begin", _on_sqlite_begin)
+    return engine
+
+
+def _json_dumps(value: Any) -> str:
+    # orjson: a result with its trace is 10-15 kB, written on every POST.
+    return orjson.dumps(value).decode()
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Store:
+    """All database access of the service."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        sqlite_file = engine.dialect.name == "sqlite"
+        self._insert = sqlite.insert if sqlite_file else postgresql.insert
+        self._writers: AbstractContextManager[Any] = (
+            threading.Lock() if sqlite_file else nullcontext()
+        )
+
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        """A write transaction (BEGIN IMMEDIATE on SQLite)."""
+        # SQLite takes one writer at a time, and a waiting writer sleeps in steps of
+        # up to 100 ms. Threads of one process queue on a lock instead, which wakes
+        # the next one as soon as the last commits.
+        with self._writers, self.engine.connect() as conn:
+            conn = conn.execution_options(sqlite_immediate=True)
+            with conn.begin():
+                yield conn
+
+    def ping(self) -> None:
+        """Raise unless the database answers ``SELECT 1``."""
+        with self.engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+
+    # --- idempotency ------------------------------------------------------------
+
+    def claim_idempotency(self, key_name: str, key: str, request_hash: str) -> Claim:
+        """Claim ``key`` for a request, or say what the first request with it did."""
+        now = _utcnow()
+        token = secrets.token_hex(16)
+        table = idempotency_records
+        mine = (table.c.key_name == key_name) & (table.c.idempotency_key == key)
+        with self._write() as conn:
+            # After 24 hours a key may be used afresh.
+            conn.execute(table.delete().where(mine & (table.c.expires_at <= now)))
+            # RETURNING says whether the row went in: psycopg reports no rowcount here.
+            inserted = conn.execute(
+                self._insert(table)
+                .values(
+                    key_name=key_name,
+                    idempotency_key=key,
+                    request_hash=request_hash,
+                    state="in_progress",
+                    claim=token,
+                    locked_at=now,
+                    expires_at=now + IDEMPOTENCY_TTL,
+                )
+                .on_conflict_do_nothing()
+                .returning(table.c.key_name)
+            ).first()
+            if inserted is not None:
+                return Claim("new", token=token)
+            row = conn.execute(sa.select(table).where(mine)).one()
+            if row.request_hash != request_hash:
+                return Claim("mismatch")
+            if row.state == "done":
+                return Claim("replay", row.status_code, row.response_body, row.screening_id)
+            if row.locked_at <= now - IDEMPOTENCY_STALE_AFTER:
+                # The holder died mid-way (or stalls): take the claim over. The old
+                # holder's token no longer matches, so it can neither finish nor release.
+                taken = conn.execute(
+                    table.update()
+                    .where(mine & (table.c.state == "in_progress"))
+                    .where(table.c.claim == row.claim)
+                    .values(claim=token, locked_at=now)
+                ).rowcount
+                if taken == 1:
+                    return Claim("new", token=token)
+            return Claim("in_flight")
+
+    def release_idempotency(self, key_name: str, key: str, token: str) -> None:
+        """Forget this request's in-progress claim after it failed, so a retry runs afresh."""
+        table = idempotency_records
+        with self._write() as conn:
+            conn.execute(
+                table.delete().where(
+                    (table.c.key_name == key_name)
+                    & (table.c.idempotency_key == key)
+                    & (table.c.claim == token)
+                    & (table.c.state == "in_progress")
+                )
+            )
+
+    # --- screenings -------------------------------------------------------------
+
+    def insert_screening(
+        self,
+        row: dict[str, Any],
+        *,
+        idempotency: tuple[str, str, str] | None = None,
+        response: tuple[int, str] | None = None,
+    ) -> None:
+        """Store a screening, its audit entry and (if any) its idempotency outcome at once.
+
+        ``idempotency`` is (key name, Idempotency-Key, claim token). Raises ``ClaimLost``,
+        storing nothing, when another request took the claim over meanwhile.
+        """
+        # Parameters go beside fixed statements, not into them, so SQLAlchemy
+        # compiles each statement once per process instead of once per request.
+        with self._write() as conn:
+            conn.execute(_INSERT_SCREENING, row)
+            self._audit(conn, row["created_by"], "create", [row["id"]], row["created_at"])
+            if idempotency is not None and response is not None:
+                finished = conn.execute(
+                    _FINISH_IDEMPOTENCY,
+                    {
+                        "k_name": idempotency[0],
+                        "k_key": idempotency[1],
+                        "k_claim": idempotency[2],
+                        "state": "done",
+                        "status_code": response[0],
+                        "response_body": response[1],
+                        "screening_id": row["id"],
+                    },
+                ).rowcount
+                if finished != 1:
+                    # Raising inside the transaction rolls the screening back.
+                    raise ClaimLost(idempotency[1])
+
+    def get_screening(self, screening_id: str) -> dict[str, Any] | None:
+        """One screening with its review history, or None."""
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(screenings).where(screenings.c.id == screening_id)
+            ).one_or_none()
+            if row is None:
+                return None
+            history = conn.execute(
+                sa.select(reviews.c.at, reviews.c.by, reviews.c.note)
+                .where(reviews.c.screening_id == screening_id)
+                .order_by(reviews.c.id)
+            ).all()
+        record = dict(row._mapping)
+        record["reviews"] = [dict(r._mapping) for r in history]
+        return record
+
+    def list_screenings(
+        self, filters: ListFilters, limit: int, after: tuple[datetime, str] | None
+    ) -> tuple[list[dict[str, Any]], tuple[datetime, str] | None]:
+        """A page of screenings, newest first, and the position after its last one."""
+        c = screenings.c
+        query = sa.select(
+            c.id,
+            c.created_at,
+            c.created_by,
+            c.patient_ref,
+            c.language,
+            c.questionnaire_id,
+            c.questionnaire_version,
+            c.ruleset_id,
+            c.ruleset_version,
+            c.ruleset_sha256,
+            c.outcome,
+            c.review_status,
+            c.result["decided_by"].as_string().label("decided_by"),
+            c.result["summary"]["clinician"]["card_summary"].as_string().label("card_summary"),
+        )
+        if filters.outcome is not None:
+            query = query.where(c.outcome == filters.outcome)
+        if filters.review_status is not None:
+            query = query.where(c.review_status == filters.review_status)
+        if filters.patient_ref is not None:
+            query = query.where(c.patient_ref == filters.patient_ref)
+        if filters.created_from is not None:
+            query = query.where(c.created_at >= filters.created_from)
+        if filters.created_to is not None:
+            query = query.where(c.created_at <= filters.created_to)
+        if after is not None:
+            moment, last_id = after
+            query = query.where(
+                sa.or_(c.created_at < moment, sa.and_(c.created_at == moment, c.id < last_id))
+            )
+        query = query.order_by(c.created_at.desc(), c.id.desc()).limit(limit + 1)
+        with self.engine.connect() as conn:
+            rows = [dict(r._mapping) for r in conn.execute(query)]
+        if len(rows) > limit:
+            rows = rows[:limit]
+            return rows, (rows[-1]["created_at"], rows[-1]["id"])
+        return rows, None
+
+    def add_review(self, screening_id: str, by: str, note: str | None) -> bool:
+        """Record a review; False when there is no such screening."""
+        now = _utcnow()
+        with self._write() as conn:
+            updated = conn.execute(
+                screenings.update()
+                .where(screenings.c.id == screening_id)
+                .values(review_status="reviewed")
+            ).rowcount
+            if updated != 1:
+                return False
+            conn.execute(
+                reviews.insert().values(screening_id=screening_id, at=now, by=by, note=note)
+            )
+            self._audit(conn, by, "review", [screening_id], now)
+        return True
+
+    def purge(self, before: datetime, actor: str) -> int:
+        """Delete screenings created before ``before`` with their reviews and
+        idempotency records, and expired idempotency records; audit each deletion."""
+        with self._write() as conn:
+            doomed = [
+                row.id
+                for row in conn.execute(
+                    sa.select(screenings.c.id).where(screenings.c.created_at < before)
+                )
+            ]
+            if doomed:
+                # Explicit deletes, not only ON DELETE CASCADE: the same on any database.
+                for table in (reviews, idempotency_records):
+                    conn.execute(table.delete().where(table.c.screening_id.in_(doomed)))
+                conn.execute(screenings.delete().where(screenings.c.id.in_(doomed)))
+                self._audit(conn, actor, "purge", doomed, _utcnow())
+            conn.execute(
+                idempotency_records.delete().where(idempotency_records.c.expires_at <= _utcnow())
+            )
+        return len(doomed)
+
+    # --- audit --------------------------------------------------------------------
+
+    def audit(self, actor: str, action: str, screening_ids: Sequence[str]) -> None:
+        """Record that ``actor`` did ``action`` to each screening (ids and names only)."""
+        with self._write() as conn:
+            self._audit(conn, actor, action, screening_ids, _utcnow())
+
+    def _audit(
+        self,
+        conn: Connection,
+        actor: str,
+        action: str,
+        screening_ids: Sequence[str | None],
+        at: datetime,
+    ) -> None:
+        conn.execute(
+            _INSERT_AUDIT,
+            [{"at": at, "actor": actor, "action": action, "screening_id": i} for i in screening_ids]
+            or [{"at": at, "actor": actor, "action": action, "screening_id": None}],
+        )
+
+    def audit_entries(self, screening_id: str | None = None) -> list[dict[str, Any]]:
+        """The audit trail, oldest first (optionally for one screening)."""
+        query = sa.select(audit_log).order_by(audit_log.c.id)
+        if screening_id is not None:
+            query = query.where(audit_log.c.screening_id == screening_id)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]

@@ -1,0 +1,84 @@
+"""Bearer-token authentication of requests and role checks on views.
+
+The keys themselves (parsing ``SCREENING_API_KEYS``, hashing, constant-time
+lookup) live in ``screening.services.keys``; this module reads the request's
+``Authorization`` header and answers 401 or 403.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+from typing import TypeVar
+from typing import cast
+
+from flask import g
+from flask import request
+
+from screening.services import registry
+from screening.services.keys import ApiKey
+from screening.services.problems import ProblemError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _unauthorized(detail: str, error: str | None) -> ProblemError:
+    challenge = 'Bearer realm="screening"'
+    if error:
+        challenge += f', error="{error}"'
+    return ProblemError(detail, status=401, headers={"WWW-Authenticate": challenge})
+
+
+def _presented_token() -> tuple[str, str]:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    return (scheme.lower() if header else ""), token.strip()
+
+
+def identify_request() -> ApiKey | None:
+    """The configured key matching the request's bearer token, if any (cached per request)."""
+    if "identified_key" not in g:
+        scheme, token = _presented_token()
+        found = None
+        if scheme == "bearer" and token:
+            found = registry.authenticator().identify(token)
+        g.identified_key = found
+    return cast("ApiKey | None", g.identified_key)
+
+
+def authenticate() -> ApiKey:
+    """The caller's key, from ``Authorization: Bearer``; 401 when missing or unknown."""
+    scheme, token = _presented_token()
+    if not scheme:
+        raise _unauthorized("Send an Authorization: Bearer token.", None)
+    if scheme != "bearer" or not token:
+        raise _unauthorized(
+            "Use the Bearer scheme: Authorization: Bearer <token>.", "invalid_request"
+        )
+    key = identify_request()
+    if key is None:
+        raise _unauthorized("The token is not valid.", "invalid_token")
+    return key
+
+
+def require(*roles: str) -> Callable[[F], F]:
+    """Allow a view only to callers whose key has one of ``roles`` (else 401/403)."""
+
+    def decorator(view: F) -> F:
+        @wraps(view)
+        def wrapped(*args: Any, **kwargs: Any) -> Any:
+            key = authenticate()
+            if key.role not in roles:
+                raise ProblemError("This token's role may not use this route.", status=403)
+            g.api_key = key
+            return view(*args, **kwargs)
+
+        return cast(F, wrapped)
+
+    return decorator
+
+
+def current_key() -> ApiKey:
+    """The authenticated caller of the current request."""
+    return cast(ApiKey, g.api_key)

@@ -1,0 +1,53 @@
+"""Operational routes: liveness and the OpenAPI document."""
+
+from __future__ import annotations
+
+import hashlib
+from functools import cache
+from pathlib import Path
+
+from flask import Blueprint
+from flask import Response
+from flask import current_app
+from flask import jsonify
+from flask import request
+
+from screening.services import registry
+from screening.web.errors import problem_response
+
+bp = Blueprint("ops", __name__)
+
+
+@bp.get("/healthz")
+def healthz() -> Response:
+    """200 while the process serves requests; touches nothing else."""
+    return jsonify(status="ok")
+
+
+@bp.get("/readyz")
+def readyz() -> Response:
+    """200 when the database answers and the rules are loaded, else 503."""
+    registry.rulebook()
+    if not registry.screenings().database_answers():
+        # The reason went to the log, never to the caller.
+        return problem_response(503, "The database does not answer.")
+    return jsonify(status="ready")
+
+
+@cache
+def _read_document(path: str) -> tuple[bytes, str]:
+    """The OpenAPI file's bytes and their hash, read once per process."""
+    data = Path(path).read_bytes()
+    return data, hashlib.sha256(data).hexdigest()
+
+
+@bp.get("/openapi.yaml")
+def openapi_document() -> Response:
+    """The OpenAPI description of this API, as a file."""
+    data, digest = _read_document(current_app.config["OPENAPI_PATH"])
+    response = current_app.response_class(data, mimetype="application/yaml")
+    response.set_etag(digest)
+    response.cache_control.public = True
+    response.cache_control.max_age = 300
+    response.make_conditional(request)
+    return response

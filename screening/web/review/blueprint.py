@@ -1,0 +1,137 @@
+"""The review pages' blueprint, its cookie and security settings, and its error pages."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from flask import Blueprint
+from flask import Flask
+from flask import render_template
+from flask import request
+from flask.typing import ResponseReturnValue
+from flask_wtf.csrf import CSRFError
+from flask_wtf.csrf import CSRFProtect
+from werkzeug.exceptions import HTTPException
+from werkzeug.wrappers import Response
+
+from screening.services.problems import ProblemError
+
+#: Signed in clinicians are signed out after this long without a request.
+IDLE_TIMEOUT = timedelta(minutes=30)
+#: Defaults for ``create_app`` to apply before the ``SCREENING_*`` settings.
+CONFIG_DEFAULTS: dict[str, Any] = {
+    "PERMANENT_SESSION_LIFETIME": IDLE_TIMEOUT,
+    # Every request re-signs the cookie, so the lifetime counts idle time.
+    "SESSION_REFRESH_EACH_REQUEST": True,
+    "SESSION_COOKIE_HTTPONLY": True,
+    "SESSION_COOKIE_SAMESITE": "Lax",
+    # CSRF is checked by the review pages only: the JSON API authenticates with
+    # bearer tokens, which a browser never sends on its own, so it needs none.
+    "WTF_CSRF_CHECK_DEFAULT": False,
+}
+PAGE_SIZE = 20
+MIN_SECRET_LENGTH = 32
+
+# No inline script or style anywhere, and nothing from other origins.
+CONTENT_SECURITY_POLICY = "; ".join(
+    [
+        "default-src 'none'",
+        "style-src 'self'",
+        "img-src 'self'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+        "base-uri 'none'",
+    ]
+)
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Content-Type-Options": "nosniff",
+    # "same-origin", not "no-referrer": Flask-WTF checks the Referer of HTTPS posts.
+    "Referrer-Policy": "same-origin",
+    "X-Frame-Options": "DENY",
+    "Cross-Origin-Opener-Policy": "same-origin",
+}
+
+
+bp = Blueprint(
+    "review",
+    __name__,
+    url_prefix="/review",
+    template_folder="templates",
+    static_folder="static",
+    static_url_path="/static",
+)
+csrf = CSRFProtect()
+
+
+def secret_key_problem(app: Flask) -> str | None:
+    """Why the configured ``SECRET_KEY`` can't sign cookies, or None when it can (or is unset)."""
+    secret = app.config.get("SECRET_KEY")
+    if not secret:
+        return None
+    if not isinstance(secret, str | bytes) or len(secret) < MIN_SECRET_LENGTH:
+        return (
+            f"SCREENING_SECRET_KEY: use at least {MIN_SECRET_LENGTH} random characters, "
+            "for example the output of: python -c 'import secrets; print(secrets.token_hex(32))'"
+        )
+    return None
+
+
+@bp.after_request
+def _security_headers(response: Response) -> Response:
+    """Security headers on every page, and no caching of pages with patient data."""
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    if request.endpoint != "review.static":
+        response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+# --- errors --------------------------------------------------------------------------
+
+
+def error_page(status: int, title: str, detail: str) -> ResponseReturnValue:
+    """An HTML error page with the security headers of every page."""
+    return render_template("review/error.html", title=title, detail=detail), status
+
+
+# Written here so that nothing from the request is repeated back.
+_HTTP_DETAILS = {
+    405: "This address can't be used that way.",
+    413: "The form was too large to accept. Nothing was saved.",
+    429: "Too many requests in a short time. Wait a moment, then try again.",
+    500: "Something went wrong on our side. If you were saving a review, check whether it "
+    "was recorded before trying again.",
+}
+
+
+@bp.errorhandler(CSRFError)
+def _csrf_failed(error: CSRFError) -> ResponseReturnValue:
+    """A form without a valid CSRF token: say so plainly; nothing was saved."""
+    return error_page(
+        400,
+        "This form could not be accepted",
+        "The form had expired or did not come from these pages, so nothing was saved. "
+        "Go back, reload the page and try again.",
+    )
+
+
+@bp.errorhandler(ProblemError)
+def _problem(error: ProblemError) -> ResponseReturnValue:
+    """The service's errors (unknown screening, unusable filters) as an HTML page."""
+    if error.status == 404:
+        return error_page(404, "Screening not found", "There is no screening with this address.")
+    detail = error.detail
+    if error.errors:
+        detail += " " + " ".join(
+            f"{field}: {' '.join(msgs)}" for field, msgs in error.errors.items()
+        )
+    return error_page(error.status, "This request can't be used", detail)
+
+
+@bp.errorhandler(HTTPException)
+def _http_error(error: HTTPException) -> ResponseReturnValue:
+    """Flask's own errors on these pages, as an HTML page."""
+    status = error.code or 500
+    return error_page(status, error.name, _HTTP_DETAILS.get(status, _HTTP_DETAILS[500]))

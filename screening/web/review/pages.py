@@ -1,0 +1,95 @@
+"""The review list, a screening's detail page and the "Mark reviewed" form.
+
+The pages call the same service as the API, so a page read, a list and a
+review are stored and audited exactly as through ``/v1``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import flash
+from flask import redirect
+from flask import render_template
+from flask import request
+from flask import url_for
+from flask.typing import ResponseReturnValue
+
+from screening.services import registry
+from screening.services.problems import ValidationProblem
+from screening.web import schemas
+from screening.web import views
+from screening.web.auth import current_key
+from screening.web.review import words
+from screening.web.review.blueprint import PAGE_SIZE
+from screening.web.review.blueprint import bp
+
+
+def _list_query() -> dict[str, str]:
+    """The list's query without empty values (the forms' "All" choices)."""
+    names = ("outcome", "review_status", "limit", "cursor")
+    return {name: request.args[name] for name in names if request.args.get(name)}
+
+
+@bp.get("/")
+def index() -> ResponseReturnValue:
+    """Screenings newest first, with filters and a next page."""
+    query = _list_query()
+    query.setdefault("limit", str(PAGE_SIZE))
+    params = schemas.load(schemas.list_query, query)
+    page = views.list_view(registry.screenings().list(params, current_key()))
+    # Any: url_for's keyword arguments mix typed options with free query values.
+    filters: dict[str, Any] = {k: v for k, v in query.items() if k in ("outcome", "review_status")}
+    if query["limit"] != str(PAGE_SIZE):
+        filters["limit"] = query["limit"]
+    rows = [
+        {
+            **item,
+            "received": words.when(item["created_at"]),
+            "outcome_view": words.outcome(item["outcome"]),
+            "decided_by_title": words.rule_title(item["decided_by"]),
+        }
+        for item in page["items"]
+    ]
+    outcomes = [words.outcome(code) for code in registry.rulebook().ruleset.outcomes]
+    next_url = None
+    if page["next_cursor"] is not None:
+        next_url = url_for("review.index", **filters, cursor=page["next_cursor"])
+    first_url = url_for("review.index", **filters) if "cursor" in query else None
+    return render_template(
+        "review/list.html",
+        rows=rows,
+        outcomes=outcomes,
+        selected=filters,
+        next_url=next_url,
+        first_url=first_url,
+    )
+
+
+def _full_view(screening_id: str) -> dict[str, Any]:
+    """The screening's full view, as the API gives it to clinicians (read and audited)."""
+    return views.full_view(registry.screenings().read(screening_id, current_key()))
+
+
+@bp.get("/<screening_id>")
+def detail(screening_id: str) -> ResponseReturnValue:
+    """One screening: outcome, basis, patient summary, answers, trace, reviews."""
+    context = words.detail_context(_full_view(screening_id))
+    return render_template("review/detail.html", **context, note="", error=None)
+
+
+@bp.post("/<screening_id>/review")
+def mark_reviewed(screening_id: str) -> ResponseReturnValue:
+    """Record a review through the API's own code path, then show the screening."""
+    # Browsers send line breaks as CRLF; store them as the API would receive them.
+    note = request.form.get("note", "").replace("\r\n", "\n")
+    body = {"note": note} if note.strip() else {}
+    try:
+        params = schemas.load(schemas.review_request, body)
+        registry.screenings().review(screening_id, params["note"], current_key())
+    except ValidationProblem as exc:
+        message = " ".join(" ".join(msgs) for msgs in (exc.errors or {}).values())
+        context = words.detail_context(_full_view(screening_id))
+        return render_template("review/detail.html", **context, note=note, error=message), 422
+    flash("Marked reviewed.", "info")
+    return redirect(url_for("review.detail", screening_id=screening_id, _anchor="review"), code=303)

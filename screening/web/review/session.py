@@ -1,0 +1,157 @@
+"""Who is signed in to the review pages: sign-in, sign-out, and the check on every page.
+
+The session cookie holds the key's name, its role and a fingerprint of its
+token hash, never the token. Every request looks the key up again in the
+configured keys, so removing or rotating a key signs its clinician out.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from urllib.parse import urlsplit
+
+from flask import current_app
+from flask import flash
+from flask import g
+from flask import redirect
+from flask import render_template
+from flask import request
+from flask import session
+from flask import url_for
+from flask.typing import ResponseReturnValue
+
+from screening.services import registry
+from screening.services.keys import ApiKey
+from screening.web.auth import current_key
+from screening.web.review.blueprint import bp
+from screening.web.review.blueprint import csrf
+from screening.web.review.blueprint import error_page
+
+_SESSION_NAME = "review_key"
+_SESSION_ROLE = "review_role"
+_SESSION_CHECK = "review_check"
+
+
+def _fingerprint(key: ApiKey) -> str:
+    """A value that changes when the key's token changes, and reveals nothing of it."""
+    secret = current_app.secret_key
+    assert secret is not None
+    secret_bytes = secret.encode() if isinstance(secret, str) else secret
+    return hmac.new(secret_bytes, b"review-session:" + key.digest, hashlib.sha256).hexdigest()
+
+
+def _signed_in_key() -> ApiKey | None:
+    """The clinician key this session belongs to, if it is still configured."""
+    name = session.get(_SESSION_NAME)
+    check = session.get(_SESSION_CHECK)
+    if not isinstance(name, str) or not isinstance(check, str):
+        return None
+    for key in registry.authenticator().keys:
+        if (
+            key.name == name
+            and key.role == "clinician"
+            and hmac.compare_digest(_fingerprint(key), check)
+        ):
+            return key
+    return None
+
+
+def _safe_next(target: str | None) -> str:
+    """Where to go after signing in: a page of this blueprint, never another site."""
+    default = url_for("review.index")
+    if not target:
+        return default
+    parts = urlsplit(target)
+    if (
+        parts.scheme
+        or parts.netloc
+        or not parts.path.startswith("/review/")
+        # Backslashes (read as slashes by browsers) and control characters (which
+        # can't go into a Location header) never appear in this blueprint's URLs.
+        or any(char == "\\" or ord(char) < 32 or ord(char) == 127 for char in target)
+    ):
+        return default
+    return target
+
+
+@bp.before_request
+def _guard() -> ResponseReturnValue | None:
+    """Refuse to work without a secret key, check CSRF, then require a clinician."""
+    if request.endpoint == "review.static":
+        return None
+    if not current_app.secret_key:
+        current_app.logger.error("SCREENING_SECRET_KEY is not set: the review pages are off")
+        return error_page(
+            503,
+            "The review pages are turned off",
+            "This server has no SCREENING_SECRET_KEY setting, which the review pages need "
+            "to sign people in safely. Ask the team that runs the service to set it.",
+        )
+    if request.method not in ("GET", "HEAD", "OPTIONS"):
+        csrf.protect()
+    if request.endpoint == "review.login":
+        return None
+    key = _signed_in_key()
+    if key is None:
+        if session.get(_SESSION_NAME) is not None or request.method == "POST":
+            flash("You were signed out. Sign in again to continue; nothing was saved.", "error")
+        session.pop(_SESSION_NAME, None)
+        session.pop(_SESSION_ROLE, None)
+        session.pop(_SESSION_CHECK, None)
+        target = None
+        if request.method == "GET":
+            target = request.full_path if request.query_string else request.path
+        # 303: after a refused post, the browser fetches the sign-in page with GET.
+        return redirect(url_for("review.login", next=target), code=303)
+    # Where the API keeps its caller, so the access log names the clinician too.
+    g.api_key = key
+    return None
+
+
+def _login_page(target: str, error: str | None, status: int) -> ResponseReturnValue:
+    """The sign-in form, with an error when the last try failed."""
+    minutes = int(current_app.permanent_session_lifetime.total_seconds() // 60)
+    page = render_template("review/login.html", next=target, error=error, idle_minutes=minutes)
+    return page, status
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login() -> ResponseReturnValue:
+    """The sign-in form; only clinician tokens sign in."""
+    target = _safe_next(request.values.get("next"))
+    if request.method == "GET":
+        if _signed_in_key() is not None:
+            return redirect(target)
+        return _login_page(target, None, 200)
+    token = request.form.get("token", "").strip()
+    key = registry.authenticator().identify(token) if token else None
+    error, status = None, 200
+    if not token:
+        error, status = "Enter your access token.", 422
+    elif key is None:
+        error, status = "This access token is not recognised. Check it and try again.", 422
+    elif key.role != "clinician":
+        error, status = (
+            "This is a patient portal token. Only clinician tokens can sign in here.",
+            403,
+        )
+    if error is not None or key is None:
+        return _login_page(target, error, status)
+    # A fresh session: nothing from before signing in carries over.
+    session.clear()
+    session.permanent = True
+    session[_SESSION_NAME] = key.name
+    session[_SESSION_ROLE] = key.role
+    session[_SESSION_CHECK] = _fingerprint(key)
+    registry.screenings().audit(key.name, "sign_in")
+    return redirect(target, code=303)
+
+
+@bp.post("/logout")
+def logout() -> ResponseReturnValue:
+    """Sign out and forget the session."""
+    registry.screenings().audit(current_key().name, "sign_out")
+    session.clear()
+    flash("You are signed out.", "info")
+    return redirect(url_for("review.login"), code=303)

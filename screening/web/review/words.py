@@ -1,0 +1,244 @@
+"""The review pages' words: outcomes, findings, answers and the trace as a clinician reads them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from screening.rules.questionnaire import Item
+from screening.services import registry
+from screening.web.schemas import NOTE_LIMIT
+
+# The condition language's operators, as a clinician would read them after
+# "Needs the answer ...".
+_OPERATOR_WORDS = {
+    "equals": "to be",
+    "one_of": "to be one of",
+    "contains_any": "to include any of",
+    "less_than": "to be less than",
+    "at_most": "to be at most",
+    "greater_than": "to be more than",
+    "at_least": "to be at least",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class OutcomeView:
+    """An outcome as the pages show it."""
+
+    code: str
+    label: str
+    indicator: str
+
+    @property
+    def urgent(self) -> bool:
+        """Whether the rules data marks this outcome critical (help needed today)."""
+        return self.indicator == "critical"
+
+
+@dataclass(frozen=True, slots=True)
+class Citation:
+    """A source a finding rests on."""
+
+    id: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """A matched rule with its clinician text and sources."""
+
+    rule: str
+    title: str
+    text: str
+    sources: tuple[Citation, ...]
+    deciding: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """One answered question in words."""
+
+    question: str
+    words: str
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerGroup:
+    """The answers of one questionnaire section."""
+
+    title: str
+    answers: tuple[Answer, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class TraceStep:
+    """One comparison the rules made, in words."""
+
+    question: str
+    test: str
+    answer: str
+    held: bool
+
+
+@dataclass(frozen=True, slots=True)
+class TraceRule:
+    """One rule of the trace."""
+
+    rule: str
+    title: str
+    matched: bool
+    steps: tuple[TraceStep, ...]
+
+
+def outcome(code: str) -> OutcomeView:
+    """An outcome code with its label and indicator from the rules data."""
+    outcome = registry.rulebook().ruleset.outcomes.get(code)
+    if outcome is None:
+        return OutcomeView(code, code, "info")
+    return OutcomeView(code, outcome.label, outcome.indicator)
+
+
+def rule_title(rule_id: str) -> str:
+    """A rule's title, or its id for a rule the loaded ruleset no longer has."""
+    for rule in registry.rulebook().ruleset.rules:
+        if rule.id == rule_id:
+            return rule.title
+    return rule_id
+
+
+def _item(link_id: str) -> Item | None:
+    """The questionnaire item with this linkId, if the loaded questionnaire has it."""
+    return registry.rulebook().questionnaire.by_link_id.get(link_id)
+
+
+def _question(link_id: str) -> str:
+    """The question as the patient read it, or its linkId."""
+    item = _item(link_id)
+    return item.text if item is not None else link_id
+
+
+def _words(link_id: str, value: Any) -> str:
+    """An answer (or an expected value) in the questionnaire's words."""
+    if value is None:
+        return "No answer"
+    item = _item(link_id)
+    if item is not None:
+        try:
+            return item.display(value)
+        except KeyError:
+            # A code this questionnaire no longer has: show the code itself.
+            pass
+    if isinstance(value, list):
+        return "; ".join(str(v) for v in value)
+    return str(value)
+
+
+def when(stamp: str) -> str:
+    """An RFC 3339 time as "21 Nov 2025, 09:06 UTC"."""
+    moment = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    return moment.strftime("%d %b %Y, %H:%M UTC")
+
+
+def _citations(ids: list[str], stored: dict[str, str]) -> tuple[Citation, ...]:
+    """Source ids with their citations: as stored with the result, else from the ruleset."""
+    sources = registry.rulebook().ruleset.sources
+    citations = []
+    for source_id in ids:
+        text = stored.get(source_id)
+        if text is None:
+            source = sources.get(source_id)
+            text = source.citation if source is not None else ""
+        citations.append(Citation(source_id, text))
+    return tuple(citations)
+
+
+def _findings(
+    entries: list[dict[str, Any]], stored: dict[str, str], decided_by: str | None
+) -> list[Finding]:
+    """Stored findings (or notes) with titles and citations; mark the deciding one."""
+    return [
+        Finding(
+            rule=entry["rule"],
+            title=entry.get("title") or rule_title(entry["rule"]),
+            text=entry["text"],
+            sources=_citations(entry.get("sources", []), stored),
+            deciding=entry["rule"] == decided_by,
+        )
+        for entry in entries
+    ]
+
+
+def _answer_groups(answers: dict[str, Any]) -> list[AnswerGroup]:
+    """Every answer under its questionnaire section, in questionnaire order."""
+    questionnaire = registry.rulebook().questionnaire
+    groups = []
+    for group in questionnaire.groups:
+        rows = tuple(
+            Answer(item.text, _words(item.link_id, answers[item.link_id]))
+            for item in questionnaire.items
+            if item.group == group.link_id and item.link_id in answers
+        )
+        if rows:
+            groups.append(AnswerGroup(group.text, rows))
+    # Answers to items this questionnaire no longer has (an older version).
+    other = tuple(
+        Answer(link_id, _words(link_id, value))
+        for link_id, value in answers.items()
+        if link_id not in questionnaire.by_link_id
+    )
+    if other:
+        groups.append(AnswerGroup("Other answers", other))
+    return groups
+
+
+def _trace(trace: list[dict[str, Any]]) -> list[TraceRule]:
+    """The stored trace in words: each rule, each comparison, and whether it held."""
+    rules = []
+    for entry in trace:
+        steps = []
+        for step in entry.get("conditions", []):
+            link_id = step["linkId"]
+            operator = step["operator"]
+            if operator == "answered":
+                test = "Needs an answer" if step["expected"] else "Needs no answer"
+            else:
+                words = _OPERATOR_WORDS.get(operator, operator)
+                test = f"Needs the answer {words} {_words(link_id, step['expected'])}"
+            steps.append(
+                TraceStep(_question(link_id), test, _words(link_id, step["actual"]), step["held"])
+            )
+        rules.append(
+            TraceRule(entry["rule"], rule_title(entry["rule"]), entry["matched"], tuple(steps))
+        )
+    return rules
+
+
+def detail_context(view: dict[str, Any]) -> dict[str, Any]:
+    """What the detail page shows, in words, from the full view of a screening."""
+    clinician = view["summary"]["clinician"]
+    stored_sources = {s["id"]: s["citation"] for s in clinician.get("sources", [])}
+    ruleset = registry.rulebook().ruleset
+    return {
+        "screening": view,
+        "received": when(view["created_at"]),
+        "outcome": outcome(view["outcome"]),
+        "decided_by": rule_title(view["decided_by"]),
+        "findings": _findings(clinician["findings"], stored_sources, view["decided_by"]),
+        "notes": _findings(clinician.get("notes", []), stored_sources, None),
+        "key_answers": [
+            Answer(_question(entry["linkId"]), entry["display"])
+            for entry in clinician.get("key_answers", [])
+        ],
+        "answer_groups": _answer_groups(view["answers"]),
+        "patient": view["summary"]["patient"],
+        "trace": _trace(view["trace"]),
+        "history": [
+            {"at": when(entry["at"]), "by": entry["by"], "note": entry["note"]}
+            for entry in view["review"]["history"]
+        ],
+        "other_ruleset": view["ruleset"]["sha256"] != ruleset.sha256,
+        "current_ruleset_version": ruleset.version,
+        "note_limit": NOTE_LIMIT,
+    }
