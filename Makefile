@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The Node tools the tests use (package.json): Redocly CLI, Medplum's FHIR engine, LHC-Forms.
+NODE_STAMP := node_modules/.installed
 
 .PHONY: install run test lint bench clean
 
@@ -13,7 +15,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
 
-install: $(STAMP)
+# Exactly what package-lock.json lists, again whenever it changes.
+$(NODE_STAMP): package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+install: $(STAMP) $(NODE_STAMP)
 
 run: $(STAMP)
 	$(BIN)/python tools/devserver.py
@@ -22,8 +29,9 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
-test: lint
+test: lint $(NODE_STAMP)
 	$(BIN)/pytest
 
 bench: $(STAMP)
@@ -31,4 +39,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/load.py
 
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) node_modules .mypy_cache .pytest_cache .ruff_cache .hypothesis
