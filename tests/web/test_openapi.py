@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import bearer
 from flask import Flask
 from flask.testing import FlaskClient
 from jsonschema import Draft202012Validator
@@ -17,6 +16,7 @@ from jsonschema import FormatChecker
 from openapi_spec_validator import validate
 
 from screening import PROJECT_ROOT
+from tests.support.app import bearer
 
 SPEC = yaml.safe_load((PROJECT_ROOT / "openapi.yaml").read_text(encoding="utf-8"))
 IGNORED_METHODS = {"HEAD", "OPTIONS"}

@@ -6,12 +6,12 @@ import json
 from typing import Any
 
 import pytest
-from conftest import BOTH_DATABASES
-from conftest import bearer
 from flask.testing import FlaskClient
 
 from screening.storage.store import ListFilters
 from screening.storage.store import Store
+from tests.support.app import BOTH_DATABASES
+from tests.support.app import bearer
 
 pytestmark = BOTH_DATABASES
 

@@ -8,15 +8,15 @@ from typing import Any
 
 import pytest
 import requests
-from conftest import API_KEYS
-from conftest import TOKENS
-from conftest import base_answers
-from conftest import bearer
-from server import gunicorn
 
 from screening import PROJECT_ROOT
 from screening.fhir.forms import questionnaire_response_from_answers
 from screening.rules.loader import load_rules
+from tests.support.app import API_KEYS
+from tests.support.app import TOKENS
+from tests.support.app import base_answers
+from tests.support.app import bearer
+from tests.support.server import gunicorn
 
 # Distinctive values a leak would show.
 PATIENT_REF = "MRN-LEAKCHECK-4711"

@@ -25,14 +25,15 @@ from typing import Any
 
 import requests
 import sqlalchemy as sa
-from conftest import API_KEYS
-from conftest import BOTH_DATABASES
-from conftest import base_answers
-from conftest import bearer
-from server import child_pids
-from server import gunicorn
-from server import master_pid
-from server import running
+
+from tests.support.app import API_KEYS
+from tests.support.app import BOTH_DATABASES
+from tests.support.app import base_answers
+from tests.support.app import bearer
+from tests.support.server import child_pids
+from tests.support.server import gunicorn
+from tests.support.server import master_pid
+from tests.support.server import running
 
 pytestmark = BOTH_DATABASES
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from conftest import make_app
+
+from tests.support.app import make_app
 
 
 @pytest.mark.parametrize(

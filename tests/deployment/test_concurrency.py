@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 import sqlalchemy as sa
-from conftest import API_KEYS
-from conftest import BOTH_DATABASES
-from conftest import bearer
-from server import gunicorn
+
+from tests.support.app import API_KEYS
+from tests.support.app import BOTH_DATABASES
+from tests.support.server import gunicorn
+from tests.support.server import race_posts
 
 pytestmark = BOTH_DATABASES
 RACERS = 16
@@ -42,31 +40,12 @@ def count_screenings(database_url: str) -> int:
         engine.dispose()
 
 
-def race(base: str, bodies_and_keys: list[tuple[dict[str, Any], str]]) -> list[requests.Response]:
-    """Send every request at the same moment from its own thread."""
-    barrier = threading.Barrier(len(bodies_and_keys))
-
-    def send(item: tuple[dict[str, Any], str]) -> requests.Response:
-        body, key = item
-        with requests.Session() as session:
-            barrier.wait()
-            return session.post(
-                f"{base}/v1/screenings",
-                json=body,
-                headers={**bearer("portal-a"), "Idempotency-Key": key},
-                timeout=30,
-            )
-
-    with ThreadPoolExecutor(len(bodies_and_keys)) as pool:
-        return list(pool.map(send, bodies_and_keys))
-
-
 def test_identical_requests_store_one_screening(
     server: str, database_url: str, valid_answers: dict[str, Any]
 ) -> None:
     body = {"answers": valid_answers, "patient_ref": "MRN-race"}
     for round_number in range(3):
-        responses = race(server, [(body, f"race-{round_number}")] * RACERS)
+        responses = race_posts([(server, body, f"race-{round_number}")] * RACERS)
         statuses = [r.status_code for r in responses]
         assert set(statuses) <= {201, 409}, statuses
         fresh = [
@@ -77,7 +56,7 @@ def test_identical_requests_store_one_screening(
         assert all(r.content == fresh[0].content for r in replays)
         assert count_screenings(database_url) == round_number + 1
     # Once the first is done, every retry replays it.
-    retry = race(server, [(body, "race-0")] * 4)
+    retry = race_posts([(server, body, "race-0")] * 4)
     assert {r.headers.get("Idempotent-Replayed") for r in retry} == {"true"}
     assert count_screenings(database_url) == 3
 
@@ -86,7 +65,7 @@ def test_distinct_keys_racing_all_store(
     server: str, database_url: str, valid_answers: dict[str, Any]
 ) -> None:
     body = {"answers": valid_answers}
-    responses = race(server, [(body, f"distinct-{n}") for n in range(RACERS)])
+    responses = race_posts([(server, body, f"distinct-{n}") for n in range(RACERS)])
     assert [r.status_code for r in responses] == [201] * RACERS
     assert len({r.json()["id"] for r in responses}) == RACERS
     assert count_screenings(database_url) == RACERS

@@ -8,24 +8,23 @@ list, reviews and the audit log must all be right across them.
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from typing import Any
 
 import pytest
 import requests
 import sqlalchemy as sa
-from conftest import API_KEYS
-from conftest import TABLES
-from conftest import base_answers
-from conftest import bearer
-from server import gunicorn
 
 from screening.storage.store import Store
 from screening.storage.store import make_engine
+from tests.support.app import API_KEYS
+from tests.support.app import TABLES
+from tests.support.app import base_answers
+from tests.support.app import bearer
+from tests.support.server import gunicorn
+from tests.support.server import race_posts
 
 # Only PostgreSQL: replicas on different hosts can't share an SQLite file.
 pytestmark = pytest.mark.postgres
@@ -124,22 +123,11 @@ def test_racing_both_instances_with_one_key_stores_one(
     body = {"answers": base_answers(), "patient_ref": "MRN-race"}
     for round_number in range(3):
         key = f"scale-race-{round_number}"
-        barrier = threading.Barrier(RACERS)
-
-        def send(base: str, key: str = key, barrier: threading.Barrier = barrier) -> Any:
-            with requests.Session() as session:
-                barrier.wait()
-                with session.post(
-                    f"{base}/v1/screenings",
-                    json=body,
-                    headers={**bearer("portal-a"), "Idempotency-Key": key},
-                    timeout=TIMEOUT,
-                ) as response:
-                    return response.status_code, response.headers.copy(), response.content
-
         # Half the racers on each instance, interleaved.
-        with ThreadPoolExecutor(RACERS) as pool:
-            results = list(pool.map(send, [instances[n % 2] for n in range(RACERS)]))
+        responses = race_posts(
+            [(instances[n % 2], body, key) for n in range(RACERS)], timeout=TIMEOUT
+        )
+        results = [(r.status_code, r.headers, r.content) for r in responses]
         statuses = [status for status, _, _ in results]
         # 409: the other racers' request was still being processed.
         assert set(statuses) <= {201, 409}, statuses

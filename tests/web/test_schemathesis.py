@@ -18,8 +18,6 @@ import weakref
 from typing import Any
 
 import schemathesis
-from conftest import OPENAPI_PATH
-from conftest import bearer
 from flask import Flask
 from flask.testing import FlaskClient
 from hypothesis import HealthCheck
@@ -33,6 +31,9 @@ from schemathesis.specs.openapi.checks import response_headers_conformance
 from schemathesis.specs.openapi.checks import response_schema_conformance
 from schemathesis.specs.openapi.checks import status_code_conformance
 from schemathesis.specs.openapi.checks import unsupported_method
+
+from tests.support.app import bearer
+from tests.support.spec import OPENAPI_PATH
 
 #: Random examples per operation (the examples and coverage phases add their own).
 MAX_EXAMPLES = 200

@@ -6,15 +6,20 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import requests
 
 from screening import PROJECT_ROOT
+from tests.support.app import bearer
 
 
 def free_port() -> int:
@@ -149,3 +154,28 @@ def master_pid(base: str) -> int:
             except OSError:
                 continue  # closed meanwhile
     raise LookupError(f"no gunicorn master of ours listens on {base}")
+
+
+def race_posts(
+    posts: Sequence[tuple[str, dict[str, Any], str]], who: str = "portal-a", timeout: float = 30
+) -> list[requests.Response]:
+    """POST each ``(base URL, body, Idempotency-Key)`` to /v1/screenings at the same moment.
+
+    Each request has its own thread and connection, and all wait on one barrier, so they
+    reach the server(s) together; the responses come back in the order of ``posts``.
+    """
+    barrier = threading.Barrier(len(posts))
+
+    def send(post: tuple[str, dict[str, Any], str]) -> requests.Response:
+        base, body, key = post
+        with requests.Session() as session:
+            barrier.wait()
+            return session.post(
+                f"{base}/v1/screenings",
+                json=body,
+                headers={**bearer(who), "Idempotency-Key": key},
+                timeout=timeout,
+            )
+
+    with ThreadPoolExecutor(len(posts)) as pool:
+        return list(pool.map(send, posts))

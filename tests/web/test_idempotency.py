@@ -9,13 +9,13 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from conftest import BOTH_DATABASES
-from conftest import bearer
 from flask.testing import FlaskClient
 
 from screening.storage.store import ListFilters
 from screening.storage.store import Store
 from screening.storage.store import idempotency_records
+from tests.support.app import BOTH_DATABASES
+from tests.support.app import bearer
 
 pytestmark = BOTH_DATABASES
 

@@ -19,21 +19,21 @@ from typing import Any
 import pytest
 import requests
 from axe_playwright_python.sync_playwright import Axe
-from conftest import API_KEYS
-from conftest import SECRET_KEY
-from conftest import TOKENS
-from conftest import base_answers
-from conftest import bearer
 from playwright.sync_api import Browser
 from playwright.sync_api import Dialog
 from playwright.sync_api import Page
 from playwright.sync_api import ViewportSize
 from playwright.sync_api import expect
 from playwright.sync_api import sync_playwright
-from server import gunicorn
 
 from screening import PROJECT_ROOT
 from screening.rules.loader import Rulebook
+from tests.support.app import API_KEYS
+from tests.support.app import SECRET_KEY
+from tests.support.app import TOKENS
+from tests.support.app import base_answers
+from tests.support.app import bearer
+from tests.support.server import gunicorn
 
 CHROMIUM = Path("/usr/bin/chromium")
 # CI sets this: there the browser tests must run, not skip.

@@ -11,9 +11,6 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from conftest import BOTH_DATABASES
-from conftest import bearer
-from conftest import make_app
 from flask import Flask
 from flask.testing import FlaskClient
 
@@ -22,6 +19,9 @@ from screening import create_app
 from screening.services.keys import token_digest
 from screening.storage.store import Store
 from screening.storage.store import screenings
+from tests.support.app import BOTH_DATABASES
+from tests.support.app import bearer
+from tests.support.app import make_app
 
 METRICS_TOKEN = "metrics-token"
 

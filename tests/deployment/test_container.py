@@ -22,11 +22,11 @@ from typing import NoReturn
 
 import pytest
 import requests
-from server import free_port
 
 from screening import PROJECT_ROOT
 from screening.services.keys import new_token
 from screening.services.keys import token_digest
+from tests.support.server import free_port
 
 REQUIRE_DOCKER = os.environ.get("SCREENING_TEST_REQUIRE_DOCKER") == "1"
 LOCAL_BASE_IMAGE = "screening-base:bookworm"

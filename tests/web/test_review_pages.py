@@ -13,13 +13,6 @@ from urllib.parse import urlsplit
 
 import itsdangerous.timed
 import pytest
-from conftest import API_KEYS
-from conftest import BOTH_DATABASES
-from conftest import SECRET_KEY
-from conftest import TOKENS
-from conftest import app_store
-from conftest import base_answers
-from conftest import bearer
 from flask import Flask
 from flask.testing import FlaskClient
 from markupsafe import escape
@@ -33,6 +26,13 @@ from screening.services.keys import parse_api_keys
 from screening.services.keys import token_digest
 from screening.services.registry import AUTH_EXTENSION
 from screening.storage.store import Store
+from tests.support.app import API_KEYS
+from tests.support.app import BOTH_DATABASES
+from tests.support.app import SECRET_KEY
+from tests.support.app import TOKENS
+from tests.support.app import app_store
+from tests.support.app import base_answers
+from tests.support.app import bearer
 
 _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 _ROW_LINK = re.compile(r'<h2 class="screening-title">.*?href="/review/([0-9a-f]+)"', re.S)

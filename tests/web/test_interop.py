@@ -6,8 +6,6 @@ import json
 from typing import Any
 
 import pytest
-from conftest import BOTH_DATABASES
-from conftest import bearer
 from fhir.resources.R4B.questionnaire import Questionnaire as FhirQuestionnaire
 from flask.testing import FlaskClient
 
@@ -15,6 +13,8 @@ from screening.fhir.forms import canonical_reference
 from screening.fhir.forms import questionnaire_response_from_answers
 from screening.rules.loader import Rulebook
 from screening.storage.store import Store
+from tests.support.app import BOTH_DATABASES
+from tests.support.app import bearer
 
 FHIR = "application/fhir+json"
 

@@ -1,0 +1,87 @@
+"""The test app: the real rules, the test API keys, a database of either kind."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+import yaml
+from flask import Flask
+
+from screening import PROJECT_ROOT
+from screening import create_app
+from screening.services.keys import token_digest
+from screening.services.registry import SCREENINGS_EXTENSION
+from screening.storage.store import Store
+from tests.support.spec import SpecCheckingClient
+
+RULES_DIR = PROJECT_ROOT / "rules"
+
+
+POSTGRES_URL = os.environ.get(
+    "SCREENING_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+# CI sets this: there the PostgreSQL tests must run, not skip.
+REQUIRE_POSTGRES = os.environ.get("SCREENING_TEST_REQUIRE_POSTGRES") == "1"
+TABLES = ("audit_log", "idempotency_records", "reviews", "screenings")
+
+TOKENS = {"portal-a": "portal-a-token", "portal-b": "portal-b-token", "dr-c": "clinician-token"}
+API_KEYS = ",".join(
+    [
+        f"portal-a:portal:{token_digest(TOKENS['portal-a'])}",
+        f"portal-b:portal:{token_digest(TOKENS['portal-b'])}",
+        f"dr-c:clinician:{token_digest(TOKENS['dr-c'])}",
+    ]
+)
+
+
+#: Signs the review pages' session cookies in tests.
+SECRET_KEY = "test-secret-key-for-signed-cookies-0123456789"
+
+
+def bearer(name: str) -> dict[str, str]:
+    """The Authorization header of one of the test keys."""
+    return {"Authorization": f"Bearer {TOKENS[name]}"}
+
+
+#: Parametrize a test module over both databases: ``pytestmark = BOTH_DATABASES``.
+BOTH_DATABASES = pytest.mark.parametrize(
+    "backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True
+)
+
+
+def app_store(app: Flask) -> Store:
+    """The store an app's screening service writes to."""
+    return app.extensions[SCREENINGS_EXTENSION].store  # type: ignore[no-any-return]
+
+
+@contextmanager
+def make_app(database_url: str, **config: Any) -> Iterator[Flask]:
+    """An app with the real rules, the test keys and ``config`` on ``database_url``.
+
+    Rate limiting is off unless ``config`` sets it; the engine is disposed on exit.
+    """
+    app = create_app(
+        {
+            "TESTING": True,
+            "DATABASE_URL": database_url,
+            "API_KEYS": API_KEYS,
+            "RATE_LIMIT": "",
+            "SECRET_KEY": SECRET_KEY,
+            **config,
+        }
+    )
+    app.test_client_class = SpecCheckingClient
+    try:
+        yield app
+    finally:
+        app_store(app).engine.dispose()
+
+
+def base_answers() -> dict[str, Any]:
+    """A fresh copy of the complete, valid submission the rule cases start from."""
+    cases = yaml.safe_load((RULES_DIR / "cases.yaml").read_text(encoding="utf-8"))
+    return dict(cases["bases"]["no_findings"])
