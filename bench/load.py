@@ -1,12 +1,12 @@
-"""HTTP throughput of the production configuration: ``make bench``.
+"""HTTP throughput against the framework's ceiling, in one run: ``make bench``.
 
-For SQLite and for PostgreSQL, start gunicorn with ``gunicorn.conf.py`` (the
-documented production configuration; rate limiting off), then drive
-``GET /healthz`` and authenticated ``POST /v1/screenings`` with wrk on the
-loopback interface, one after the other in the same run, and print requests
-per second, p50 and p99 latency and errors for each, and the ratio
-screenings / healthz. ``/healthz`` is the framework's ceiling: the ratio shows
-what validation, rules, summaries and the insert cost beside it.
+Three servers run side by side under gunicorn with ``gunicorn.conf.py`` (the production
+configuration; rate limiting off): a bare Flask app answering ``{"status": "ok"}`` (the
+ceiling, ``bench/bare.py``), the service on SQLite and the service on PostgreSQL. wrk drives
+each endpoint in turn on the loopback interface, and the whole round is repeated (three times
+by default). For each endpoint it prints the median requests per second, p50 and p99, errors,
+and the ratio to the ceiling measured in the same round (the median of the rounds' ratios):
+the machine is shared and noisy, so only ratios within a round compare.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import os
 import re
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -79,8 +80,8 @@ def _parse(output: str) -> Run:
     return Run(rate, p50, p99, errors)
 
 
-def _lua_script(token: str) -> str:
-    """A wrk script posting the valid rule cases in turn, as a portal would."""
+def _lua_script(token: str, path: str) -> str:
+    """A wrk script posting the valid rule cases in turn to ``path`` with ``token``."""
     rulebook = load_rules(PROJECT_ROOT / "rules")
     bodies = [
         json.dumps({"answers": case.answers, "patient_ref": f"MRN-{n}"})
@@ -99,7 +100,7 @@ local headers = {{
 local counter = 0
 request = function()
   counter = counter + 1
-  return wrk.format("POST", "/v1/screenings", headers, bodies[(counter % #bodies) + 1])
+  return wrk.format("POST", "{path}", headers, bodies[(counter % #bodies) + 1])
 end
 """
 
@@ -112,26 +113,21 @@ def _wrk(url: str, connections: int, seconds: int, script: Path | None) -> Run:
     return _parse(done.stdout)
 
 
-def _serve(database_url: str, api_keys: str, log: Path) -> tuple[subprocess.Popen[bytes], str]:
+def _serve(app: str, env: dict[str, str], log: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """Start gunicorn with the production configuration on a free port; wait until it answers."""
     port = _free_port()
-    env = {
+    environment = {
         **os.environ,
         "GUNICORN_BIND": f"127.0.0.1:{port}",
-        "SCREENING_DATABASE_URL": database_url,
-        "SCREENING_API_KEYS": api_keys,
         "SCREENING_RATE_LIMIT": "",
+        **env,
     }
     gunicorn = str(Path(sys.executable).parent / "gunicorn")
     with log.open("wb") as output:
         process = subprocess.Popen(
-            [
-                gunicorn,
-                "--config",
-                str(PROJECT_ROOT / "gunicorn.conf.py"),
-                "screening:create_app()",
-            ],
+            [gunicorn, "--config", str(PROJECT_ROOT / "gunicorn.conf.py"), app],
             cwd=PROJECT_ROOT,
-            env=env,
+            env=environment,
             stdout=output,
             stderr=subprocess.STDOUT,
         )
@@ -178,44 +174,127 @@ def _drop_schema(schema: str) -> None:
     admin.dispose()
 
 
-def bench(name: str, database_url: str, args: argparse.Namespace, workdir: Path) -> None:
-    """Serve on ``database_url`` and measure both endpoints."""
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """One thing wrk drives: a URL, and the wrk script that posts to it (None: GET)."""
+
+    label: str
+    url: str
+    script: Path | None
+
+
+def _service(
+    name: str, database_url: str, keys: str, workdir: Path
+) -> tuple[subprocess.Popen[bytes], str]:
+    """Migrate ``database_url`` and serve the service on it."""
     if database_url.startswith("sqlite:///"):
         Path(database_url.removeprefix("sqlite:///")).unlink(missing_ok=True)
     engine = make_engine(database_url)
     migrate(engine)
     engine.dispose()
-    token = new_token()
-    script = workdir / "post.lua"
-    script.write_text(_lua_script(token), encoding="utf-8")
-    process, base = _serve(
-        database_url, f"bench:portal:{token_digest(token)}", workdir / f"{name}.log"
+    env = {"SCREENING_DATABASE_URL": database_url, "SCREENING_API_KEYS": keys}
+    return _serve("screening:create_app()", env, workdir / f"{name}.log")
+
+
+def _median_run(runs: list[Run]) -> Run:
+    return Run(
+        statistics.median(r.requests_per_second for r in runs),
+        statistics.median(r.p50_ms for r in runs),
+        statistics.median(r.p99_ms for r in runs),
+        sum(r.errors for r in runs),
     )
+
+
+def measure(args: argparse.Namespace, workdir: Path) -> None:
+    """Serve the ceiling and the service, drive every endpoint each round, print the table."""
+    portal, clinician = new_token(), new_token()
+    keys = ",".join(
+        [
+            f"bench-portal:portal:{token_digest(portal)}",
+            f"bench-clinician:clinician:{token_digest(clinician)}",
+        ]
+    )
+    scripts = {}
+    for who, token in (("portal", portal), ("clinician", clinician)):
+        for path in ("/v1/screenings", "/v1/evaluate"):
+            script = workdir / f"{who}{path.replace('/', '-')}.lua"
+            script.write_text(_lua_script(token, path), encoding="utf-8")
+            scripts[who, path] = script
+    processes = []
     try:
+        bare, bare_base = _serve("bench.bare:create_app()", {}, workdir / "bare.log")
+        processes.append(bare)
+        lite, lite_base = _service("sqlite", f"sqlite:///{workdir / 'bench.db'}", keys, workdir)
+        processes.append(lite)
+        screenings, evaluate = "/v1/screenings", "/v1/evaluate"
+        endpoints = [
+            Endpoint("bare Flask GET /healthz (ceiling)", f"{bare_base}/healthz", None),
+            Endpoint("service GET /healthz", f"{lite_base}/healthz", None),
+            Endpoint(
+                "SQLite POST /v1/screenings, portal", lite_base, scripts["portal", screenings]
+            ),
+            Endpoint(
+                "SQLite POST /v1/screenings, clinician", lite_base, scripts["clinician", screenings]
+            ),
+            Endpoint("POST /v1/evaluate, clinician", lite_base, scripts["clinician", evaluate]),
+        ]
+        postgres = None if args.only == "sqlite" else _postgres_database()
+        if postgres is not None:
+            url, schema = postgres
+            pg, pg_base = _service("postgresql", url, keys, workdir)
+            processes.append(pg)
+            endpoints += [
+                Endpoint(
+                    "PostgreSQL POST /v1/screenings, portal", pg_base, scripts["portal", screenings]
+                ),
+                Endpoint(
+                    "PostgreSQL POST /v1/screenings, clinician",
+                    pg_base,
+                    scripts["clinician", screenings],
+                ),
+            ]
         # Warm up: every worker loads and touches its code paths once.
-        _wrk(f"{base}/healthz", args.connections, 2, None)
-        _wrk(base, args.connections, 2, script)
-        health = _wrk(f"{base}/healthz", args.connections, args.seconds, None)
-        post = _wrk(base, args.connections, args.seconds, script)
+        for endpoint in endpoints:
+            _wrk(endpoint.url, args.connections, 2, endpoint.script)
+        runs: dict[str, list[Run]] = {e.label: [] for e in endpoints}
+        ratios: dict[str, list[float]] = {e.label: [] for e in endpoints}
+        for _ in range(args.rounds):
+            round_runs = {
+                e.label: _wrk(e.url, args.connections, args.seconds, e.script) for e in endpoints
+            }
+            ceiling = round_runs[endpoints[0].label].requests_per_second
+            for label, run in round_runs.items():
+                runs[label].append(run)
+                ratios[label].append(run.requests_per_second / ceiling)
     finally:
-        _stop(process)
-    ratio = post.requests_per_second / health.requests_per_second
-    print(f"\n{name}: gunicorn.conf.py, wrk -t2 -c{args.connections} -d{args.seconds}s")
-    print(f"  {'endpoint':<22} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
-    for label, run in (("GET /healthz", health), ("POST /v1/screenings", post)):
+        for process in processes:
+            _stop(process)
+        if postgres is not None:
+            _drop_schema(postgres[1])
+    workers = os.environ.get("WEB_CONCURRENCY", "gunicorn.conf.py default")
+    print(
+        f"\nHTTP: gunicorn.conf.py (WEB_CONCURRENCY={workers}), wrk -t2 -c{args.connections} "
+        f"-d{args.seconds}s per endpoint, {args.rounds} rounds, medians"
+    )
+    print(f"  {'endpoint':<44} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'errors':>6} {'ratio':>6}")
+    for endpoint in endpoints:
+        run = _median_run(runs[endpoint.label])
+        ratio = statistics.median(ratios[endpoint.label])
         print(
-            f"  {label:<22} {run.requests_per_second:>9,.0f} {run.p50_ms:>8.2f} "
-            f"{run.p99_ms:>8.2f} {run.errors:>7}"
+            f"  {endpoint.label:<44} {run.requests_per_second:>8,.0f} {run.p50_ms:>7.2f} "
+            f"{run.p99_ms:>7.2f} {run.errors:>6} {ratio:>6.2f}"
         )
-    print(f"  ratio screenings / healthz: {ratio:.2f}")
+    if postgres is None and args.only != "sqlite":
+        print(f"  PostgreSQL: skipped ({POSTGRES_URL} does not answer)")
 
 
 def main() -> None:
-    """Run the HTTP benchmark on SQLite and PostgreSQL."""
+    """Run the HTTP benchmark."""
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--seconds", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--connections", type=int, default=16)
-    parser.add_argument("--only", choices=("sqlite", "postgresql"), help="Run one database.")
+    parser.add_argument("--only", choices=("sqlite",), help="Leave PostgreSQL out.")
     parser.add_argument("--logs", type=Path, help="Keep the servers' logs in this folder.")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
@@ -225,19 +304,7 @@ def main() -> None:
         if args.logs is not None:
             args.logs.mkdir(parents=True, exist_ok=True)
             workdir = args.logs
-        if args.only != "postgresql":
-            bench("SQLite", f"sqlite:///{workdir / 'bench.db'}", args, workdir)
-        if args.only == "sqlite":
-            return
-        postgres = _postgres_database()
-        if postgres is None:
-            print(f"\nPostgreSQL: skipped ({POSTGRES_URL} does not answer)")
-            return
-        url, schema = postgres
-        try:
-            bench("PostgreSQL", url, args, workdir)
-        finally:
-            _drop_schema(schema)
+        measure(args, workdir)
 
 
 if __name__ == "__main__":
