@@ -97,7 +97,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(cds.bp)
     # Without SCREENING_SECRET_KEY the review pages answer 503 saying so; the API,
     # the CLI and the health checks need no secret.
-    problem = review.secret_key_problem(app)
+    problem = review.config_problem(app)
     if problem is not None:
         raise StartupError(problem)
     review.init_app(app)
