@@ -148,6 +148,10 @@ def test_the_login_page_asks_for_an_access_token(client: FlaskClient) -> None:
     assert '<label for="token">Access token</label>' in page.text
     assert re.search(r'<input id="token" name="token" type="password"', page.text)
     assert '<button type="submit" class="button">Sign in</button>' in page.text
+    assert (
+        "you are signed out after 30 minutes without activity, and 8 hours after signing in"
+        in page.text
+    )
 
 
 def test_a_clinician_signs_in_with_a_cookie_that_holds_no_token(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from datetime import timedelta
 from typing import cast
 from urllib.parse import urlsplit
 
@@ -125,10 +126,24 @@ def _guard() -> ResponseReturnValue | None:
     return None
 
 
+def _in_words(duration: timedelta) -> str:
+    """A session time as the sign-in page says it: "30 minutes", "8 hours"."""
+    minutes = int(duration.total_seconds() // 60)
+    if minutes >= 120 and minutes % 60 == 0:
+        return f"{minutes // 60} hours"
+    return f"{minutes} minute{'s' if minutes != 1 else ''}"
+
+
 def _login_page(target: str, error: str | None, status: int) -> ResponseReturnValue:
     """The sign-in form, with an error when the last try failed."""
-    minutes = int(current_app.permanent_session_lifetime.total_seconds() // 60)
-    page = render_template("review/login.html", next=target, error=error, idle_minutes=minutes)
+    sessions = registry.sessions()
+    page = render_template(
+        "review/login.html",
+        next=target,
+        error=error,
+        idle=_in_words(sessions.idle),
+        lifetime=_in_words(sessions.lifetime),
+    )
     return page, status
 
 
