@@ -365,6 +365,13 @@ class _Clock:
         self.offset += minutes * 60
 
 
+def _keep_using(client: FlaskClient, clock: _Clock, minutes: list[float]) -> None:
+    """Open the list after each of ``minutes``; every time the session still holds."""
+    for wait in minutes:
+        clock.wait(wait)
+        assert client.get("/review/").status_code == 200, clock.offset
+
+
 @BOTH_DATABASES
 def test_a_session_ends_after_30_idle_minutes(
     app: Flask, client: FlaskClient, monkeypatch: pytest.MonkeyPatch
@@ -372,9 +379,7 @@ def test_a_session_ends_after_30_idle_minutes(
     clock = _Clock(monkeypatch)
     _sign_in(client)
     # Each request renews the session, so activity keeps it going.
-    for _ in range(3):
-        clock.wait(29)
-        assert client.get("/review/").status_code == 200
+    _keep_using(client, clock, [29] * 3)
     clock.wait(31)
     assert _login_target(client.get("/review/")) == "/review/"
     # Signing in again works, and leaves only the new session behind.
@@ -390,9 +395,7 @@ def test_a_busy_session_still_ends_8_hours_after_sign_in(
     clock = _Clock(monkeypatch)
     _sign_in(client)
     # A request every 25 minutes never lets the idle timeout strike...
-    for _ in range(19):
-        clock.wait(25)
-        assert client.get("/review/").status_code == 200
+    _keep_using(client, clock, [25] * 19)
     # ... but 8 hours after signing in the session is over all the same.
     clock.wait(25)
     assert _login_target(client.get("/review/")) == "/review/"
@@ -407,9 +410,7 @@ def test_the_absolute_lifetime_is_configurable(
         client = FlaskClient(app, use_cookies=True)
         clock = _Clock(monkeypatch)
         _sign_in(client)
-        for minutes in (20, 20, 19):
-            clock.wait(minutes)
-            assert client.get("/review/").status_code == 200
+        _keep_using(client, clock, [20, 20, 19])
         clock.wait(2)
         assert _login_target(client.get("/review/")) == "/review/"
 
