@@ -30,13 +30,15 @@ RUN groupadd --gid 10001 app \
 
 WORKDIR /app
 
-# Dependencies before the code, read from pyproject.toml alone: a change to the code reuses this
-# layer, only a change to pyproject.toml installs them again.
-COPY pyproject.toml ./
+# Dependencies before the code, from the lock alone: a change to the code reuses this layer,
+# only a change to requirements/runtime.txt installs them again. It holds the service's own
+# dependencies (none of the test or development tools), each at one version with its hashes:
+# pip refuses anything that does not match (`make lock` writes the file).
+COPY requirements/runtime.txt /tmp/requirements.txt
 # A package index to install from instead of PyPI (a mirror): --build-arg PIP_INDEX_URL=...
+# The hashes still have to match.
 ARG PIP_INDEX_URL=https://pypi.org/simple
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > /tmp/requirements.txt \
-    && pip install --no-cache-dir --requirement /tmp/requirements.txt \
+RUN pip install --no-cache-dir --require-hashes --requirement /tmp/requirements.txt \
     && rm /tmp/requirements.txt
 
 # The code is not pip-installed: it stays at /app/screening, so the package finds rules/ and

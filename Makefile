@@ -3,17 +3,36 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Exact versions with hashes (`make lock` writes them): dev.txt for make run and make test,
+# runtime.txt for the image.
+LOCK := requirements/dev.txt
+# `make lock` keeps the locked versions that still fit; LOCK_FLAGS=--upgrade takes the newest
+# of everything, LOCK_FLAGS="--upgrade-package NAME" of one package.
+LOCK_FLAGS ?=
+UV_COMPILE := $(BIN)/uv pip compile --universal --python-version 3.11 --generate-hashes \
+	--custom-compile-command "make lock" --quiet $(LOCK_FLAGS)
 # The Node tools the tests use (package.json): Redocly CLI, Medplum's FHIR engine, LHC-Forms.
 NODE_STAMP := node_modules/.installed
 
-.PHONY: install run test lint bench clean
+.PHONY: install run test lint bench lock clean
 
-# Re-install whenever pyproject.toml changes; the stamp records the last install.
-$(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+# Install exactly the lock: a fresh environment whenever the lock (or pyproject.toml)
+# changes, so nothing the lock dropped lingers. The stamp records the last install.
+# --require-hashes: every package (pip and setuptools included) must match a hash in the
+# lock. The project itself is installed editable, without build isolation, from the
+# locked setuptools, and without dependencies, which the lock brought.
+$(STAMP): $(LOCK) pyproject.toml
+	$(PYTHON) -m venv --clear $(VENV)
+	$(BIN)/python -m pip install --quiet --require-hashes -r $(LOCK)
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
+
+# Resolve pyproject.toml again into the lock files: dev.txt with every extra and what
+# installs the project, runtime.txt with only what the service needs, at the same versions.
+# The next make run / make test installs the new lock.
+lock: $(STAMP)
+	$(UV_COMPILE) pyproject.toml requirements/install.in --extra dev -o requirements/dev.txt
+	$(UV_COMPILE) pyproject.toml -c requirements/dev.txt -o requirements/runtime.txt
 
 # Exactly what package-lock.json lists, again whenever it changes.
 $(NODE_STAMP): package-lock.json

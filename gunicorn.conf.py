@@ -13,7 +13,8 @@ through the environment, so one image serves every deployment:
 - ``GUNICORN_MAX_REQUESTS``, ``GUNICORN_MAX_REQUESTS_JITTER``: recycle a worker after this many
   requests, plus a random 0..jitter, so the workers don't all restart at once.
 - ``FORWARDED_ALLOW_IPS``: the proxies trusted to set ``X-Forwarded-Proto``; comma-separated
-  addresses, ``*`` for any. Gunicorn's default trusts only the loopback.
+  addresses, ``*`` for any. Gunicorn's default trusts only the loopback. The client's address
+  (for rate limits) is read by the app itself through ``SCREENING_TRUSTED_PROXIES``.
 - ``GUNICORN_LOG_LEVEL``: ``debug``, ``info`` (default), ``warning``, ``error``, ``critical``.
 - ``GUNICORN_ACCESS_LOG=on``: gunicorn's own access log too (off by default: the app logs
   each request itself, as JSON, without paths).

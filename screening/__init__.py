@@ -23,7 +23,9 @@ from screening.web import jsonio
 from screening.web import limits
 from screening.web import observability
 from screening.web import ops
+from screening.web import proxies
 from screening.web import review
+from screening.web import transfers
 
 #: The repository root: ``rules/`` and ``openapi.yaml`` live beside the package.
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -88,16 +90,18 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
 
     errors.init_app(app)
     observability.init_app(app)
+    transfers.init_app(app)
     try:
+        proxies.init_app(app)
         limits.init_app(app)
-    except limits.RateLimitConfigError as exc:
+    except (proxies.ProxyConfigError, limits.RateLimitConfigError) as exc:
         raise StartupError(str(exc)) from None
     app.register_blueprint(ops.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(cds.bp)
     # Without SCREENING_SECRET_KEY the review pages answer 503 saying so; the API,
     # the CLI and the health checks need no secret.
-    problem = review.secret_key_problem(app)
+    problem = review.config_problem(app)
     if problem is not None:
         raise StartupError(problem)
     review.init_app(app)

@@ -28,9 +28,11 @@ from screening.rules.conditions import AnyOf
 from screening.rules.conditions import Comparison
 from screening.rules.conditions import Condition
 from screening.rules.conditions import Not
+from screening.rules.questionnaire import MAX_NAMED_UNKNOWN
 from screening.rules.questionnaire import Errors
 from screening.rules.questionnaire import Item
 from screening.rules.questionnaire import Questionnaire
+from screening.rules.questionnaire import may_name
 
 MIN_VALUE_URL = "http://hl7.org/fhir/StructureDefinition/minValue"
 MAX_VALUE_URL = "http://hl7.org/fhir/StructureDefinition/maxValue"
@@ -264,6 +266,9 @@ class _ResponseReader:
         self.answers: dict[str, Any] = {}
         self.errors: Errors = {}
         self.seen: set[str] = set()
+        #: Unknown linkIds named in the errors, and how many more were only counted.
+        self.named_unknown: set[str] = set()
+        self.strangers = 0
 
     def error(self, key: str, message: str) -> None:
         """Record one problem under ``key``, once."""
@@ -281,6 +286,9 @@ class _ResponseReader:
                 self.error(where, "Every item must be an object with a linkId (a string).")
                 continue
             link_id: str = entry["linkId"]
+            if link_id not in self.group_ids and link_id not in self.questionnaire.by_link_id:
+                self.unknown(link_id)
+                continue
             if link_id in self.seen:
                 self.error(link_id, "Must appear only once.")
                 # Whichever copy was read first is no more trustworthy than this one.
@@ -289,10 +297,22 @@ class _ResponseReader:
             self.seen.add(link_id)
             if link_id in self.group_ids:
                 self.read_group(entry, link_id, group)
-            elif link_id in self.questionnaire.by_link_id:
-                self.read_question(entry, self.questionnaire.by_link_id[link_id], group)
             else:
-                self.error(link_id, "Unknown item.")
+                self.read_question(entry, self.questionnaire.by_link_id[link_id], group)
+
+    def unknown(self, link_id: str) -> None:
+        """Report an item that is not in the questionnaire, without echoing odd linkIds.
+
+        As for native answers: named only when shaped like one of our linkIds and while
+        the list stays short; otherwise counted under "item".
+        """
+        if link_id in self.named_unknown:
+            return
+        if may_name(link_id) and len(self.named_unknown) < MAX_NAMED_UNKNOWN:
+            self.named_unknown.add(link_id)
+            self.error(link_id, "Unknown item.")
+        else:
+            self.strangers += 1
 
     def read_group(self, entry: dict[str, Any], link_id: str, parent: str | None) -> None:
         """Read one group item: no answers of its own, its questions inside."""
@@ -398,6 +418,8 @@ def answers_from_questionnaire_response(
         return {}, reader.errors
     if "item" in resource:
         reader.read_items(resource["item"], "item", None)
+    if reader.strangers:
+        reader.error("item", f"{reader.strangers} more item(s) name no item of this questionnaire.")
     answers = {
         item.link_id: reader.answers[item.link_id]
         for item in questionnaire.items

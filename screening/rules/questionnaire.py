@@ -23,8 +23,18 @@ from typing import Any
 from screening.rules.conditions import Condition
 
 Errors = dict[str, list[str]]
-_LINK_ID = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
-_MAX_NAMED_UNKNOWN = 30
+_LINK_ID = re.compile(r"[a-z][a-z0-9_]{0,63}")
+#: At most this many unknown names are named in one error response; the rest are counted.
+MAX_NAMED_UNKNOWN = 30
+
+
+def may_name(name: str) -> bool:
+    """Whether an unknown name (a linkId, a field) may be repeated in an error message.
+
+    Only when it is shaped like one of ours (lowercase, digits and _, at most 64
+    characters): such a name can't carry a patient's name, a note or a long input back.
+    """
+    return _LINK_ID.fullmatch(name) is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,7 +214,7 @@ class Questionnaire:
             if check is None:
                 # Name an unknown item only when it could be a linkId and the list
                 # stays short; otherwise count it, so no odd key is repeated back.
-                if _LINK_ID.match(link_id) and len(errors) < _MAX_NAMED_UNKNOWN:
+                if may_name(link_id) and len(errors) < MAX_NAMED_UNKNOWN:
                     errors[link_id] = ["Unknown item."]
                 else:
                     strangers += 1

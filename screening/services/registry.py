@@ -8,6 +8,7 @@ accessors below find them for the app of the current request or command.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import timedelta
 from typing import cast
 
 from flask import Flask
@@ -18,6 +19,7 @@ from screening.rules.loader import Rulebook
 from screening.services.keys import ApiKey
 from screening.services.keys import Authenticator
 from screening.services.screenings import ScreeningService
+from screening.services.sessions import SessionService
 from screening.storage.store import Store
 from screening.storage.store import make_engine
 
@@ -25,6 +27,7 @@ RULES_EXTENSION = "screening.rules"
 I18N_EXTENSION = "screening.i18n"
 AUTH_EXTENSION = "screening.auth"
 SCREENINGS_EXTENSION = "screening.screenings"
+SESSIONS_EXTENSION = "screening.sessions"
 
 
 def install(
@@ -41,6 +44,12 @@ def install(
     app.extensions[AUTH_EXTENSION] = Authenticator(keys)
     store = Store(make_engine(database_url))
     app.extensions[SCREENINGS_EXTENSION] = ScreeningService(store, rulebook)
+
+
+def install_sessions(app: Flask, *, idle: timedelta, lifetime: timedelta) -> None:
+    """Keep the review pages' sessions in the database ``install`` opened."""
+    store = cast(ScreeningService, app.extensions[SCREENINGS_EXTENSION]).store
+    app.extensions[SESSIONS_EXTENSION] = SessionService(store, idle=idle, lifetime=lifetime)
 
 
 def rulebook() -> Rulebook:
@@ -61,3 +70,8 @@ def authenticator() -> Authenticator:
 def screenings() -> ScreeningService:
     """Submitting, reading, listing and reviewing screenings."""
     return cast(ScreeningService, current_app.extensions[SCREENINGS_EXTENSION])
+
+
+def sessions() -> SessionService:
+    """The review pages' sign-in sessions."""
+    return cast(SessionService, current_app.extensions[SESSIONS_EXTENSION])

@@ -1,4 +1,5 @@
-"""Storage with SQLAlchemy Core: screenings, reviews, idempotency records, audit log.
+"""Storage with SQLAlchemy Core: screenings, reviews, idempotency records, audit log and
+the review pages' sign-in sessions.
 
 SQLite (the embedded default, in WAL mode with foreign keys on) and PostgreSQL
 (production, through psycopg 3) run the same statements. Idempotency relies on
@@ -144,6 +145,21 @@ audit_log = sa.Table(
     # No foreign key: the trail of a screening outlives the screening (purge).
     sa.Column("screening_id", sa.String(32), index=True),
     sa.Index(None, "at"),
+)
+
+
+review_sessions = sa.Table(
+    "review_sessions",
+    metadata,
+    # The SHA-256 of the session's token: the cookie holds the token, the table never does.
+    sa.Column("token_hash", sa.String(64), primary_key=True),
+    sa.Column("key_name", sa.String(64), nullable=False, index=True),
+    # Ties the session to the key's token and the cookie secret as they were at sign-in.
+    sa.Column("key_check", sa.String(64), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("last_seen_at", UTCDateTime(), nullable=False),
+    # The absolute end, however busy the session is kept.
+    sa.Column("expires_at", UTCDateTime(), nullable=False, index=True),
 )
 
 
@@ -478,6 +494,61 @@ class Store:
                 idempotency_records.delete().where(idempotency_records.c.expires_at <= _utcnow())
             )
         return len(doomed)
+
+    # --- review sessions ------------------------------------------------------------
+
+    def start_session(
+        self, token_hash: str, key_name: str, key_check: str, lifetime: timedelta, idle: timedelta
+    ) -> None:
+        """Store a new sign-in session that ends ``lifetime`` from now at the latest.
+
+        Sessions that have ended by time (past their end, or unused for ``idle``) are
+        deleted here too, so the table holds only live sessions and a few stale ones.
+        """
+        now = _utcnow()
+        table = review_sessions
+        with self._write() as conn:
+            conn.execute(
+                table.delete().where(
+                    (table.c.expires_at <= now) | (table.c.last_seen_at <= now - idle)
+                )
+            )
+            conn.execute(
+                table.insert().values(
+                    token_hash=token_hash,
+                    key_name=key_name,
+                    key_check=key_check,
+                    created_at=now,
+                    last_seen_at=now,
+                    expires_at=now + lifetime,
+                )
+            )
+
+    def resume_session(self, token_hash: str, idle: timedelta) -> tuple[str, str] | None:
+        """Mark a live session as used now; return its key name and check, or None.
+
+        A session is live until its absolute end and while it was used within ``idle``.
+        One statement both checks and renews it, so two requests can't race past an end.
+        """
+        now = _utcnow()
+        table = review_sessions
+        with self._write() as conn:
+            row = conn.execute(
+                table.update()
+                .where(
+                    (table.c.token_hash == token_hash)
+                    & (table.c.expires_at > now)
+                    & (table.c.last_seen_at > now - idle)
+                )
+                .values(last_seen_at=now)
+                .returning(table.c.key_name, table.c.key_check)
+            ).first()
+        return None if row is None else (row.key_name, row.key_check)
+
+    def end_session(self, token_hash: str) -> None:
+        """Forget a session (signing out, or a key that no longer matches)."""
+        with self._write() as conn:
+            conn.execute(review_sessions.delete().where(review_sessions.c.token_hash == token_hash))
 
     # --- audit --------------------------------------------------------------------
 

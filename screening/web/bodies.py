@@ -6,6 +6,7 @@ import json
 import re
 from typing import Any
 
+import orjson
 from flask import request
 
 from screening.services.problems import ProblemError
@@ -13,6 +14,10 @@ from screening.services.problems import ValidationProblem
 
 JSON = "application/json"
 FHIR_JSON = "application/fhir+json"
+UNSTORABLE = (
+    "Must nest objects and lists at most 254 levels deep, and hold whole numbers "
+    "only from -2^63 to 2^64 - 1."
+)
 _SUSPECT_ESCAPE = re.compile(rb"\\u(?:0000|[dD][89abcdefABCDEF])")
 
 
@@ -40,7 +45,22 @@ def json_object(accepted: tuple[str, ...] = (JSON,)) -> tuple[str, dict[str, Any
         raise ValidationProblem(
             {where: ["Must not contain NUL characters or unpaired surrogates."]}
         )
+    _check_storable(data)
     return request.mimetype, data
+
+
+def _check_storable(data: dict[str, Any]) -> None:
+    """Refuse a document the store could not write: too deeply nested, or numbers too large.
+
+    The store writes JSON with orjson (a FHIR body is kept whole as the screening's
+    source), which takes at most 254 levels of nesting and whole numbers from -2^63 to
+    2^64 - 1; trying it costs microseconds. Every route checks alike, so evaluating a
+    body and storing it agree.
+    """
+    try:
+        orjson.dumps(data)
+    except orjson.JSONEncodeError:
+        raise ValidationProblem({"body": [UNSTORABLE]}) from None
 
 
 def _bad_text(text: str) -> bool:

@@ -68,7 +68,11 @@ def _latest_response(prefetched: Any, reference: str) -> dict[str, Any] | None:
     The prefetch may be a search Bundle or a single resource.
     """
     if isinstance(prefetched, dict) and prefetched.get("resourceType") == "Bundle":
-        entries = prefetched.get("entry") or []
+        entries = prefetched.get("entry", [])
+        if not isinstance(entries, list):
+            raise ValidationProblem(
+                {f"prefetch.{PREFETCH_KEY}.entry": ["Must be a list of Bundle entries."]}
+            )
         candidates = [entry.get("resource") for entry in entries if isinstance(entry, dict)]
     else:
         candidates = [prefetched]

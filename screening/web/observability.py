@@ -1,9 +1,10 @@
 """Structured logs, request ids and Prometheus metrics.
 
 One JSON line per request goes to stdout: request id, method, route template,
-status, duration and the caller's key name. Never the path's query string, a
-body, an answer, a note, a token or a patient_ref: the route template (for
-example ``/v1/screenings/<screening_id>``) stands in for the path.
+status, duration and the caller's key name (also when the key was refused with
+403 or 429). Never the path's query string, a body, an answer, a note, a token
+or a patient_ref: the route template (for example ``/v1/screenings/<screening_id>``)
+stands in for the path. Metric labels take values from fixed sets only.
 """
 
 from __future__ import annotations
@@ -35,6 +36,17 @@ from screening.services.problems import ProblemError
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 _ACCESS_LOGGER = "screening.access"
+
+# Label values come from fixed sets, whatever a client sends: a method name or a path
+# is anything a client types, and every new label value is a new series held in memory
+# (and, under gunicorn, in the multiprocess files) until the process ends.
+#: The methods counted by name (RFC 9110's, and PATCH); any other is counted as "other".
+KNOWN_METHODS = frozenset(
+    {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"}
+)
+OTHER_METHOD = "other"
+#: The route of a request that matched no route of the URL map.
+UNMATCHED_ROUTE = "<unmatched>"
 
 # Module level: Prometheus metrics are process-wide, whatever number of apps.
 REQUESTS = Counter(
@@ -87,25 +99,46 @@ def _start() -> None:
     g.started = time.perf_counter()
 
 
+def method_label(method: str) -> str:
+    """The ``method`` label of a request: its method if a standard one, else "other"."""
+    return method if method in KNOWN_METHODS else OTHER_METHOD
+
+
+def route_label() -> str:
+    """The ``route`` label of the current request: a rule of the URL map, or "<unmatched>"."""
+    return request.url_rule.rule if request.url_rule is not None else UNMATCHED_ROUTE
+
+
+def _caller_name() -> str | None:
+    """The name of the key behind the request, also when it was refused (403, 429)."""
+    # api_key: the view's caller; identified_key: the bearer token's key, found before a
+    # role check (403) or the rate limit (429) refused it; review_key: a review session's.
+    key = g.get("api_key") or g.get("identified_key") or g.get("review_key")
+    return None if key is None else str(key.name)
+
+
 def _finish(response: Response) -> Response:
     duration = time.perf_counter() - g.get("started", time.perf_counter())
-    route = request.url_rule.rule if request.url_rule is not None else "<unmatched>"
+    route = route_label()
+    method = method_label(request.method)
     status = response.status_code
-    REQUESTS.labels(route, request.method, str(status)).inc()
-    LATENCY.labels(route, request.method).observe(duration)
+    # The status comes from this app's own responses, a small fixed set.
+    REQUESTS.labels(route, method, str(status)).inc()
+    LATENCY.labels(route, method).observe(duration)
     response.headers["X-Request-ID"] = g.get("request_id", "")
     # Everything not localized (errors, clinician views, operations) is English.
     response.headers.setdefault("Content-Language", "en")
-    key = g.get("api_key")
     logging.getLogger(_ACCESS_LOGGER).info(
         "request",
         extra={
             "request_id": g.get("request_id"),
-            "method": request.method,
+            # The same bounded value as the metrics: a log line never carries what a
+            # client typed in place of a method.
+            "method": method,
             "route": route,
             "status": status,
             "duration_ms": round(duration * 1000, 2),
-            "key": None if key is None else key.name,
+            "key": _caller_name(),
         },
     )
     return response

@@ -12,12 +12,14 @@ from datetime import datetime
 from typing import Any
 
 from marshmallow import EXCLUDE
-from marshmallow import RAISE
 from marshmallow import Schema
 from marshmallow import ValidationError
 from marshmallow import fields
 from marshmallow import validate
+from marshmallow import validates_schema
 
+from screening.rules.questionnaire import MAX_NAMED_UNKNOWN
+from screening.rules.questionnaire import may_name
 from screening.services.problems import ValidationProblem
 
 PATIENT_REF = validate.Regexp(
@@ -35,6 +37,20 @@ REVIEW_STATUSES = ("pending", "reviewed")
 NOTE_LIMIT = 2000
 
 
+def _storable_text(text: str) -> None:
+    """Refuse what no database stores as text: NUL, and unpaired surrogates.
+
+    JSON bodies are checked as they are read (``bodies.json_object``); a form (the
+    review page's note) can carry a NUL as ``%00`` too, and reaches the same schema.
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValidationError("Must not contain NUL characters or unpaired surrogates.") from None
+    if "\x00" in text:
+        raise ValidationError("Must not contain NUL characters or unpaired surrogates.")
+
+
 def _utc_representable(moment: datetime) -> None:
     """Refuse a moment UTC cannot hold (0001-01-01T00:00+01:00): it is compared in UTC."""
     try:
@@ -44,10 +60,33 @@ def _utc_representable(moment: datetime) -> None:
 
 
 class _Strict(Schema):
-    """Unknown fields are errors, named by field."""
+    """Unknown fields are errors, named only when that repeats nothing odd.
+
+    Marshmallow's own ``unknown = RAISE`` keys an error by each unknown name, so a
+    3 KB name came back whole. Here a name is repeated only when it is shaped like one
+    of ours (``may_name``) and while the list stays short; the rest are counted.
+    """
 
     class Meta:
-        unknown = RAISE
+        unknown = EXCLUDE
+
+    @validates_schema(pass_original=True, skip_on_field_errors=False)
+    def _no_unknown_fields(self, _data: Any, original: Any, **_kwargs: Any) -> None:
+        if not isinstance(original, dict):
+            return
+        known = {field.data_key or name for name, field in self.load_fields.items()}
+        unknown = [name for name in original if name not in known]
+        if not unknown:
+            return
+        named = [name for name in unknown if isinstance(name, str) and may_name(name)]
+        named = named[:MAX_NAMED_UNKNOWN]
+        errors: dict[str, list[str]] = {name: ["Unknown field."] for name in named}
+        if len(unknown) > len(named):
+            errors["_schema"] = [
+                f"{len(unknown) - len(named)} more field(s) are not taken here; "
+                f"the fields are: {', '.join(sorted(known))}."
+            ]
+        raise ValidationError(errors)
 
 
 class QuestionnaireRefSchema(_Strict):
@@ -72,7 +111,10 @@ class ReviewRequestSchema(_Strict):
     note = fields.String(
         load_default=None,
         allow_none=True,
-        validate=validate.Length(max=NOTE_LIMIT, error=f"Must be at most {NOTE_LIMIT} characters."),
+        validate=[
+            validate.Length(max=NOTE_LIMIT, error=f"Must be at most {NOTE_LIMIT} characters."),
+            _storable_text,
+        ],
     )
 
 
@@ -119,7 +161,11 @@ def messages_by_field(messages: Any) -> dict[str, list[str]]:
     def walk(prefix: str, value: Any) -> None:
         if isinstance(value, dict):
             for key, inner in value.items():
-                walk(f"{prefix}.{key}" if prefix else str(key), inner)
+                # Marshmallow's key for errors of an object as a whole: the object's own name.
+                if key == "_schema":
+                    walk(prefix, inner)
+                else:
+                    walk(f"{prefix}.{key}" if prefix else str(key), inner)
         elif isinstance(value, list):
             flat.setdefault(prefix or "body", []).extend(str(v) for v in value)
         else:

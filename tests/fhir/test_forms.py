@@ -604,8 +604,14 @@ P = pytest.param
         P(top(item=SECRET), {"item"}, id="item not a list"),
         P(append(SECRET), {"item"}, id="item entry not an object"),
         P(append({"linkId": 555, "text": SECRET}), {"item"}, id="linkId not a string"),
-        P(append({"linkId": SECRET, "answer": [{"valueString": SECRET}]}), {SECRET}, id="unknown"),
-        P(change(LAST_GROUP, item=[{"linkId": SECRET}]), {SECRET}, id="unknown in a group"),
+        # An odd linkId is counted, not repeated: it could be anything a client typed.
+        P(append({"linkId": SECRET, "answer": [{"valueString": SECRET}]}), {"item"}, id="unknown"),
+        P(
+            append({"linkId": "shoe_size", "answer": [{"valueString": SECRET}]}),
+            {"shoe_size"},
+            id="unknown, shaped like a linkId",
+        ),
+        P(change(LAST_GROUP, item=[{"linkId": SECRET}]), {"item"}, id="unknown in a group"),
         P(change(LAST_GROUP, item=SECRET), {LAST_GROUP}, id="group items not a list"),
         P(change(LAST_GROUP, item=[SECRET]), {LAST_GROUP}, id="group entry not an object"),
         P(change(LAST_GROUP, answer=[{"valueString": SECRET}]), {LAST_GROUP}, id="group answer"),

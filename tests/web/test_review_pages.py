@@ -6,13 +6,14 @@ from __future__ import annotations
 import html
 import re
 import time
-from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 from urllib.parse import parse_qs
 from urllib.parse import urlsplit
 
 import itsdangerous.timed
 import pytest
+import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
 from markupsafe import escape
@@ -25,7 +26,9 @@ from screening.services.keys import Authenticator
 from screening.services.keys import parse_api_keys
 from screening.services.keys import token_digest
 from screening.services.registry import AUTH_EXTENSION
+from screening.storage import store as store_module
 from screening.storage.store import Store
+from screening.storage.store import review_sessions
 from tests.support.app import API_KEYS
 from tests.support.app import BOTH_DATABASES
 from tests.support.app import SECRET_KEY
@@ -33,6 +36,7 @@ from tests.support.app import TOKENS
 from tests.support.app import app_store
 from tests.support.app import base_answers
 from tests.support.app import bearer
+from tests.support.app import make_app
 
 _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 _ROW_LINK = re.compile(r'<h2 class="screening-title">.*?href="/review/([0-9a-f]+)"', re.S)
@@ -88,6 +92,12 @@ def _review(client: FlaskClient, screening_id: str, note: str, **extra: str) -> 
     return client.post(f"/review/{screening_id}/review", data=data)
 
 
+def _session_rows(app: Flask) -> list[dict[str, Any]]:
+    """The review sessions the database holds."""
+    with app_store(app).engine.connect() as conn:
+        return [dict(row._mapping) for row in conn.execute(sa.select(review_sessions))]
+
+
 def _login_target(response: TestResponse) -> str | None:
     """The ``next`` of a redirect to the sign-in page (fails for any other answer)."""
     assert response.status_code == 303
@@ -138,6 +148,10 @@ def test_the_login_page_asks_for_an_access_token(client: FlaskClient) -> None:
     assert '<label for="token">Access token</label>' in page.text
     assert re.search(r'<input id="token" name="token" type="password"', page.text)
     assert '<button type="submit" class="button">Sign in</button>' in page.text
+    assert (
+        "you are signed out after 30 minutes without activity, and 8 hours after signing in"
+        in page.text
+    )
 
 
 def test_a_clinician_signs_in_with_a_cookie_that_holds_no_token(
@@ -153,11 +167,17 @@ def test_a_clinician_signs_in_with_a_cookie_that_holds_no_token(
     value = cookie.split(";", 1)[0].removeprefix("session=")
     serializer = app.session_interface.get_signing_serializer(app)  # type: ignore[attr-defined]
     data = serializer.loads(value)
-    assert data["review_key"] == "dr-c"
-    assert data["review_role"] == "clinician"
+    # A random session token, and nothing of the key: not its token, hash or name.
+    assert set(data) == {"_permanent", "review_session"}
     stored = repr(data)
     assert TOKENS["dr-c"] not in stored
     assert token_digest(TOKENS["dr-c"]) not in stored
+    assert "dr-c" not in stored
+    # The database keeps the session token's hash, never the token itself.
+    rows = _session_rows(app)
+    assert [row["key_name"] for row in rows] == ["dr-c"]
+    assert rows[0]["token_hash"] == token_digest(data["review_session"])
+    assert data["review_session"] not in repr(rows)
     assert client.get("/review/").status_code == 200
 
 
@@ -225,6 +245,42 @@ def test_signing_out_ends_the_session(client: FlaskClient, store: Store) -> None
     ]
 
 
+@BOTH_DATABASES
+def test_a_cookie_copied_before_signing_out_is_refused_after(
+    app: Flask, client: FlaskClient, store: Store
+) -> None:
+    screening_id = _urgent(client)
+    _sign_in(client)
+    detail = client.get(f"/review/{screening_id}")
+    assert detail.status_code == 200
+    cookie = client.get_cookie("session")
+    assert cookie is not None
+    copied, csrf = cookie.value, _csrf(detail)
+    response = client.post("/review/logout", data={"csrf_token": csrf})
+    assert _login_target(response) is None
+    assert _session_rows(app) == []
+    before = store.audit_entries()
+
+    # Someone who kept a copy of the cookie (and of a form's CSRF token) gets nothing.
+    thief = FlaskClient(app, use_cookies=True)
+    thief.set_cookie("session", copied)
+    assert _login_target(thief.get("/review/")) == "/review/"
+    thief.set_cookie("session", copied)
+    assert _login_target(thief.get(f"/review/{screening_id}")) == f"/review/{screening_id}"
+    thief.set_cookie("session", copied)
+    response = thief.post(
+        f"/review/{screening_id}/review", data={"note": "not me", "csrf_token": csrf}
+    )
+    assert _login_target(response) is None
+    thief.set_cookie("session", copied)
+    assert _login_target(thief.post("/review/logout", data={"csrf_token": csrf})) is None
+    assert _history(client, screening_id) == {"status": "pending", "history": []}
+    # Nothing was listed, read or recorded for the copied cookie (the API read above is
+    # the only new entry).
+    after = store.audit_entries()[len(before) :]
+    assert [(e["actor"], e["action"]) for e in after] == [("dr-c", "read")]
+
+
 def _replace_keys(app: Flask, entries: list[str]) -> None:
     """Configure other API keys, as a restart with new settings would."""
     app.extensions[AUTH_EXTENSION] = Authenticator(parse_api_keys(entries))
@@ -252,30 +308,126 @@ def test_removing_or_rotating_a_key_signs_its_clinician_out(
     assert _login_target(client.get("/review/")) == "/review/"
 
 
-class _Clock:
-    """Stands in for the ``time`` module that signs and checks cookie timestamps."""
+@BOTH_DATABASES
+def test_a_session_refused_after_a_key_change_stays_ended(app: Flask, client: FlaskClient) -> None:
+    others = [entry for entry in API_KEYS.split(",") if not entry.startswith("dr-c:")]
+    _sign_in(client)
+    cookie = client.get_cookie("session")
+    assert cookie is not None
+    copied = cookie.value
+    _replace_keys(app, [*others, f"dr-c:clinician:{token_digest('a-new-token')}"])
+    assert _login_target(client.get("/review/")) == "/review/"
+    assert _session_rows(app) == []
+    # Rotating back does not bring the old session back: it was ended, not paused.
+    _replace_keys(app, API_KEYS.split(","))
+    thief = FlaskClient(app, use_cookies=True)
+    thief.set_cookie("session", copied)
+    assert _login_target(thief.get("/review/")) == "/review/"
 
-    def __init__(self, now: Callable[[], float]) -> None:
-        self._now = now
+
+def test_a_new_secret_key_ends_every_session(database_url: str) -> None:
+    with make_app(database_url) as app:
+        client = FlaskClient(app, use_cookies=True)
+        _sign_in(client)
+        cookie = client.get_cookie("session")
+        assert cookie is not None
+        copied = cookie.value
+    # The same session token, signed with a new secret, as a forger who knows it could.
+    with make_app(database_url, SECRET_KEY="another-secret-key-0123456789abcdef") as other:
+        serializer = other.session_interface.get_signing_serializer(other)  # type: ignore[attr-defined]
+        first = app.session_interface.get_signing_serializer(app)  # type: ignore[attr-defined]
+        forged = serializer.dumps(first.loads(copied))
+        thief = FlaskClient(other, use_cookies=True)
+        thief.set_cookie("session", forged)
+        assert _login_target(thief.get("/review/")) == "/review/"
+        assert _session_rows(other) == []
+
+
+class _Clock:
+    """Moves time on for the cookie's signature and for the database's session times."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.offset = 0.0
+        real_time, real_now = time.time, store_module._utcnow
+        # itsdangerous checks the cookie's timestamp; the store stamps and checks sessions.
+        monkeypatch.setattr(itsdangerous.timed, "time", self)
+        monkeypatch.setattr(
+            store_module, "_utcnow", lambda: real_now() + timedelta(seconds=self.offset)
+        )
+        self._real_time = real_time
 
     def time(self) -> float:
         """Real time, moved on by ``offset`` seconds."""
-        return self._now() + self.offset
+        return self._real_time() + self.offset
+
+    def wait(self, minutes: float) -> None:
+        """Let ``minutes`` pass."""
+        self.offset += minutes * 60
 
 
+def _keep_using(client: FlaskClient, clock: _Clock, minutes: list[float]) -> None:
+    """Open the list after each of ``minutes``; every time the session still holds."""
+    for wait in minutes:
+        clock.wait(wait)
+        assert client.get("/review/").status_code == 200, clock.offset
+
+
+@BOTH_DATABASES
 def test_a_session_ends_after_30_idle_minutes(
-    client: FlaskClient, monkeypatch: pytest.MonkeyPatch
+    app: Flask, client: FlaskClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    clock = _Clock(time.time)
-    monkeypatch.setattr(itsdangerous.timed, "time", clock)
+    clock = _Clock(monkeypatch)
     _sign_in(client)
-    # Each request re-signs the cookie, so activity keeps the session going.
-    for _ in range(3):
-        clock.offset += 29 * 60
-        assert client.get("/review/").status_code == 200
-    clock.offset += 31 * 60
+    # Each request renews the session, so activity keeps it going.
+    _keep_using(client, clock, [29] * 3)
+    clock.wait(31)
     assert _login_target(client.get("/review/")) == "/review/"
+    # Signing in again works, and leaves only the new session behind.
+    _sign_in(client)
+    assert client.get("/review/").status_code == 200
+    assert len(_session_rows(app)) == 1
+
+
+@BOTH_DATABASES
+def test_a_busy_session_still_ends_8_hours_after_sign_in(
+    client: FlaskClient, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = _Clock(monkeypatch)
+    _sign_in(client)
+    # A request every 25 minutes never lets the idle timeout strike...
+    _keep_using(client, clock, [25] * 19)
+    # ... but 8 hours after signing in the session is over all the same.
+    clock.wait(25)
+    assert _login_target(client.get("/review/")) == "/review/"
+    lists = [e for e in store.audit_entries() if e["action"] == "list"]
+    assert len(lists) == 19
+
+
+def test_the_absolute_lifetime_is_configurable(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with make_app(database_url, REVIEW_SESSION_LIFETIME=3600) as app:
+        client = FlaskClient(app, use_cookies=True)
+        clock = _Clock(monkeypatch)
+        _sign_in(client)
+        _keep_using(client, clock, [20, 20, 19])
+        clock.wait(2)
+        assert _login_target(client.get("/review/")) == "/review/"
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("REVIEW_SESSION_LIFETIME", "8h"),
+        ("REVIEW_SESSION_LIFETIME", 0),
+        ("PERMANENT_SESSION_LIFETIME", -5),
+    ],
+)
+def test_unusable_session_times_stop_start_up(database_url: str, name: str, value: object) -> None:
+    with pytest.raises(StartupError, match=f"SCREENING_{name}"):
+        create_app(
+            {"TESTING": True, "DATABASE_URL": database_url, "SECRET_KEY": SECRET_KEY, name: value}
+        )
 
 
 def test_a_review_session_does_not_open_the_json_api(client: FlaskClient) -> None:

@@ -1,14 +1,19 @@
 """Who is signed in to the review pages: sign-in, sign-out, and the check on every page.
 
-The session cookie holds the key's name, its role and a fingerprint of its
-token hash, never the token. Every request looks the key up again in the
-configured keys, so removing or rotating a key signs its clinician out.
+The signed session cookie holds a random session token (besides the CSRF token
+and flashed messages), never the API token or its hash. The session lives in the
+database (``screening.services.sessions``): signing out deletes it, and it ends
+after the idle timeout or, however busy, at its absolute lifetime. Every request
+also checks the session's key against the configured keys, so removing or
+rotating a key (or the secret key) ends its sessions at their next request.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+from datetime import timedelta
+from typing import cast
 from urllib.parse import urlsplit
 
 from flask import current_app
@@ -28,9 +33,7 @@ from screening.web.review.blueprint import bp
 from screening.web.review.blueprint import csrf
 from screening.web.review.blueprint import error_page
 
-_SESSION_NAME = "review_key"
-_SESSION_ROLE = "review_role"
-_SESSION_CHECK = "review_check"
+_SESSION_TOKEN = "review_session"
 
 
 def _fingerprint(key: ApiKey) -> str:
@@ -41,12 +44,8 @@ def _fingerprint(key: ApiKey) -> str:
     return hmac.new(secret_bytes, b"review-session:" + key.digest, hashlib.sha256).hexdigest()
 
 
-def _signed_in_key() -> ApiKey | None:
-    """The clinician key this session belongs to, if it is still configured."""
-    name = session.get(_SESSION_NAME)
-    check = session.get(_SESSION_CHECK)
-    if not isinstance(name, str) or not isinstance(check, str):
-        return None
+def _configured_key(name: str, check: str) -> ApiKey | None:
+    """The clinician key called ``name``, if it still has the token it signed in with."""
     for key in registry.authenticator().keys:
         if (
             key.name == name
@@ -55,6 +54,26 @@ def _signed_in_key() -> ApiKey | None:
         ):
             return key
     return None
+
+
+def signed_in_key() -> ApiKey | None:
+    """The clinician signed in to this request's review session, if it is still live.
+
+    Looked up once per request (the rate limiter asks before the pages do); a
+    session whose key was removed or rotated is ended on the spot.
+    """
+    if "review_key" not in g:
+        found = None
+        token = session.get(_SESSION_TOKEN) if current_app.secret_key else None
+        if isinstance(token, str):
+            sessions = registry.sessions()
+            live = sessions.resume(token)
+            if live is not None:
+                found = _configured_key(live.key_name, live.key_check)
+                if found is None:
+                    sessions.end(token)
+        g.review_key = found
+    return cast("ApiKey | None", g.review_key)
 
 
 def _safe_next(target: str | None) -> str:
@@ -92,13 +111,11 @@ def _guard() -> ResponseReturnValue | None:
         csrf.protect()
     if request.endpoint == "review.login":
         return None
-    key = _signed_in_key()
+    key = signed_in_key()
     if key is None:
-        if session.get(_SESSION_NAME) is not None or request.method == "POST":
+        if session.get(_SESSION_TOKEN) is not None or request.method == "POST":
             flash("You were signed out. Sign in again to continue; nothing was saved.", "error")
-        session.pop(_SESSION_NAME, None)
-        session.pop(_SESSION_ROLE, None)
-        session.pop(_SESSION_CHECK, None)
+        session.pop(_SESSION_TOKEN, None)
         target = None
         if request.method == "GET":
             target = request.full_path if request.query_string else request.path
@@ -109,10 +126,24 @@ def _guard() -> ResponseReturnValue | None:
     return None
 
 
+def _in_words(duration: timedelta) -> str:
+    """A session time as the sign-in page says it: "30 minutes", "8 hours"."""
+    minutes = int(duration.total_seconds() // 60)
+    if minutes >= 120 and minutes % 60 == 0:
+        return f"{minutes // 60} hours"
+    return f"{minutes} minute{'s' if minutes != 1 else ''}"
+
+
 def _login_page(target: str, error: str | None, status: int) -> ResponseReturnValue:
     """The sign-in form, with an error when the last try failed."""
-    minutes = int(current_app.permanent_session_lifetime.total_seconds() // 60)
-    page = render_template("review/login.html", next=target, error=error, idle_minutes=minutes)
+    sessions = registry.sessions()
+    page = render_template(
+        "review/login.html",
+        next=target,
+        error=error,
+        idle=_in_words(sessions.idle),
+        lifetime=_in_words(sessions.lifetime),
+    )
     return page, status
 
 
@@ -121,7 +152,7 @@ def login() -> ResponseReturnValue:
     """The sign-in form; only clinician tokens sign in."""
     target = _safe_next(request.values.get("next"))
     if request.method == "GET":
-        if _signed_in_key() is not None:
+        if signed_in_key() is not None:
             return redirect(target)
         return _login_page(target, None, 200)
     token = request.form.get("token", "").strip()
@@ -138,19 +169,24 @@ def login() -> ResponseReturnValue:
         )
     if error is not None or key is None:
         return _login_page(target, error, status)
-    # A fresh session: nothing from before signing in carries over.
+    # A fresh session: nothing from before signing in carries over, and a session
+    # this browser still had is ended rather than left behind.
+    previous = session.get(_SESSION_TOKEN)
+    if isinstance(previous, str):
+        registry.sessions().end(previous)
     session.clear()
     session.permanent = True
-    session[_SESSION_NAME] = key.name
-    session[_SESSION_ROLE] = key.role
-    session[_SESSION_CHECK] = _fingerprint(key)
+    session[_SESSION_TOKEN] = registry.sessions().start(key.name, _fingerprint(key))
     registry.screenings().audit(key.name, "sign_in")
     return redirect(target, code=303)
 
 
 @bp.post("/logout")
 def logout() -> ResponseReturnValue:
-    """Sign out and forget the session."""
+    """Sign out: end the session in the database, so no copy of the cookie still works."""
+    token = session.get(_SESSION_TOKEN)
+    if isinstance(token, str):
+        registry.sessions().end(token)
     registry.screenings().audit(current_key().name, "sign_out")
     session.clear()
     flash("You are signed out.", "info")

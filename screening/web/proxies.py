@@ -1,0 +1,31 @@
+"""Who the client is behind reverse proxies: ``SCREENING_TRUSTED_PROXIES``.
+
+The service runs behind a reverse proxy (README "Security"), so the connection's
+address is the proxy's. With ``SCREENING_TRUSTED_PROXIES=N`` the app takes the
+client's address and scheme from the ``X-Forwarded-For`` and ``X-Forwarded-Proto``
+entries the last N proxies added (werkzeug's ProxyFix), and ignores anything a
+client wrote in front of those. 0, the default, trusts no header: for a service
+reached directly.
+"""
+
+from __future__ import annotations
+
+from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+
+class ProxyConfigError(ValueError):
+    """``SCREENING_TRUSTED_PROXIES`` is not a number of proxies."""
+
+
+def init_app(app: Flask) -> None:
+    """Read client addresses through the configured number of trusted proxies."""
+    count = app.config.get("TRUSTED_PROXIES", 0)
+    if type(count) is not int or not 0 <= count <= 10:
+        raise ProxyConfigError(
+            "SCREENING_TRUSTED_PROXIES: the number of reverse proxies in front (0 to 10)"
+        )
+    if count:
+        # Only the address and scheme: the Host header reaches the app as the proxy
+        # passed it (README: the proxy must pass the original Host on).
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=count, x_proto=count)  # type: ignore[method-assign]
