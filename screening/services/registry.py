@@ -17,7 +17,11 @@ from screening.rules.i18n import Catalog
 from screening.rules.loader import Rulebook
 from screening.services.keys import ApiKey
 from screening.services.keys import Authenticator
+from screening.services.notifications import NotificationService
 from screening.services.screenings import ScreeningService
+from screening.services.triage import ReviewClock
+from screening.services.webhooks import Endpoint
+from screening.services.webhooks import Notifier
 from screening.storage.store import Store
 from screening.storage.store import make_engine
 
@@ -25,6 +29,7 @@ RULES_EXTENSION = "screening.rules"
 I18N_EXTENSION = "screening.i18n"
 AUTH_EXTENSION = "screening.auth"
 SCREENINGS_EXTENSION = "screening.screenings"
+NOTIFICATIONS_EXTENSION = "screening.notifications"
 
 
 def install(
@@ -34,13 +39,19 @@ def install(
     catalogs: Mapping[str, Catalog],
     keys: tuple[ApiKey, ...],
     database_url: str,
+    endpoints: tuple[Endpoint, ...] = (),
+    public_url: str | None = None,
+    review_minutes: int,
 ) -> None:
     """Keep what the app loaded at start-up, and open its database."""
     app.extensions[RULES_EXTENSION] = rulebook
     app.extensions[I18N_EXTENSION] = dict(catalogs)
     app.extensions[AUTH_EXTENSION] = Authenticator(keys)
     store = Store(make_engine(database_url))
-    app.extensions[SCREENINGS_EXTENSION] = ScreeningService(store, rulebook)
+    notifier = Notifier(endpoints, public_url)
+    clock = ReviewClock.for_ruleset(rulebook.ruleset, review_minutes)
+    app.extensions[SCREENINGS_EXTENSION] = ScreeningService(store, rulebook, notifier, clock)
+    app.extensions[NOTIFICATIONS_EXTENSION] = NotificationService(store, notifier, clock)
 
 
 def rulebook() -> Rulebook:
@@ -61,3 +72,8 @@ def authenticator() -> Authenticator:
 def screenings() -> ScreeningService:
     """Submitting, reading, listing and reviewing screenings."""
     return cast(ScreeningService, current_app.extensions[SCREENINGS_EXTENSION])
+
+
+def notifications() -> NotificationService:
+    """Webhook deliveries and overdue reviews."""
+    return cast(NotificationService, current_app.extensions[NOTIFICATIONS_EXTENSION])
