@@ -52,6 +52,8 @@ JITTER = (0.8, 1.2)
 #: The shortest lease a worker may take: a whole attempt and a margin must fit in it.
 MIN_LEASE_SECONDS = 15
 DEFAULT_LEASE_SECONDS = 30
+#: Time kept free at the end of a lease, for recording the result of its last attempt.
+_LEASE_MARGIN_SECONDS = 2.0
 #: Deliveries one sender claims at once.
 BATCH = 5
 USER_AGENT = "spine-screening-webhooks/1"
@@ -161,11 +163,12 @@ class Deliverer:
         token = secrets.token_hex(16)
         started = time.monotonic()
         claimed = self.outbox.claim(names, now, now + self.lease, token, BATCH)
-        # Send only while a whole attempt still fits in the lease with a margin: after
-        # it ends another worker may claim the row, and must not send it at the same time.
-        sendable = self.lease.total_seconds() - TIMEOUT_SECONDS - 5.0
+        # Start an attempt only while a whole one still fits in the lease with a margin:
+        # after it ends another worker may claim the row, and must not send it meanwhile.
+        sendable = self.lease.total_seconds() - TIMEOUT_SECONDS - _LEASE_MARGIN_SECONDS
         for index, delivery in enumerate(claimed):
-            if (stop is not None and stop.is_set()) or time.monotonic() - started > sendable:
+            late = index > 0 and time.monotonic() - started > sendable
+            if late or (stop is not None and stop.is_set()):
                 self.outbox.release([d.id for d in claimed[index:]], token, _now())
                 break
             attempt = self.post(session, delivery)

@@ -179,3 +179,31 @@ def race_posts(
 
     with ThreadPoolExecutor(len(posts)) as pool:
         return list(pool.map(send, posts))
+
+
+@contextmanager
+def webhook_worker(env: dict[str, str], log: Path, *args: str) -> Iterator[subprocess.Popen[bytes]]:
+    """Run ``flask --app screening webhooks run ARGS`` until the block ends (then SIGTERM)."""
+    command = [
+        str(Path(sys.executable).parent / "flask"),
+        "--app",
+        "screening",
+        "webhooks",
+        "run",
+        *args,
+    ]
+    environment = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **env}
+    with log.open("ab") as output:
+        process = subprocess.Popen(
+            command, env=environment, cwd=PROJECT_ROOT, stdout=output, stderr=subprocess.STDOUT
+        )
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
