@@ -37,15 +37,8 @@ def upgrade() -> None:
         sa.Column("last_attempt_at", UTCDateTime(), nullable=True),
         sa.Column("last_result", sa.String(64), nullable=True),
         sa.Column("delivered_at", UTCDateTime(), nullable=True),
-        sa.ForeignKeyConstraint(
-            ["screening_id"],
-            ["screenings.id"],
-            name="fk_webhook_deliveries_screening_id_screenings",
-            ondelete="CASCADE",
-        ),
         sa.PrimaryKeyConstraint("id", name="pk_webhook_deliveries"),
     )
-    op.create_index("ix_webhook_deliveries_screening_id", "webhook_deliveries", ["screening_id"])
     op.create_index(
         "ix_webhook_deliveries_status_next_attempt_at",
         "webhook_deliveries",
