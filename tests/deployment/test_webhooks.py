@@ -265,18 +265,25 @@ def test_a_worker_killed_mid_delivery_loses_nothing(setup: Setup, receiver: Rece
 
 
 def test_two_workers_at_once_never_send_one_event_twice(setup: Setup, receiver: Receiver) -> None:
-    receiver.delay = 0.05
+    receiver.delay = 0.1
     receiver.start()
     count = 40
-    with gunicorn(setup.env, setup.folder / "gunicorn.log", workers=2, threads=4) as base:
-        ids = [_post(base, OUTCOME_CHANGES[n % 4]).json()["id"] for n in range(count)]
-        expected = count + sum(1 for n in range(count) if n % 4 == 0)
-        with (
-            webhook_worker(setup.env, _worker_log(setup, "a"), "--threads", "4"),
-            webhook_worker(setup.env, _worker_log(setup, "b"), "--threads", "4"),
+    expected = count + sum(1 for n in range(count) if n % 4 == 0)
+    with (
+        gunicorn(setup.env, setup.folder / "gunicorn.log", workers=2, threads=4) as base,
+        webhook_worker(setup.env, _worker_log(setup, "a"), "--threads", "4"),
+        webhook_worker(setup.env, _worker_log(setup, "b"), "--threads", "4"),
+    ):
+        # Both workers poll before the first event is stored, so both compete for every one.
+        deadline = time.monotonic() + 30
+        while not all(
+            "worker started" in _worker_log(setup, name).read_text() for name in ("a", "b")
         ):
-            got = receiver.wait_for(lambda got: len(got) >= expected, 60.0)
-            time.sleep(1.5)
+            assert time.monotonic() < deadline, "the workers did not start"
+            time.sleep(0.1)
+        ids = [_post(base, OUTCOME_CHANGES[n % 4]).json()["id"] for n in range(count)]
+        receiver.wait_for(lambda got: len(got) >= expected, 60.0)
+        time.sleep(1.5)
     got = receiver.received()
     assert receiver.overlaps == []
     # Nothing failed, so each event reached each endpoint exactly once.

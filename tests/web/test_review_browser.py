@@ -15,6 +15,7 @@ import os
 import re
 import shutil
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC
 from datetime import datetime
 from datetime import timedelta
@@ -79,12 +80,10 @@ def browser() -> Iterator[Browser]:
         launched.close()
 
 
-@pytest.fixture(scope="module")
-def server(
-    browser: Browser, tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path
-) -> Iterator[str]:
-    """The real service under gunicorn on a fresh SQLite database; its base URL."""
-    folder = tmp_path_factory.mktemp("review-browser")
+@contextmanager
+def _served(folder: Path, sqlite_template: Path) -> Iterator[tuple[str, Path]]:
+    """The real service under gunicorn on a fresh SQLite database in ``folder``;
+    its base URL and the database file."""
     database = folder / "screening.db"
     shutil.copyfile(sqlite_template, database)
     env = {
@@ -93,6 +92,15 @@ def server(
         "SCREENING_SECRET_KEY": SECRET_KEY,
     }
     with gunicorn(env, folder / "gunicorn.log", workers=1, threads=4) as base:
+        yield base, database
+
+
+@pytest.fixture(scope="module")
+def server(
+    browser: Browser, tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path
+) -> Iterator[str]:
+    """The real service under gunicorn on a fresh SQLite database; its base URL."""
+    with _served(tmp_path_factory.mktemp("review-browser"), sqlite_template) as (base, _):
         yield base
 
 
@@ -324,14 +332,7 @@ def triage_server(
 ) -> Iterator[tuple[str, str]]:
     """A service whose urgent screening waited two hours unreviewed; (base URL, its id)."""
     folder = tmp_path_factory.mktemp("review-triage")
-    database = folder / "screening.db"
-    shutil.copyfile(sqlite_template, database)
-    env = {
-        "SCREENING_DATABASE_URL": f"sqlite:///{database}",
-        "SCREENING_API_KEYS": API_KEYS,
-        "SCREENING_SECRET_KEY": SECRET_KEY,
-    }
-    with gunicorn(env, folder / "gunicorn.log", workers=1, threads=4) as base:
+    with _served(folder, sqlite_template) as (base, database):
         _submit(base, {}, "MRN-2001")
         _submit(base, {"rf_cancer_history": True}, "MRN-2002")
         late = _submit(base, {"rf_fever": True}, "MRN-2003")
