@@ -56,6 +56,7 @@ test: lint $(NODE_STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/engine.py
 	$(BIN)/python bench/load.py
+	$(BIN)/python bench/webhooks.py
 
 clean:
 	rm -rf $(VENV) node_modules .mypy_cache .pytest_cache .ruff_cache .hypothesis

@@ -16,6 +16,8 @@ from screening.rules.loader import RulesError
 from screening.rules.loader import load_rules
 from screening.services import keys as api_keys
 from screening.services import registry
+from screening.services import triage
+from screening.services import webhooks
 from screening.web import api
 from screening.web import cds
 from screening.web import errors
@@ -80,8 +82,24 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     except api_keys.KeyConfigError as exc:
         raise StartupError(str(exc)) from None
 
+    try:
+        endpoints = webhooks.parse_endpoints(
+            app.config.get("WEBHOOKS"), list(rulebook.ruleset.outcomes)
+        )
+        public_url = webhooks.parse_public_url(app.config.get("PUBLIC_URL"), endpoints)
+        review_minutes = triage.parse_review_minutes(app.config.get("URGENT_REVIEW_MINUTES"))
+    except ValueError as exc:
+        raise StartupError(str(exc)) from None
+
     registry.install(
-        app, rulebook=rulebook, catalogs=catalogs, keys=keys, database_url=_database_url(app)
+        app,
+        rulebook=rulebook,
+        catalogs=catalogs,
+        keys=keys,
+        database_url=_database_url(app),
+        endpoints=endpoints,
+        public_url=public_url,
+        review_minutes=review_minutes,
     )
 
     metrics_key = app.config.get("METRICS_KEY")
@@ -109,4 +127,5 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.cli.add_command(cli.keys_cli)
     app.cli.add_command(cli.db_cli)
     app.cli.add_command(cli.screenings_cli)
+    app.cli.add_command(cli.webhooks_cli)
     return app

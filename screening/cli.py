@@ -1,9 +1,11 @@
-"""Flask commands: ``flask --app screening rules check|test|evaluate``."""
+"""Flask commands: ``flask --app screening rules|keys|db|screenings|webhooks ...``."""
 
 from __future__ import annotations
 
 import json
+import signal
 import sys
+import threading
 from datetime import UTC
 from datetime import datetime
 from datetime import timedelta
@@ -11,6 +13,7 @@ from typing import Any
 
 import click
 from flask.cli import AppGroup
+from prometheus_client import start_http_server
 
 from screening.rules.cases import run_cases
 from screening.rules.engine import evaluate as evaluate_answers
@@ -18,6 +21,8 @@ from screening.rules.i18n import load_translations
 from screening.rules.loader import RulesError
 from screening.rules.loader import load_rules
 from screening.services import registry
+from screening.services.delivery import DEFAULT_LEASE_SECONDS
+from screening.services.delivery import MIN_LEASE_SECONDS
 from screening.services.keys import ROLES
 from screening.services.keys import KeyConfigError
 from screening.services.keys import new_token
@@ -146,3 +151,99 @@ def purge_command(days: int) -> None:
         f"deleted {deleted} screening{'s' if deleted != 1 else ''} created before "
         f"{cutoff.isoformat(timespec='seconds')}"
     )
+
+
+webhooks_cli = AppGroup("webhooks", help="Deliver webhook events and look after deliveries.")
+
+
+@webhooks_cli.command("run")
+@click.option(
+    "--threads",
+    default=4,
+    show_default=True,
+    type=click.IntRange(1, 32),
+    help="Deliveries sent at the same time by this worker.",
+)
+@click.option(
+    "--lease-seconds",
+    default=DEFAULT_LEASE_SECONDS,
+    show_default=True,
+    type=click.IntRange(MIN_LEASE_SECONDS, 600),
+    help="How long a claimed delivery stays this worker's before another may take it.",
+)
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(1, 65535),
+    help="Serve this worker's Prometheus metrics on this port.",
+)
+@click.option(
+    "--metrics-host", default="127.0.0.1", show_default=True, help="Address for the metrics."
+)
+def run_webhooks_command(
+    threads: int, lease_seconds: int, metrics_port: int | None, metrics_host: str
+) -> None:
+    """Send pending webhook events until stopped (SIGTERM or Ctrl-C).
+
+    Several workers, on any number of hosts, may run at once on the same database.
+    """
+    service = registry.notifications()
+    if not service.endpoints:
+        raise click.ClickException("SCREENING_WEBHOOKS names no endpoint: nothing to deliver")
+    if metrics_port is not None:
+        start_http_server(metrics_port, addr=metrics_host)
+    stop = threading.Event()
+
+    def request_stop(signum: int, _frame: Any) -> None:
+        stop.set()
+
+    # A stopping worker finishes the attempts it has started and gives back the rest.
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    click.echo(
+        f"delivering to {', '.join(e.name for e in service.endpoints)} "
+        f"with {threads} thread{'s' if threads != 1 else ''}"
+    )
+    service.deliverer(lease_seconds).run(stop, threads=threads)
+
+
+def _moment(value: datetime | None) -> str:
+    return "-" if value is None else value.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+@webhooks_cli.command("list")
+@click.option("--failed", is_flag=True, help="Only deliveries given up after their retries.")
+@click.option(
+    "--limit", default=50, show_default=True, type=click.IntRange(1, 10000), help="At most."
+)
+def list_webhooks_command(failed: bool, limit: int) -> None:
+    """Show deliveries, newest first: id, status, attempts, event, endpoint, times, result."""
+    rows = registry.notifications().deliveries(failed_only=failed, limit=limit)
+    click.echo(
+        f"{'id':>6}  {'status':<9} {'tries':>5}  {'event':<24} {'endpoint':<16} "
+        f"{'screening':<32}  {'created':<20}  {'next / delivered':<20}  last result"
+    )
+    for row in rows:
+        when = row["delivered_at"] if row["status"] == "delivered" else row["next_attempt_at"]
+        if row["status"] == "failed":
+            when = None
+        click.echo(
+            f"{row['id']:>6}  {row['status']:<9} {row['attempts']:>5}  {row['event_type']:<24} "
+            f"{row['endpoint']:<16} {row['screening_id']:<32}  {_moment(row['created_at']):<20}  "
+            f"{_moment(when):<20}  {row['last_result'] or '-'}"
+        )
+    if not rows:
+        click.echo("no failed deliveries" if failed else "no deliveries")
+
+
+@webhooks_cli.command("retry")
+@click.argument("delivery_id", type=click.IntRange(min=1))
+def retry_webhook_command(delivery_id: int) -> None:
+    """Send failed delivery DELIVERY_ID again, on a fresh retry schedule."""
+    outcome = registry.notifications().retry(delivery_id)
+    if outcome == "missing":
+        raise click.ClickException(f"there is no delivery {delivery_id}")
+    if outcome == "not_failed":
+        raise click.ClickException(
+            f"delivery {delivery_id} has not failed: only failed deliveries can be retried"
+        )
+    click.echo(f"delivery {delivery_id} is due again; a running worker sends it")

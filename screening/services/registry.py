@@ -18,8 +18,12 @@ from screening.rules.i18n import Catalog
 from screening.rules.loader import Rulebook
 from screening.services.keys import ApiKey
 from screening.services.keys import Authenticator
+from screening.services.notifications import NotificationService
 from screening.services.screenings import ScreeningService
 from screening.services.sessions import SessionService
+from screening.services.triage import ReviewClock
+from screening.services.webhooks import Endpoint
+from screening.services.webhooks import Notifier
 from screening.storage.store import Store
 from screening.storage.store import make_engine
 
@@ -28,6 +32,7 @@ I18N_EXTENSION = "screening.i18n"
 AUTH_EXTENSION = "screening.auth"
 SCREENINGS_EXTENSION = "screening.screenings"
 SESSIONS_EXTENSION = "screening.sessions"
+NOTIFICATIONS_EXTENSION = "screening.notifications"
 
 
 def install(
@@ -37,13 +42,19 @@ def install(
     catalogs: Mapping[str, Catalog],
     keys: tuple[ApiKey, ...],
     database_url: str,
+    endpoints: tuple[Endpoint, ...] = (),
+    public_url: str | None = None,
+    review_minutes: int,
 ) -> None:
     """Keep what the app loaded at start-up, and open its database."""
     app.extensions[RULES_EXTENSION] = rulebook
     app.extensions[I18N_EXTENSION] = dict(catalogs)
     app.extensions[AUTH_EXTENSION] = Authenticator(keys)
     store = Store(make_engine(database_url))
-    app.extensions[SCREENINGS_EXTENSION] = ScreeningService(store, rulebook)
+    notifier = Notifier(endpoints, public_url)
+    clock = ReviewClock.for_ruleset(rulebook.ruleset, review_minutes)
+    app.extensions[SCREENINGS_EXTENSION] = ScreeningService(store, rulebook, notifier, clock)
+    app.extensions[NOTIFICATIONS_EXTENSION] = NotificationService(store, notifier, clock)
 
 
 def install_sessions(app: Flask, *, idle: timedelta, lifetime: timedelta) -> None:
@@ -75,3 +86,8 @@ def screenings() -> ScreeningService:
 def sessions() -> SessionService:
     """The review pages' sign-in sessions."""
     return cast(SessionService, current_app.extensions[SESSIONS_EXTENSION])
+
+
+def notifications() -> NotificationService:
+    """Webhook deliveries and overdue reviews."""
+    return cast(NotificationService, current_app.extensions[NOTIFICATIONS_EXTENSION])

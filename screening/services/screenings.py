@@ -29,13 +29,21 @@ from screening.services.keys import ApiKey
 from screening.services.metrics import record_outcome
 from screening.services.problems import ProblemError
 from screening.services.problems import ValidationProblem
+from screening.services.triage import DEFAULT_URGENT_REVIEW_MINUTES
+from screening.services.triage import ReviewClock
+from screening.services.webhooks import CREATED
+from screening.services.webhooks import REVIEWED
+from screening.services.webhooks import Notifier
 from screening.storage.migrate import migrate
 from screening.storage.store import ClaimLost
 from screening.storage.store import CursorError
 from screening.storage.store import ListFilters
+from screening.storage.store import Position
 from screening.storage.store import Store
 from screening.storage.store import decode_cursor
+from screening.storage.store import decode_triage_cursor
 from screening.storage.store import encode_cursor
+from screening.storage.store import encode_triage_cursor
 
 logger = logging.getLogger(__name__)
 
@@ -96,12 +104,27 @@ def _not_found() -> ProblemError:
     return ProblemError("There is no screening with this id.", status=404)
 
 
+def _event_facts(record: Record) -> dict[str, Any]:
+    """A stored screening's fields that webhook events carry."""
+    return {**record, "decided_by": record["result"]["decided_by"]}
+
+
 class ScreeningService:
     """The screening use cases over one store and the loaded rules."""
 
-    def __init__(self, store: Store, rulebook: Rulebook) -> None:
+    def __init__(
+        self,
+        store: Store,
+        rulebook: Rulebook,
+        notifier: Notifier | None = None,
+        clock: ReviewClock | None = None,
+    ) -> None:
         self.store = store
         self.rulebook = rulebook
+        self.notifier = notifier or Notifier((), None)
+        self.clock = clock or ReviewClock.for_ruleset(
+            rulebook.ruleset, DEFAULT_URGENT_REVIEW_MINUTES
+        )
 
     # --- checking and evaluating ----------------------------------------------------
 
@@ -208,8 +231,13 @@ class ScreeningService:
             scope = (key.name, idempotency_key, claim.token)
         try:
             record = self.record(check(), key)
-            body = render(record)
-            store.insert_screening(record, idempotency=scope, response=(201, body))
+            body = render(self.clock.with_review_times(record, record["created_at"]))
+            deliveries = self.notifier.deliveries(
+                CREATED, _event_facts(record), "pending", record["created_at"]
+            )
+            store.insert_screening(
+                record, idempotency=scope, response=(201, body), deliveries=deliveries
+            )
         except ClaimLost:
             # A retry took this stalled request's claim over and now answers for the key.
             raise _in_flight() from None
@@ -229,19 +257,27 @@ class ScreeningService:
         if record is None or (key.role == "portal" and record["created_by"] != key.name):
             raise _not_found()
         self.store.audit(key.name, "read", [screening_id])
-        return record
+        return self.clock.with_review_times(record, datetime.now(UTC))
 
     def list(self, params: Mapping[str, Any], key: ApiKey) -> Page:
-        """A page of the clinician list, newest first, from parsed query parameters."""
+        """A page of the clinician list, newest first or in triage order (``sort``), from
+        parsed query parameters."""
         outcomes = self.rulebook.ruleset.outcomes
         if params["outcome"] is not None and params["outcome"] not in outcomes:
             raise ValidationProblem({"outcome": [f"Must be one of: {', '.join(outcomes)}."]})
-        after = None
+        triage = params.get("sort") == "triage"
+        after: Position | None = None
         if params["cursor"] is not None:
             try:
-                after = decode_cursor(params["cursor"])
+                after = (
+                    decode_triage_cursor(params["cursor"])
+                    if triage
+                    else decode_cursor(params["cursor"])
+                )
             except CursorError:
-                raise ValidationProblem({"cursor": ["Not a cursor from this list."]}) from None
+                raise ValidationProblem(
+                    {"cursor": ["Not a cursor from this list in this order."]}
+                ) from None
         if (
             params["created_from"] is not None
             and params["created_to"] is not None
@@ -255,19 +291,40 @@ class ScreeningService:
             created_from=params["created_from"],
             created_to=params["created_to"],
         )
-        rows, next_position = self.store.list_screenings(filters, params["limit"], after)
+        rows, position = self.store.list_screenings(
+            filters, params["limit"], after, self.clock.order if triage else None
+        )
         self.store.audit(key.name, "list", [row["id"] for row in rows])
-        return Page(rows, None if next_position is None else encode_cursor(*next_position))
+        now = datetime.now(UTC)
+        rows = [self.clock.with_review_times(row, now) for row in rows]
+        if position is None:
+            return Page(rows, None)
+        if len(position) == 3:
+            return Page(rows, encode_triage_cursor(*position))
+        return Page(rows, encode_cursor(*position))
 
     # --- reviewing ------------------------------------------------------------------
 
     def review(self, screening_id: str, note: str | None, key: ApiKey) -> Record:
-        """Mark a screening reviewed with an optional note; return it as stored now."""
-        if not _may_exist(screening_id) or not self.store.add_review(screening_id, key.name, note):
+        """Mark a screening reviewed with an optional note; return it as stored now.
+
+        The ``screening.reviewed`` event is recorded in the review's own transaction.
+        """
+        if not _may_exist(screening_id):
+            raise _not_found()
+        now = datetime.now(UTC)
+        deliveries: list[dict[str, Any]] = []
+        if self.notifier.wants(REVIEWED):
+            # What the event says of the screening never changes once it is stored.
+            current = self.store.get_screening(screening_id)
+            if current is None:
+                raise _not_found()
+            deliveries = self.notifier.deliveries(REVIEWED, _event_facts(current), "reviewed", now)
+        if not self.store.add_review(screening_id, key.name, note, now, deliveries):
             raise _not_found()
         record = self.store.get_screening(screening_id)
         assert record is not None
-        return record
+        return self.clock.with_review_times(record, datetime.now(UTC))
 
     # --- audit and operations -------------------------------------------------------
 

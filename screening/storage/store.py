@@ -1,5 +1,5 @@
-"""Storage with SQLAlchemy Core: screenings, reviews, idempotency records, audit log and
-the review pages' sign-in sessions.
+"""Storage with SQLAlchemy Core: screenings, reviews, idempotency records, audit log,
+the review pages' sign-in sessions and the webhook outbox (its queries live in ``outbox.py``).
 
 SQLite (the embedded default, in WAL mode with foreign keys on) and PostgreSQL
 (production, through psycopg 3) run the same statements. Idempotency relies on
@@ -163,7 +163,50 @@ review_sessions = sa.Table(
 )
 
 
+webhook_deliveries = sa.Table(
+    "webhook_deliveries",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    # The Standard Webhooks message id: the same for every endpoint and every retry.
+    sa.Column("event_id", sa.String(40), nullable=False),
+    sa.Column("event_type", sa.String(40), nullable=False),
+    sa.Column("endpoint", sa.String(64), nullable=False),
+    # No foreign key and no index of its own: each would cost every POST another page
+    # written at commit. Purge deletes a screening's deliveries explicitly.
+    sa.Column("screening_id", sa.String(32), nullable=False),
+    # The body exactly as it is sent (and signed) on every attempt.
+    sa.Column("payload", sa.Text, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    # When the current retry schedule began: at the event, or at a manual retry.
+    sa.Column("scheduled_at", UTCDateTime(), nullable=False),
+    # Due from then; while a worker holds the row, the end of its lease.
+    sa.Column("next_attempt_at", UTCDateTime(), nullable=False),
+    sa.Column("lease", sa.String(32)),
+    sa.Column("last_attempt_at", UTCDateTime()),
+    sa.Column("last_result", sa.String(64)),
+    sa.Column("delivered_at", UTCDateTime()),
+    sa.Index(None, "status", "next_attempt_at"),
+)
+
+#: Urgent screenings whose review is overdue and whose overdue event was recorded:
+#: the primary key lets it happen once, whatever number of workers look.
+overdue_reviews = sa.Table(
+    "overdue_reviews",
+    metadata,
+    sa.Column(
+        "screening_id",
+        sa.String(32),
+        sa.ForeignKey("screenings.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("noticed_at", UTCDateTime(), nullable=False),
+)
+
+
 _INSERT_SCREENING = screenings.insert()
+_INSERT_DELIVERIES = webhook_deliveries.insert()
 _INSERT_AUDIT = audit_log.insert()
 _FINISH_IDEMPOTENCY = idempotency_records.update().where(
     (idempotency_records.c.key_name == sa.bindparam("k_name"))
@@ -181,21 +224,25 @@ class CursorError(ValueError):
     """A list cursor that this service did not issue."""
 
 
-def encode_cursor(created_at: datetime, screening_id: str) -> str:
-    """An opaque cursor pointing just after one screening in newest-first order."""
-    raw = json.dumps([created_at.isoformat(), screening_id]).encode()
+def _pack(values: list[Any]) -> str:
+    raw = json.dumps(values).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str) -> tuple[datetime, str]:
-    """Undo ``encode_cursor``; raise ``CursorError`` for anything else."""
+def _unpack(cursor: str) -> Any:
     try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        stamp, screening_id = json.loads(raw)
-        moment = datetime.fromisoformat(stamp)
-    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError):
+        return json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except (binascii.Error, ValueError, UnicodeDecodeError):
         raise CursorError("not a cursor") from None
-    # encode_cursor writes UTC times and ascii ids; anything else (a NUL, a
+
+
+def _position(stamp: Any, screening_id: Any) -> tuple[datetime, str]:
+    """A cursor's moment and screening id, checked."""
+    try:
+        moment = datetime.fromisoformat(stamp)
+    except (ValueError, TypeError):
+        raise CursorError("not a cursor") from None
+    # The encoders write UTC times and ascii ids; anything else (a NUL, a
     # surrogate, a time UTC can't hold) would fail in the database, not here.
     if (
         not isinstance(screening_id, str)
@@ -204,6 +251,49 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
     ):
         raise CursorError("not a cursor")
     return moment, screening_id
+
+
+def encode_cursor(created_at: datetime, screening_id: str) -> str:
+    """An opaque cursor pointing just after one screening in newest-first order."""
+    return _pack([created_at.isoformat(), screening_id])
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    """Undo ``encode_cursor``; raise ``CursorError`` for anything else."""
+    values = _unpack(cursor)
+    if not isinstance(values, list) or len(values) != 2:
+        raise CursorError("not a cursor")
+    return _position(*values)
+
+
+def encode_triage_cursor(band: int, created_at: datetime, screening_id: str) -> str:
+    """An opaque cursor pointing just after one screening in triage order."""
+    return _pack([band, created_at.isoformat(), screening_id])
+
+
+def decode_triage_cursor(cursor: str) -> tuple[int, datetime, str]:
+    """Undo ``encode_triage_cursor``; raise ``CursorError`` for anything else,
+    a newest-first cursor included."""
+    values = _unpack(cursor)
+    if not isinstance(values, list) or len(values) != 3:
+        raise CursorError("not a cursor")
+    band = values[0]
+    if type(band) is not int or not 0 <= band <= 2:
+        raise CursorError("not a cursor")
+    return (band, *_position(values[1], values[2]))
+
+
+@dataclass(frozen=True, slots=True)
+class TriageOrder:
+    """Triage order's bands: pending ``urgent`` first, then pending ``see_doctor``, then
+    the rest, oldest first within each."""
+
+    urgent: tuple[str, ...]
+    see_doctor: tuple[str, ...]
+
+
+#: Where a list page ended: (created_at, id) newest first, (band, created_at, id) in triage.
+Position = tuple[datetime, str] | tuple[int, datetime, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -296,6 +386,14 @@ class Store:
             with conn.begin():
                 yield conn
 
+    def transaction(self) -> AbstractContextManager[Connection]:
+        """A write transaction, for the outbox's queries (``outbox.py``)."""
+        return self._write()
+
+    def insert_statement(self, table: sa.Table) -> Any:
+        """This database's INSERT, with its ON CONFLICT clause (SQLite or PostgreSQL)."""
+        return self._insert(table)
+
     def ping(self) -> None:
         """Raise unless the database answers ``SELECT 1``."""
         with self.engine.connect() as conn:
@@ -368,8 +466,10 @@ class Store:
         *,
         idempotency: tuple[str, str, str] | None = None,
         response: tuple[int, str] | None = None,
+        deliveries: Sequence[dict[str, Any]] = (),
     ) -> None:
-        """Store a screening, its audit entry and (if any) its idempotency outcome at once.
+        """Store a screening, its audit entry, its webhook deliveries (the outbox) and (if
+        any) its idempotency outcome at once.
 
         ``idempotency`` is (key name, Idempotency-Key, claim token). Raises ``ClaimLost``,
         storing nothing, when another request took the claim over meanwhile.
@@ -379,6 +479,10 @@ class Store:
         with self._write() as conn:
             conn.execute(_INSERT_SCREENING, row)
             self._audit(conn, row["created_by"], "create", [row["id"]], row["created_at"])
+            if deliveries:
+                # In the same transaction: never a screening without its events, nor
+                # an event for a screening that was rolled back.
+                conn.execute(_INSERT_DELIVERIES, deliveries)
             if idempotency is not None and response is not None:
                 finished = conn.execute(
                     _FINISH_IDEMPOTENCY,
@@ -414,9 +518,14 @@ class Store:
         return record
 
     def list_screenings(
-        self, filters: ListFilters, limit: int, after: tuple[datetime, str] | None
-    ) -> tuple[list[dict[str, Any]], tuple[datetime, str] | None]:
-        """A page of screenings, newest first, and the position after its last one."""
+        self,
+        filters: ListFilters,
+        limit: int,
+        after: Position | None,
+        triage: TriageOrder | None = None,
+    ) -> tuple[list[dict[str, Any]], Position | None]:
+        """A page of screenings, newest first (or in ``triage`` order), and the position
+        after its last one."""
         c = screenings.c
         query = sa.select(
             c.id,
@@ -444,8 +553,10 @@ class Store:
             query = query.where(c.created_at >= filters.created_from)
         if filters.created_to is not None:
             query = query.where(c.created_at <= filters.created_to)
+        if triage is not None:
+            return self._triage_page(query, limit, after, triage)
         if after is not None:
-            moment, last_id = after
+            moment, last_id = after[-2], after[-1]
             query = query.where(
                 sa.or_(c.created_at < moment, sa.and_(c.created_at == moment, c.id < last_id))
             )
@@ -457,9 +568,52 @@ class Store:
             return rows, (rows[-1]["created_at"], rows[-1]["id"])
         return rows, None
 
-    def add_review(self, screening_id: str, by: str, note: str | None) -> bool:
-        """Record a review; False when there is no such screening."""
-        now = _utcnow()
+    def _triage_page(
+        self, query: sa.Select[Any], limit: int, after: Position | None, triage: TriageOrder
+    ) -> tuple[list[dict[str, Any]], Position | None]:
+        """``query`` in triage order: band, then oldest first, then id (keyset paging)."""
+        c = screenings.c
+        pending = c.review_status == "pending"
+        band = sa.case(
+            (sa.and_(pending, c.outcome.in_(triage.urgent)), 0),
+            (sa.and_(pending, c.outcome.in_(triage.see_doctor)), 1),
+            else_=2,
+        )
+        query = query.add_columns(band.label("band"))
+        if after is not None:
+            last_band, moment, last_id = after  # type: ignore[misc]
+            query = query.where(
+                sa.or_(
+                    band > last_band,
+                    sa.and_(
+                        band == last_band,
+                        sa.or_(
+                            c.created_at > moment,
+                            sa.and_(c.created_at == moment, c.id > last_id),
+                        ),
+                    ),
+                )
+            )
+        query = query.order_by(band, c.created_at, c.id).limit(limit + 1)
+        with self.engine.connect() as conn:
+            rows = [dict(r._mapping) for r in conn.execute(query)]
+        if len(rows) > limit:
+            rows = rows[:limit]
+            last = rows[-1]
+            return rows, (last["band"], last["created_at"], last["id"])
+        return rows, None
+
+    def add_review(
+        self,
+        screening_id: str,
+        by: str,
+        note: str | None,
+        at: datetime | None = None,
+        deliveries: Sequence[dict[str, Any]] = (),
+    ) -> bool:
+        """Record a review and its webhook deliveries (the outbox) at once; False, storing
+        nothing, when there is no such screening."""
+        now = at or _utcnow()
         with self._write() as conn:
             updated = conn.execute(
                 screenings.update()
@@ -472,6 +626,8 @@ class Store:
                 reviews.insert().values(screening_id=screening_id, at=now, by=by, note=note)
             )
             self._audit(conn, by, "review", [screening_id], now)
+            if deliveries:
+                conn.execute(_INSERT_DELIVERIES, deliveries)
         return True
 
     def purge(self, before: datetime, actor: str) -> int:
@@ -486,7 +642,7 @@ class Store:
             ]
             if doomed:
                 # Explicit deletes, not only ON DELETE CASCADE: the same on any database.
-                for table in (reviews, idempotency_records):
+                for table in (reviews, idempotency_records, webhook_deliveries, overdue_reviews):
                     conn.execute(table.delete().where(table.c.screening_id.in_(doomed)))
                 conn.execute(screenings.delete().where(screenings.c.id.in_(doomed)))
                 self._audit(conn, actor, "purge", doomed, _utcnow())

@@ -31,7 +31,9 @@ from prometheus_client import generate_latest
 from prometheus_client import multiprocess
 from pythonjsonlogger.orjson import OrjsonFormatter
 
+from screening.services import registry as services
 from screening.services.keys import token_digest
+from screening.services.metrics import DatabaseGauges
 from screening.services.problems import ProblemError
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
@@ -166,6 +168,10 @@ def metrics() -> Response:
         data = generate_latest(registry)
     else:
         data = generate_latest()
+    # Read from the database at each scrape: the same on every worker and instance.
+    gauges = CollectorRegistry(auto_describe=False)
+    gauges.register(DatabaseGauges(services.notifications().gauges))
+    data += generate_latest(gauges)
     return current_app.response_class(data, mimetype=CONTENT_TYPE_LATEST.split(";")[0])
 
 

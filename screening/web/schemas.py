@@ -34,6 +34,8 @@ OUTCOMES = (
     "discuss_with_specialist",
 )
 REVIEW_STATUSES = ("pending", "reviewed")
+#: The list's orders: newest first (the default), or the triage worklist.
+LIST_ORDERS = ("newest", "triage")
 NOTE_LIMIT = 2000
 
 
@@ -139,6 +141,7 @@ class ListQuerySchema(Schema):
         validate=validate.Range(min=1, max=100, error="Must be from 1 to 100."),
     )
     cursor = fields.String(load_default=None, validate=validate.Length(max=200))
+    sort = fields.String(load_default="newest", validate=validate.OneOf(LIST_ORDERS))
 
 
 screening_request = ScreeningRequestSchema()

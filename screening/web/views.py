@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import UTC
 from datetime import datetime
 from typing import Any
 
 from screening.services.screenings import Page
+from screening.services.triage import rfc3339
 
 
-def rfc3339(moment: datetime) -> str:
-    """A UTC timestamp as RFC 3339 with a Z suffix."""
-    return moment.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+def _maybe_rfc3339(moment: datetime | None) -> str | None:
+    return None if moment is None else rfc3339(moment)
 
 
 def _questionnaire(record: dict[str, Any]) -> dict[str, str]:
@@ -26,10 +25,9 @@ def _ruleset(record: dict[str, Any]) -> dict[str, str]:
     }
 
 
-def full_view(record: dict[str, Any]) -> dict[str, Any]:
-    """Everything a clinician needs to review a screening."""
+def _clinician_view(record: dict[str, Any]) -> dict[str, Any]:
+    """The result as a clinician sees it, without the review."""
     result = record["result"]
-    history = record.get("reviews", [])
     return {
         "id": record["id"],
         "created_at": rfc3339(record["created_at"]),
@@ -43,8 +41,18 @@ def full_view(record: dict[str, Any]) -> dict[str, Any]:
         "matched_rules": result["matched_rules"],
         "summary": result["summary"],
         "trace": result["trace"],
+    }
+
+
+def full_view(record: dict[str, Any]) -> dict[str, Any]:
+    """Everything a clinician needs to review a screening, its review's due time included."""
+    history = record.get("reviews", [])
+    return {
+        **_clinician_view(record),
         "review": {
             "status": record["review_status"],
+            "due_at": _maybe_rfc3339(record["review_due_at"]),
+            "overdue": record["review_overdue"],
             "history": [
                 {"at": rfc3339(review["at"]), "by": review["by"], "note": review["note"]}
                 for review in history
@@ -80,14 +88,15 @@ def list_item_view(row: dict[str, Any]) -> dict[str, Any]:
         "decided_by": row["decided_by"],
         "card_summary": row["card_summary"],
         "review_status": row["review_status"],
+        "review_due_at": _maybe_rfc3339(row["review_due_at"]),
+        "review_overdue": row["review_overdue"],
     }
 
 
 def evaluation_view(record: dict[str, Any], role: str) -> dict[str, Any]:
     """``POST /v1/evaluate``: the caller's view without id, created_at or review."""
     if role == "clinician":
-        view = full_view(record)
-        del view["review"]
+        view = _clinician_view(record)
     else:
         view = patient_view(record)
     del view["id"], view["created_at"]

@@ -108,7 +108,7 @@ def test_every_pin_is_exact_and_hashed(pins: list[Pin]) -> None:
 def test_the_runtime_lock_holds_what_the_service_needs_and_nothing_else() -> None:
     _check_satisfied(PYPROJECT["project"]["dependencies"], RUNTIME, "runtime.txt")
     names = {pin.name for pin in RUNTIME}
-    for tool in ("pytest", "requests", "hypothesis", "ruff", "mypy", "playwright", "uv", "pip"):
+    for tool in ("pytest", "hypothesis", "ruff", "mypy", "playwright", "uv", "pip"):
         assert tool not in names, f"runtime.txt holds {tool}, which the service does not use"
 
 

@@ -26,7 +26,15 @@ POSTGRES_URL = os.environ.get(
 )
 # CI sets this: there the PostgreSQL tests must run, not skip.
 REQUIRE_POSTGRES = os.environ.get("SCREENING_TEST_REQUIRE_POSTGRES") == "1"
-TABLES = ("audit_log", "idempotency_records", "reviews", "screenings", "review_sessions")
+TABLES = (
+    "audit_log",
+    "idempotency_records",
+    "reviews",
+    "webhook_deliveries",
+    "overdue_reviews",
+    "screenings",
+    "review_sessions",
+)
 
 TOKENS = {"portal-a": "portal-a-token", "portal-b": "portal-b-token", "dr-c": "clinician-token"}
 API_KEYS = ",".join(

@@ -66,12 +66,19 @@ def gunicorn(
                 time.sleep(0.1)
             yield base
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            _stop(process, 15)
+
+
+def _stop(process: subprocess.Popen[bytes], grace: float) -> None:
+    """SIGTERM ``process``; SIGKILL it if it has not exited within ``grace`` seconds."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def _stat_fields(pid: int) -> list[str] | None:
@@ -179,3 +186,25 @@ def race_posts(
 
     with ThreadPoolExecutor(len(posts)) as pool:
         return list(pool.map(send, posts))
+
+
+@contextmanager
+def webhook_worker(env: dict[str, str], log: Path, *args: str) -> Iterator[subprocess.Popen[bytes]]:
+    """Run ``flask --app screening webhooks run ARGS`` until the block ends (then SIGTERM)."""
+    command = [
+        str(Path(sys.executable).parent / "flask"),
+        "--app",
+        "screening",
+        "webhooks",
+        "run",
+        *args,
+    ]
+    environment = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **env}
+    with log.open("ab") as output:
+        process = subprocess.Popen(
+            command, env=environment, cwd=PROJECT_ROOT, stdout=output, stderr=subprocess.STDOUT
+        )
+    try:
+        yield process
+    finally:
+        _stop(process, 20)

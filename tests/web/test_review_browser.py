@@ -2,7 +2,8 @@
 
 A clinician signs in, finds an urgent screening, reads why and marks it reviewed
 with a note that then shows through the API; by mouse, by keyboard alone and at
-390 px wide. axe-core checks every page for serious or critical WCAG problems.
+390 px wide; and finds an overdue urgent screening first in the triage order.
+axe-core checks every page for serious or critical WCAG problems.
 
 Without /usr/bin/chromium these tests skip, except where
 SCREENING_TEST_REQUIRE_BROWSER=1 (CI), where they fail.
@@ -11,13 +12,19 @@ SCREENING_TEST_REQUIRE_BROWSER=1 (CI), where they fail.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC
+from datetime import datetime
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
+import sqlalchemy as sa
 from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import Browser
 from playwright.sync_api import Dialog
@@ -28,6 +35,7 @@ from playwright.sync_api import sync_playwright
 
 from screening import PROJECT_ROOT
 from screening.rules.loader import Rulebook
+from screening.storage.store import screenings
 from tests.support.app import API_KEYS
 from tests.support.app import SECRET_KEY
 from tests.support.app import TOKENS
@@ -72,12 +80,10 @@ def browser() -> Iterator[Browser]:
         launched.close()
 
 
-@pytest.fixture(scope="module")
-def server(
-    browser: Browser, tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path
-) -> Iterator[str]:
-    """The real service under gunicorn on a fresh SQLite database; its base URL."""
-    folder = tmp_path_factory.mktemp("review-browser")
+@contextmanager
+def _served(folder: Path, sqlite_template: Path) -> Iterator[tuple[str, Path]]:
+    """The real service under gunicorn on a fresh SQLite database in ``folder``;
+    its base URL and the database file."""
     database = folder / "screening.db"
     shutil.copyfile(sqlite_template, database)
     env = {
@@ -86,6 +92,15 @@ def server(
         "SCREENING_SECRET_KEY": SECRET_KEY,
     }
     with gunicorn(env, folder / "gunicorn.log", workers=1, threads=4) as base:
+        yield base, database
+
+
+@pytest.fixture(scope="module")
+def server(
+    browser: Browser, tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path
+) -> Iterator[str]:
+    """The real service under gunicorn on a fresh SQLite database; its base URL."""
+    with _served(tmp_path_factory.mktemp("review-browser"), sqlite_template) as (base, _):
         yield base
 
 
@@ -309,3 +324,66 @@ def test_a_note_with_a_script_shows_as_text_and_never_runs(
     assert page.locator("main script, main img").count() == 0
     assert dialogs == []
     context.close()
+
+
+@pytest.fixture(scope="module")
+def triage_server(
+    browser: Browser, tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path
+) -> Iterator[tuple[str, str]]:
+    """A service whose urgent screening waited two hours unreviewed; (base URL, its id)."""
+    folder = tmp_path_factory.mktemp("review-triage")
+    with _served(folder, sqlite_template) as (base, database):
+        _submit(base, {}, "MRN-2001")
+        _submit(base, {"rf_cancer_history": True}, "MRN-2002")
+        late = _submit(base, {"rf_fever": True}, "MRN-2003")
+        _submit(base, {"pain_intensity": 3}, "MRN-2004")
+        engine = sa.create_engine(f"sqlite:///{database}")
+        with engine.begin() as conn:
+            conn.execute(
+                screenings.update()
+                .where(screenings.c.id == late)
+                .values(created_at=datetime.now(UTC) - timedelta(hours=2))
+            )
+        engine.dispose()
+        yield base, late
+
+
+def test_the_triage_list_by_keyboard_puts_the_overdue_urgent_screening_first(
+    browser: Browser, triage_server: tuple[str, str]
+) -> None:
+    base, late = triage_server
+    context = browser.new_context(viewport=WIDE)
+    page = context.new_page()
+    _sign_in(page, base)
+    _tab_to(page, "#sort")
+    for _ in range(3):
+        if page.evaluate("() => document.activeElement.value") == "triage":
+            break
+        page.keyboard.press("ArrowDown")
+    _tab_to(page, "form.filters button")
+    page.keyboard.press("Enter")
+    expect(page).to_have_url(re.compile(r"sort=triage"))
+    first = page.locator("ol.screenings > li").first
+    expect(first).to_contain_text("Urgent")
+    expect(first.locator(".badge-overdue")).to_have_text("Overdue")
+    expect(first.locator(".badge-overdue svg")).to_have_count(1)
+    expect(first.get_by_text("Review due")).to_be_visible()
+    _axe_clean(page)
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / "triage.png"), full_page=True)
+
+    _tab_to(page, f'a[href="/review/{late}"]')
+    page.keyboard.press("Enter")
+    expect(page).to_have_url(f"{base}/review/{late}")
+    expect(page.locator(".overdue-notice")).to_contain_text("Overdue: this urgent screening")
+    _axe_clean(page)
+    context.close()
+
+    narrow = browser.new_context(viewport=NARROW)
+    page = narrow.new_page()
+    _sign_in(page, base)
+    page.goto(f"{base}/review/?sort=triage")
+    expect(page.locator("ol.screenings > li").first.locator(".badge-overdue")).to_be_visible()
+    _fits(page)
+    _axe_clean(page)
+    narrow.close()

@@ -83,7 +83,8 @@ def _urgent(client: FlaskClient) -> str:
 def _history(client: FlaskClient, screening_id: str) -> dict[str, Any]:
     """The screening's review status and history, read through the API."""
     response = client.get(f"/v1/screenings/{screening_id}", headers=bearer("dr-c"))
-    return dict(response.get_json()["review"])
+    review = response.get_json()["review"]
+    return {"status": review["status"], "history": review["history"]}
 
 
 def _review(client: FlaskClient, screening_id: str, note: str, **extra: str) -> TestResponse:

@@ -128,7 +128,12 @@ def test_create_returns_201_with_location_in_the_callers_view(
     assert body["created_at"].endswith("Z")
     clinician = submit(client, valid_answers, who="dr-c").get_json()
     assert set(clinician) == FULL_VIEW
-    assert clinician["review"] == {"status": "pending", "history": []}
+    assert clinician["review"] == {
+        "status": "pending",
+        "due_at": None,
+        "overdue": False,
+        "history": [],
+    }
     assert clinician["answers"] == valid_answers
     assert count(store) == 2
 

@@ -27,19 +27,21 @@ from screening.web.review.blueprint import bp
 
 def _list_query() -> dict[str, str]:
     """The list's query without empty values (the forms' "All" choices)."""
-    names = ("outcome", "review_status", "limit", "cursor")
+    names = ("outcome", "review_status", "sort", "limit", "cursor")
     return {name: request.args[name] for name in names if request.args.get(name)}
 
 
 @bp.get("/")
 def index() -> ResponseReturnValue:
-    """Screenings newest first, with filters and a next page."""
+    """Screenings newest first or in triage order, with filters and a next page."""
     query = _list_query()
     query.setdefault("limit", str(PAGE_SIZE))
     params = schemas.load(schemas.list_query, query)
     page = views.list_view(registry.screenings().list(params, current_key()))
     # Any: url_for's keyword arguments mix typed options with free query values.
-    filters: dict[str, Any] = {k: v for k, v in query.items() if k in ("outcome", "review_status")}
+    filters: dict[str, Any] = {
+        k: v for k, v in query.items() if k in ("outcome", "review_status", "sort")
+    }
     if query["limit"] != str(PAGE_SIZE):
         filters["limit"] = query["limit"]
     rows = [
@@ -48,6 +50,7 @@ def index() -> ResponseReturnValue:
             "received": words.when(item["created_at"]),
             "outcome_view": words.outcome(item["outcome"]),
             "decided_by_title": words.rule_title(item["decided_by"]),
+            "due": None if item["review_due_at"] is None else words.when(item["review_due_at"]),
         }
         for item in page["items"]
     ]
@@ -61,6 +64,7 @@ def index() -> ResponseReturnValue:
         rows=rows,
         outcomes=outcomes,
         selected=filters,
+        triage=params["sort"] == "triage",
         next_url=next_url,
         first_url=first_url,
     )

@@ -220,6 +220,7 @@ def detail_context(view: dict[str, Any]) -> dict[str, Any]:
     clinician = view["summary"]["clinician"]
     stored_sources = {s["id"]: s["citation"] for s in clinician.get("sources", [])}
     ruleset = registry.rulebook().ruleset
+    review = view["review"]
     return {
         "screening": view,
         "received": when(view["created_at"]),
@@ -238,6 +239,8 @@ def detail_context(view: dict[str, Any]) -> dict[str, Any]:
             {"at": when(entry["at"]), "by": entry["by"], "note": entry["note"]}
             for entry in view["review"]["history"]
         ],
+        "due": None if review["due_at"] is None else when(review["due_at"]),
+        "overdue": review["overdue"],
         "other_ruleset": view["ruleset"]["sha256"] != ruleset.sha256,
         "current_ruleset_version": ruleset.version,
         "note_limit": NOTE_LIMIT,
