@@ -50,8 +50,11 @@ lint: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
+# Each test file runs whole on one of PYTEST_WORKERS processes (its module fixtures, such as
+# a served app, start once); the slow process and container tests spread over the cores.
+PYTEST_WORKERS ?= 2
 test: lint $(NODE_STAMP)
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile
 
 bench: $(STAMP)
 	$(BIN)/python bench/engine.py
