@@ -1,4 +1,5 @@
-"""Durability: acknowledged screenings survive SIGKILLed workers and a server restart.
+"""Durability: acknowledged screenings survive SIGKILLed workers, a SIGKILLed server and a
+restart.
 
 Client threads post screenings, each under its own Idempotency-Key, to a real gunicorn
 while the test SIGKILLs workers, and keep posting while the server is stopped and a new one
@@ -291,23 +292,72 @@ def summary(load: Load, killed: list[int]) -> str:
     lost = sum(sent.replayed and sent.events[0] != "201" for sent in load.sent)
     orphaned = sum("409" in sent.events for sent in load.sent)
     return (
-        f"{len(load.sent)} keys, {load.acknowledged()} acknowledged; {len(killed)} workers"
+        f"{len(load.sent)} keys, {load.acknowledged()} acknowledged; {len(killed)} processes"
         f" killed; {len(failed_first)} keys retried, {lost} of them stored before the response"
         f" was lost, {orphaned} left claimed by a killed worker; attempts: {dict(events)}"
     )
 
 
-def test_acknowledged_screenings_survive_killed_workers_and_a_restart(
-    database_url: str, tmp_path: Path
-) -> None:
-    env = {
+def _environment(database_url: str) -> dict[str, str]:
+    return {
         "SCREENING_DATABASE_URL": database_url,
         "SCREENING_API_KEYS": API_KEYS,
         "SCREENING_RATE_LIMIT": "",
     }
+
+
+def _restart_and_check(load: Load, killed: list[int], database_url: str, log: Path) -> None:
+    """Start a new server on the same database while the clients go on posting; then check
+    that every acknowledged screening reads back, replays, and is stored exactly once."""
+    restarted = load.acknowledged()
+    with gunicorn(_environment(database_url), log, workers=WORKERS) as base:
+        load.base = base
+        wait_for(
+            lambda: load.acknowledged() >= restarted + ACKS_PER_STAGE,
+            RETRY_SECONDS,
+            "the restarted server",
+        )
+        load.stop()
+        print(summary(load, killed))
+        assert not load.failures, load.failures
+        server_errors = [s.key for s in load.sent if any(e[0] == "5" for e in s.events)]
+        assert not server_errors, f"5xx for {server_errors}"
+
+        # A key never acknowledged may still have been stored before its response was
+        # lost: one more try tells, so that every stored screening has a 201 to show.
+        for sent in load.sent:
+            if sent.content is None:
+                resend(base, sent)
+        acknowledged = [sent for sent in load.sent if sent.content is not None]
+        with requests.post(
+            f"{base}/v1/evaluate",
+            json={"answers": base_answers()},
+            headers=bearer("dr-c"),
+            timeout=REQUEST_TIMEOUT,
+        ) as response:
+            answers = response.json()["answers"]
+        with ThreadPoolExecutor(4) as pool:
+            list(pool.map(lambda sent: check_acknowledged(base, sent, answers), acknowledged))
+
+    ids, records = stored(database_url)
+    # One screening per acknowledged key: none from a retry, none that nobody was told of.
+    assert len({sent.screening_id for sent in acknowledged}) == len(acknowledged)
+    assert ids == {sent.screening_id for sent in acknowledged}
+    for sent in load.sent:
+        record = records.get((sent.who, sent.key))
+        if sent.content is not None:
+            assert record == ("done", sent.screening_id), (sent.key, record)
+        else:
+            # Claimed by a request that a SIGKILL stopped before it stored anything.
+            assert record == ("in_progress", None), (sent.key, record, sent.events)
+
+
+def test_acknowledged_screenings_survive_killed_workers_and_a_restart(
+    database_url: str, tmp_path: Path
+) -> None:
     load = Load()
     try:
-        with gunicorn(env, tmp_path / "first.log", workers=WORKERS) as base:
+        with gunicorn(_environment(database_url), tmp_path / "first.log", workers=WORKERS) as base:
             load.base = base
             master = master_pid(base)
             load.start()
@@ -321,46 +371,29 @@ def test_acknowledged_screenings_survive_killed_workers_and_a_restart(
             )
         # The first server is gone (SIGTERM), the clients still post: they retry their keys
         # on the new server, whatever the old one had done with them.
-        restarted = load.acknowledged()
-        with gunicorn(env, tmp_path / "second.log", workers=WORKERS) as base:
-            load.base = base
-            wait_for(
-                lambda: load.acknowledged() >= restarted + ACKS_PER_STAGE,
-                RETRY_SECONDS,
-                "the restarted server",
-            )
-            load.stop()
-            print(summary(load, killed))
-            assert not load.failures, load.failures
-            server_errors = [s.key for s in load.sent if any(e[0] == "5" for e in s.events)]
-            assert not server_errors, f"5xx for {server_errors}"
-
-            # A key never acknowledged may still have been stored before its response was
-            # lost: one more try tells, so that every stored screening has a 201 to show.
-            for sent in load.sent:
-                if sent.content is None:
-                    resend(base, sent)
-            acknowledged = [sent for sent in load.sent if sent.content is not None]
-            with requests.post(
-                f"{base}/v1/evaluate",
-                json={"answers": base_answers()},
-                headers=bearer("dr-c"),
-                timeout=REQUEST_TIMEOUT,
-            ) as response:
-                answers = response.json()["answers"]
-            with ThreadPoolExecutor(4) as pool:
-                list(pool.map(lambda sent: check_acknowledged(base, sent, answers), acknowledged))
+        _restart_and_check(load, killed, database_url, tmp_path / "second.log")
     finally:
         load.stop(abort=True)
 
-    ids, records = stored(database_url)
-    # One screening per acknowledged key: none from a retry, none that nobody was told of.
-    assert len({sent.screening_id for sent in acknowledged}) == len(acknowledged)
-    assert ids == {sent.screening_id for sent in acknowledged}
-    for sent in load.sent:
-        record = records.get((sent.who, sent.key))
-        if sent.content is not None:
-            assert record == ("done", sent.screening_id), (sent.key, record)
-        else:
-            # Claimed by a request that a SIGKILL stopped before it stored anything.
-            assert record == ("in_progress", None), (sent.key, record, sent.events)
+
+def test_acknowledged_screenings_survive_a_killed_server(database_url: str, tmp_path: Path) -> None:
+    """The whole server dies at once (SIGKILL of the master and every worker, as in a
+    crash) in the middle of the load; a new one starts on the same database."""
+    load = Load()
+    try:
+        with gunicorn(_environment(database_url), tmp_path / "first.log", workers=WORKERS) as base:
+            load.base = base
+            master = master_pid(base)
+            load.start()
+            wait_for(lambda: load.acknowledged() >= ACKS_PER_STAGE, 15, "the first screenings")
+            workers = child_pids(master)
+            # Strike while a worker is busy, so that requests die half done.
+            deadline = time.monotonic() + BUSY_WAIT_SECONDS
+            while not any(running(pid) for pid in workers) and time.monotonic() < deadline:
+                time.sleep(0.001)
+            killed = [master, *workers]
+            for pid in killed:
+                os.kill(pid, signal.SIGKILL)
+        _restart_and_check(load, killed, database_url, tmp_path / "second.log")
+    finally:
+        load.stop(abort=True)
