@@ -1,11 +1,12 @@
 """HTTP throughput against the framework's ceiling, in one run: ``make bench``.
 
 Three servers run side by side under gunicorn with ``gunicorn.conf.py`` (the production
-configuration; rate limiting off): a bare Flask app answering ``{"status": "ok"}`` (the
-ceiling, ``bench/bare.py``), the service on SQLite and the service on PostgreSQL. wrk drives
-each endpoint in turn on the loopback interface, and the whole round is repeated (three times
-by default). For each endpoint it prints the median requests per second, p50 and p99, errors,
-and the ratio to the ceiling measured in the same round (the median of the rounds' ratios):
+configuration, with 2 workers unless WEB_CONCURRENCY says otherwise; rate limiting off): a
+bare Flask app answering ``{"status": "ok"}`` (the ceiling, ``bench/bare.py``), the service
+on SQLite and the service on PostgreSQL. wrk drives each endpoint in turn on the loopback
+interface, and the whole round is repeated (three times by default). For each endpoint it
+prints the median requests per second, p50 and p99, errors, and the ratio to the ceiling
+measured in the same round (the median of the rounds' ratios):
 the machine is shared and noisy, so only ratios within a round compare.
 """
 
@@ -117,6 +118,8 @@ def _serve(app: str, env: dict[str, str], log: Path) -> tuple[subprocess.Popen[b
     """Start gunicorn with the production configuration on a free port; wait until it answers."""
     port = _free_port()
     environment = {
+        # The issue's setting: 2 gthread workers x 4 threads (gunicorn.conf.py's threads).
+        "WEB_CONCURRENCY": "2",
         **os.environ,
         "GUNICORN_BIND": f"127.0.0.1:{port}",
         "SCREENING_RATE_LIMIT": "",
@@ -271,7 +274,7 @@ def measure(args: argparse.Namespace, workdir: Path) -> None:
             _stop(process)
         if postgres is not None:
             _drop_schema(postgres[1])
-    workers = os.environ.get("WEB_CONCURRENCY", "gunicorn.conf.py default")
+    workers = os.environ.get("WEB_CONCURRENCY", "2")
     print(
         f"\nHTTP: gunicorn.conf.py (WEB_CONCURRENCY={workers}), wrk -t2 -c{args.connections} "
         f"-d{args.seconds}s per endpoint, {args.rounds} rounds, medians"
