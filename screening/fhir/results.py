@@ -121,11 +121,14 @@ def _observation_values(
     ]
 
 
-def screening_bundle(
-    record: Mapping[str, Any], questionnaire: Questionnaire, ruleset_id: str
-) -> dict[str, Any]:
-    """A stored screening as a FHIR R4 ``collection`` Bundle (see the module docstring)."""
+def screening_bundle(record: Mapping[str, Any], questionnaire: Questionnaire) -> dict[str, Any]:
+    """A stored screening as a FHIR R4 ``collection`` Bundle (see the module docstring).
+
+    ``questionnaire`` is the one the screening was answered on. The ruleset is named as the
+    record keeps it (id and version), not as loaded now.
+    """
     screening_id = record["id"]
+    ruleset_id = record["ruleset_id"]
     result = record["result"]
     base = fhir_base(questionnaire)
     authored = _instant(record["created_at"])

@@ -155,8 +155,7 @@ def get_screening(screening_id: str) -> Response:
     # The FHIR form carries the clinician's findings: only clinicians may choose it.
     offered = [JSON, FHIR_JSON] if key.role == "clinician" else [JSON]
     if request.accept_mimetypes.best_match(offered, default=JSON) == FHIR_JSON:
-        rulebook = registry.rulebook()
-        response = jsonify(screening_bundle(record, rulebook.questionnaire, rulebook.ruleset.id))
+        response = jsonify(screening_bundle(record, registry.rulebook().questionnaire))
         response.mimetype = FHIR_JSON
     else:
         response = jsonify(views.caller_view(record, key.role))
