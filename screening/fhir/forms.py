@@ -3,7 +3,8 @@
 Three pure translations, all driven by the questionnaire data:
 
 - ``questionnaire_resource``: the questionnaire as a FHIR ``Questionnaire``, with the
-  ``enable_when`` conditions written as ``enableWhen``;
+  ``enable_when`` conditions written as ``enableWhen``, and the SDC ``launchContext``
+  (patient), ``initialExpression`` and observation codes the questionnaire data gives;
 - ``answers_from_questionnaire_response``: a submitted ``QuestionnaireResponse`` read
   into the service's native answers (``{linkId: value}``), with every structural
   problem listed per linkId;
@@ -38,6 +39,21 @@ MIN_VALUE_URL = "http://hl7.org/fhir/StructureDefinition/minValue"
 MAX_VALUE_URL = "http://hl7.org/fhir/StructureDefinition/maxValue"
 # From the FHIR extensions pack; its context is Questionnaire.item.answerOption.
 OPTION_EXCLUSIVE_URL = "http://hl7.org/fhir/StructureDefinition/questionnaire-optionExclusive"
+# Structured Data Capture (SDC): pre-filling from the EHR's context, and extraction.
+SDC = "http://hl7.org/fhir/uv/sdc"
+LAUNCH_CONTEXT_URL = f"{SDC}/StructureDefinition/sdc-questionnaire-launchContext"
+LAUNCH_CONTEXT_SYSTEM = f"{SDC}/CodeSystem/launchContext"
+INITIAL_EXPRESSION_URL = f"{SDC}/StructureDefinition/sdc-questionnaire-initialExpression"
+OBSERVATION_EXTRACT_URL = f"{SDC}/StructureDefinition/sdc-questionnaire-observationExtract"
+#: The questionnaire's launch context: the Patient the EHR opens it for (``%patient``).
+LAUNCH_CONTEXT = {
+    "url": LAUNCH_CONTEXT_URL,
+    "extension": [
+        {"url": "name", "valueCoding": {"system": LAUNCH_CONTEXT_SYSTEM, "code": "patient"}},
+        {"url": "type", "valueCode": "Patient"},
+        {"url": "description", "valueString": "The patient who answers the questionnaire"},
+    ],
+}
 
 #: The FHIR item type for each of our item types.
 FHIR_TYPES = {
@@ -207,12 +223,20 @@ def _question(questionnaire: Questionnaire, item: Item) -> dict[str, Any]:
     }
     if item.type == "multi_choice":
         question["repeats"] = True
-    if item.minimum is not None or item.maximum is not None:
-        question["extension"] = [
-            {"url": url, "valueInteger": bound}
-            for url, bound in ((MIN_VALUE_URL, item.minimum), (MAX_VALUE_URL, item.maximum))
-            if bound is not None
-        ]
+    if item.code is not None:
+        question["code"] = [dict(item.code)]
+    extensions: list[dict[str, Any]] = [
+        {"url": url, "valueInteger": bound}
+        for url, bound in ((MIN_VALUE_URL, item.minimum), (MAX_VALUE_URL, item.maximum))
+        if bound is not None
+    ]
+    if item.initial_expression is not None:
+        expression = {"language": "text/fhirpath", "expression": item.initial_expression}
+        extensions.append({"url": INITIAL_EXPRESSION_URL, "valueExpression": expression})
+    if item.code is not None:
+        extensions.append({"url": OBSERVATION_EXTRACT_URL, "valueBoolean": True})
+    if extensions:
+        question["extension"] = extensions
     question.update(enable_when(questionnaire, item))
     if item.options:
         options = []
@@ -246,6 +270,7 @@ def questionnaire_resource(questionnaire: Questionnaire) -> dict[str, Any]:
     return {
         "resourceType": "Questionnaire",
         "id": questionnaire.id,
+        "extension": [LAUNCH_CONTEXT],
         "url": questionnaire.url,
         "version": questionnaire.version,
         "name": _computable_name(questionnaire.id),

@@ -203,6 +203,8 @@ def _build_questionnaire(path: Path, data: dict[str, Any], raw: bytes) -> Questi
                 maximum=raw_item.get("max"),
                 enable_when=None if enable_data is None else conditions.parse(enable_data),
                 enable_when_data=enable_data,
+                code=raw_item.get("code"),
+                initial_expression=raw_item.get("initial_expression"),
             )
             items.append(item)
             seen[link_id] = item

@@ -60,6 +60,10 @@ class Item:
     maximum: int | None = None
     enable_when: Condition | None = None
     enable_when_data: Mapping[str, Any] | None = None
+    #: The FHIR Coding (system, code, display) its answer is recorded under, if any.
+    code: Mapping[str, str] | None = None
+    #: A FHIRPath expression SDC renderers pre-fill the answer with, if any.
+    initial_expression: str | None = None
     _displays: dict[str, str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

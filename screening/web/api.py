@@ -15,6 +15,7 @@ from flask import request
 
 from screening.fhir.forms import localized
 from screening.fhir.forms import questionnaire_resource
+from screening.fhir.results import screening_bundle
 from screening.rules.i18n import Catalog
 from screening.rules.questionnaire import Questionnaire
 from screening.services import registry
@@ -148,10 +149,17 @@ def post_screening() -> Response:
 @bp.get("/screenings/<screening_id>")
 @require("portal", "clinician")
 def get_screening(screening_id: str) -> Response:
-    """One screening: full view for clinicians, patient view for its own portal key."""
+    """One screening: full view (or a FHIR Bundle) for clinicians, patient view for its portal."""
     key = current_key()
     record = registry.screenings().read(screening_id, key)
-    response = jsonify(views.caller_view(record, key.role))
+    # The FHIR form carries the clinician's findings: only clinicians may choose it.
+    offered = [JSON, FHIR_JSON] if key.role == "clinician" else [JSON]
+    if request.accept_mimetypes.best_match(offered, default=JSON) == FHIR_JSON:
+        response = jsonify(screening_bundle(record, registry.rulebook().questionnaire))
+        response.mimetype = FHIR_JSON
+    else:
+        response = jsonify(views.caller_view(record, key.role))
+    response.vary.add("Accept")
     response.headers["Content-Language"] = _language_of_view(record["language"], key.role)
     return response
 

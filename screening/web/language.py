@@ -12,8 +12,11 @@ from screening.services import registry
 def catalog(hint: str | None = None) -> Catalog:
     """The texts in the language this request asks for.
 
-    ``?lang=`` wins, then ``hint`` (a language named inside the body), then
-    Accept-Language; anything unsupported falls back to English.
+    ``?lang=`` wins, then Accept-Language; ``hint`` (a language named inside the body,
+    such as a QuestionnaireResponse's ``language``) counts only when the request has no
+    Accept-Language at all (ehr-v1.md). Anything unsupported falls back to English.
     """
-    wanted = request.args.get("lang") or hint
-    return registry.catalogs()[negotiate(wanted, request.headers.get("Accept-Language"))]
+    header = request.headers.get("Accept-Language")
+    return registry.catalogs()[
+        negotiate(request.args.get("lang"), hint if header is None else header)
+    ]

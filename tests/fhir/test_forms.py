@@ -223,10 +223,12 @@ def test_integer_ranges_use_the_standard_extensions() -> None:
     """Integer ranges travel as the minValue and maxValue extensions, nothing else does."""
     for _, question in questions(RESOURCE):
         item = QUESTIONNAIRE.by_link_id[question["linkId"]]
+        sdc = [e for e in question.get("extension", []) if e["url"].startswith(fhir.SDC)]
+        ranges = [e for e in question.get("extension", []) if e not in sdc]
         if item.type != "integer":
-            assert "extension" not in question
+            assert not ranges
             continue
-        assert question["extension"] == [
+        assert ranges == [
             {
                 "url": "http://hl7.org/fhir/StructureDefinition/minValue",
                 "valueInteger": item.minimum,
@@ -834,3 +836,41 @@ def test_fhir_module_is_pure_and_names_no_item() -> None:
     link_ids = {item.link_id for item in QUESTIONNAIRE.items}
     link_ids |= {group.link_id for group in QUESTIONNAIRE.groups}
     assert not strings & link_ids
+
+
+# --- SDC: pre-filling from the EHR's Patient, and observation extraction ------------------------
+
+
+def test_the_questionnaire_declares_the_patient_launch_context() -> None:
+    [context] = [e for e in RESOURCE["extension"] if e["url"] == fhir.LAUNCH_CONTEXT_URL]
+    parts = {part["url"]: part for part in context["extension"]}
+    assert parts["name"]["valueCoding"] == {
+        "system": "http://hl7.org/fhir/uv/sdc/CodeSystem/launchContext",
+        "code": "patient",
+    }
+    assert parts["type"]["valueCode"] == "Patient"
+    FhirQuestionnaire.model_validate(RESOURCE)
+
+
+def test_initial_expressions_and_codes_come_from_the_questionnaire_data() -> None:
+    for _, question in questions(RESOURCE):
+        item = QUESTIONNAIRE.by_link_id[question["linkId"]]
+        extensions = {e["url"]: e for e in question.get("extension", [])}
+        initial = extensions.get(fhir.INITIAL_EXPRESSION_URL)
+        if item.initial_expression is None:
+            assert initial is None
+        else:
+            assert initial == {
+                "url": fhir.INITIAL_EXPRESSION_URL,
+                "valueExpression": {
+                    "language": "text/fhirpath",
+                    "expression": item.initial_expression,
+                },
+            }
+        extract = extensions.get(fhir.OBSERVATION_EXTRACT_URL)
+        assert (item.code is not None) is (extract is not None)
+        assert question.get("code") == (None if item.code is None else [dict(item.code)])
+    age = QUESTIONNAIRE.by_link_id["age_years"]
+    assert age.initial_expression is not None and "%patient.birthDate" in age.initial_expression
+    pain = QUESTIONNAIRE.by_link_id["pain_intensity"].code
+    assert pain is not None and (pain["system"], pain["code"]) == ("http://loinc.org", "72514-3")

@@ -6,9 +6,11 @@ import json
 from typing import Any
 
 import pytest
+from fhir.resources.R4B.bundle import Bundle as FhirBundle
 from fhir.resources.R4B.questionnaire import Questionnaire as FhirQuestionnaire
 from flask.testing import FlaskClient
 
+from screening.fhir.forms import answers_from_questionnaire_response
 from screening.fhir.forms import canonical_reference
 from screening.fhir.forms import questionnaire_response_from_answers
 from screening.rules.loader import Rulebook
@@ -309,3 +311,138 @@ def test_cds_request_problems_are_named(
     response = client.post(path, json=hook_request(resource), headers=bearer("dr-c"))
     assert response.status_code == 422
     assert list(response.get_json()["errors"]) == ["prefetch.questionnaireResponse.rf_fever"]
+
+
+# --- FHIR results back to the EHR -----------------------------------------------------------
+
+LOINC_PAIN_SEVERITY = "72514-3"
+
+
+def _bundle_resources(bundle: dict[str, Any], kind: str) -> list[dict[str, Any]]:
+    return [e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == kind]
+
+
+@BOTH_DATABASES
+def test_a_stored_screening_as_a_fhir_bundle(
+    client: FlaskClient, rulebook: Rulebook, valid_answers: dict[str, Any]
+) -> None:
+    valid_answers["rf_cancer_history"] = True
+    body = {"answers": valid_answers, "patient_ref": "MRN-000123"}
+    created = client.post("/v1/screenings", json=body, headers=bearer("dr-c")).get_json()
+    response = client.get(
+        f"/v1/screenings/{created['id']}", headers={**bearer("dr-c"), "Accept": FHIR}
+    )
+    assert response.status_code == 200
+    assert response.mimetype == FHIR
+    assert response.headers["Vary"] == "Accept"
+    bundle = response.get_json()
+    FhirBundle.model_validate(bundle)
+    assert bundle["type"] == "collection"
+    full_urls = [entry["fullUrl"] for entry in bundle["entry"]]
+    assert len(set(full_urls)) == len(full_urls)
+
+    [answers_resource] = _bundle_resources(bundle, "QuestionnaireResponse")
+    answers, errors = answers_from_questionnaire_response(answers_resource, rulebook.questionnaire)
+    assert errors == {} and answers == created["answers"]
+    assert answers_resource["language"] == "en"
+    assert answers_resource["subject"] == {"identifier": {"value": "MRN-000123"}}
+
+    [guidance] = _bundle_resources(bundle, "GuidanceResponse")
+    assert guidance["status"] == "success"
+    reasons = [reason["coding"][0]["code"] for reason in guidance["reasonCode"]]
+    assert reasons[0] == created["decided_by"]
+    assert sorted(reasons) == sorted(created["matched_rules"])
+    cited = created["summary"]["clinician"]["sources"][0]["citation"]
+    assert any(cited in reason["text"] for reason in guidance["reasonCode"])
+    [parameters] = _bundle_resources(bundle, "Parameters")
+    assert f"urn:uuid:{guidance['outputParameters']['reference'].split(':')[-1]}" in full_urls
+    values = {p["name"]: p for p in parameters["parameter"]}
+    assert values["outcome"]["valueCoding"]["code"] == created["outcome"] == "see_primary_care"
+    summary = created["summary"]["patient"]
+    assert summary["headline"] in values["patient_summary"]["valueString"]
+    assert summary["disclaimer"] in values["patient_summary"]["valueString"]
+
+    [pain] = [
+        o
+        for o in _bundle_resources(bundle, "Observation")
+        if o["code"]["coding"][0]
+        == {
+            "system": "http://loinc.org",
+            "code": LOINC_PAIN_SEVERITY,
+            "display": "Pain severity - 0-10 verbal numeric rating [Score] - Reported",
+        }
+    ]
+    assert pain["valueInteger"] == valid_answers["pain_intensity"]
+    assert pain["status"] == "final"
+    response_url = next(
+        e["fullUrl"]
+        for e in bundle["entry"]
+        if e["resource"]["resourceType"] == "QuestionnaireResponse"
+    )
+    assert pain["derivedFrom"] == [{"reference": response_url}]
+    # The same screening always gives the same Bundle.
+    again = client.get(
+        f"/v1/screenings/{created['id']}", headers={**bearer("dr-c"), "Accept": FHIR}
+    )
+    assert again.get_json() == bundle
+
+
+def test_a_fhir_bundle_keeps_the_patient_reference_and_language(
+    client: FlaskClient, rulebook: Rulebook, valid_answers: dict[str, Any]
+) -> None:
+    resource = questionnaire_response_from_answers(valid_answers, rulebook.questionnaire)
+    resource.update(language="es", subject={"reference": "Patient/1288992"})
+    created = fhir_post(client, "/v1/screenings", resource, who="dr-c").get_json()
+    bundle = client.get(
+        f"/v1/screenings/{created['id']}", headers={**bearer("dr-c"), "Accept": FHIR}
+    ).get_json()
+    FhirBundle.model_validate(bundle)
+    [answers_resource] = _bundle_resources(bundle, "QuestionnaireResponse")
+    assert answers_resource["language"] == "es"
+    for entry in bundle["entry"]:
+        if entry["resource"]["resourceType"] != "Parameters":
+            assert entry["resource"]["subject"] == {"reference": "Patient/1288992"}
+    [parameters] = _bundle_resources(bundle, "Parameters")
+    values = {p["name"]: p for p in parameters["parameter"]}
+    assert values["patient_summary_language"]["valueCode"] == "es"
+    assert created["summary"]["patient"]["headline"] in values["patient_summary"]["valueString"]
+
+
+def test_the_portal_gets_its_json_view_whatever_it_accepts(
+    client: FlaskClient, valid_answers: dict[str, Any]
+) -> None:
+    created = client.post(
+        "/v1/screenings", json={"answers": valid_answers}, headers=bearer("portal-a")
+    ).get_json()
+    response = client.get(
+        f"/v1/screenings/{created['id']}", headers={**bearer("portal-a"), "Accept": FHIR}
+    )
+    assert response.status_code == 200
+    assert response.mimetype == "application/json"
+    assert set(response.get_json()) == set(created)
+
+
+@pytest.mark.parametrize(
+    ("query", "accept_language", "language"),
+    [
+        ({}, None, "es"),
+        ({"lang": "en"}, None, "en"),
+        ({"lang": "de"}, None, "es"),
+        ({}, "en-US", "en"),
+        ({}, "fr", "en"),
+    ],
+)
+def test_the_response_language_counts_only_when_the_request_names_none(
+    client: FlaskClient,
+    rulebook: Rulebook,
+    valid_answers: dict[str, Any],
+    query: dict[str, str],
+    accept_language: str | None,
+    language: str,
+) -> None:
+    resource = questionnaire_response_from_answers(valid_answers, rulebook.questionnaire)
+    resource["language"] = "es"
+    headers = {"Accept-Language": accept_language} if accept_language else {}
+    response = fhir_post(client, "/v1/evaluate", resource, query_string=query, headers=headers)
+    assert response.status_code == 200
+    assert response.headers["Content-Language"] == language

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,6 +18,8 @@ from jsonschema import FormatChecker
 from openapi_spec_validator import validate
 
 from screening import PROJECT_ROOT
+from screening.fhir.forms import canonical_reference
+from screening.rules.loader import Rulebook
 from tests.support.app import bearer
 
 SPEC = yaml.safe_load((PROJECT_ROOT / "openapi.yaml").read_text(encoding="utf-8"))
@@ -28,6 +32,32 @@ UNDOCUMENTED_BLUEPRINTS = {"review"}
 
 def test_spec_is_valid() -> None:
     validate(SPEC)
+
+
+#: Redocly CLI from package.json (`make install` runs npm ci).
+REDOCLY = PROJECT_ROOT / "node_modules" / ".bin" / "redocly"
+
+
+def test_redocly_lint_reports_no_error() -> None:
+    """Redocly's recommended rules: a description cut short by YAML is a struct error there."""
+    assert REDOCLY.exists(), "run `make install` (npm ci) for Redocly CLI"
+    env = {
+        **os.environ,
+        "REDOCLY_TELEMETRY": "off",
+        "REDOCLY_SUPPRESS_UPDATE_NOTICE": "true",
+    }
+    done = subprocess.run(
+        [str(REDOCLY), "lint", "openapi.yaml", "--format=json"],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    report = json.loads(done.stdout)
+    errors = [p for p in report["problems"] if p["severity"] == "error"]
+    assert report["totals"]["errors"] == 0, errors
+    assert done.returncode == 0, done.stderr
 
 
 def _routes(app: Flask) -> set[tuple[str, str]]:
@@ -154,3 +184,41 @@ def test_request_examples_are_accepted(client: FlaskClient) -> None:
 def test_served_document_is_this_file(client: FlaskClient) -> None:
     response = client.get("/openapi.yaml")
     assert yaml.safe_load(response.data) == SPEC
+
+
+def test_descriptions_are_not_cut_by_a_comma() -> None:
+    # In a YAML flow mapping an unquoted comma ends the value: the rest became a key.
+    schemas = SPEC["components"]["schemas"]
+    assert schemas["Problem"]["properties"]["type"] == {
+        "type": "string",
+        "description": "A URI naming the kind of problem, or about:blank.",
+    }
+    required = schemas["Item"]["properties"]["required"]
+    assert set(required) == {"type", "description"}
+    assert required["description"].endswith("for items with enable_when).")
+
+
+@pytest.mark.parametrize(
+    "items",
+    [
+        [{"text": "No linkId"}],
+        [{"linkId": 7}],
+        [{"linkId": "about_you", "item": [{"answer": [{"valueInteger": 45}]}]}],
+    ],
+)
+def test_response_items_need_a_link_id_in_the_spec_as_in_the_service(
+    client: FlaskClient, rulebook: Rulebook, items: list[dict[str, Any]]
+) -> None:
+    resource = {
+        "resourceType": "QuestionnaireResponse",
+        "questionnaire": canonical_reference(rulebook.questionnaire),
+        "status": "completed",
+        "item": items,
+    }
+    schema = SPEC["components"]["requestBodies"]["ScreeningRequest"]["content"][
+        "application/fhir+json"
+    ]["schema"]
+    assert list(_validator(schema).iter_errors(resource))
+    headers = {**bearer("dr-c"), "Content-Type": "application/fhir+json"}
+    response = client.post("/v1/evaluate", data=json.dumps(resource), headers=headers)
+    assert response.status_code == 422

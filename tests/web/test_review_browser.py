@@ -31,7 +31,6 @@ from playwright.sync_api import Dialog
 from playwright.sync_api import Page
 from playwright.sync_api import ViewportSize
 from playwright.sync_api import expect
-from playwright.sync_api import sync_playwright
 
 from screening import PROJECT_ROOT
 from screening.rules.loader import Rulebook
@@ -41,19 +40,9 @@ from tests.support.app import SECRET_KEY
 from tests.support.app import TOKENS
 from tests.support.app import base_answers
 from tests.support.app import bearer
+from tests.support.browser import chromium
 from tests.support.server import gunicorn
 
-CHROMIUM = Path("/usr/bin/chromium")
-# CI sets this: there the browser tests must run, not skip.
-REQUIRE_BROWSER = os.environ.get("SCREENING_TEST_REQUIRE_BROWSER") == "1"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 # Screenshots go to build/screenshots; the README's copies in docs/screenshots are refreshed
 # with SCREENING_SCREENSHOTS_DIR=docs/screenshots, so a plain run leaves the tree clean
 # (the pages show timestamps, so each run's pictures differ).
@@ -69,15 +58,8 @@ _axe = Axe()
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     """Debian's Chromium, headless; skip (or fail in CI) when it is not installed."""
-    if not CHROMIUM.exists():
-        reason = f"{CHROMIUM} is missing (apt-get install chromium)"
-        if REQUIRE_BROWSER:
-            pytest.fail(f"SCREENING_TEST_REQUIRE_BROWSER=1 but {reason}")
-        pytest.skip(reason)
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+    with chromium() as launched:
         yield launched
-        launched.close()
 
 
 @contextmanager
