@@ -206,4 +206,6 @@ def fhir_server(workdir: Path) -> Iterator[FhirServer]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+        if process.stdout is not None:
+            process.stdout.close()
         log.close()
