@@ -14,6 +14,7 @@ is public, but a JWT sent to it is checked like any other.
 from __future__ import annotations
 
 import logging
+import re
 import uuid
 from collections.abc import Callable
 from datetime import datetime
@@ -55,6 +56,7 @@ PATIENT_PLACEHOLDER = "{{context.patientId}}"
 MAX_FEEDBACK = 50
 MAX_COMMENT = 2000
 _OUTCOMES = ("accepted", "overridden")
+_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})\Z")
 NOT_A_DIAGNOSIS = (
     "_Informational decision support, not a diagnosis. It names whom the patient may talk "
     "to; review the answers and the basis before acting._"
@@ -325,7 +327,7 @@ def _moved(exc: ValidationProblem, where: str) -> ValidationProblem:
 
 def _instant(value: Any) -> datetime | None:
     """An RFC 3339 date-time with its offset, or None."""
-    if not isinstance(value, str) or "T" not in value.upper():
+    if not isinstance(value, str) or not _RFC3339.match(value):
         return None
     try:
         moment = datetime.fromisoformat(value)
@@ -367,17 +369,17 @@ def _feedback_entry(entry: Any, at: str, errors: dict[str, list[str]]) -> dict[s
         or not all(isinstance(s, dict) and _short_text(s.get("id")) for s in suggestions)
     ):
         errors[f"{at}.acceptedSuggestions"] = ['Must be a list of {"id": "..."} (at most 20).']
-    override = entry.get("overrideReason")
     reason: dict[str, Any] | None = None
     comment: str | None = None
-    if override is not None:
+    if "overrideReason" in entry:
+        override = entry["overrideReason"]
         if outcome == "accepted":
             errors[f"{at}.overrideReason"] = ["Only for an overridden card."]
         elif not isinstance(override, dict):
             errors[f"{at}.overrideReason"] = ["Must be an object."]
         else:
-            coding = override.get("reason")
-            if coding is not None and (
+            coding = override.get("reason", {})
+            if (
                 not isinstance(coding, dict)
                 or set(coding) - {"code", "system", "display"}
                 or not all(_short_text(coding[k], 1024) for k in coding)
@@ -386,12 +388,14 @@ def _feedback_entry(entry: Any, at: str, errors: dict[str, list[str]]) -> dict[s
                     "Must be a Coding: code, system and display as strings."
                 ]
             else:
-                reason = coding
-            comment = override.get("userComment")
-            if comment is not None and (not isinstance(comment, str) or len(comment) > MAX_COMMENT):
+                reason = coding or None
+            text = override.get("userComment", "")
+            if not isinstance(text, str) or len(text) > MAX_COMMENT:
                 errors[f"{at}.overrideReason.userComment"] = [
                     f"Must be a string of at most {MAX_COMMENT} characters."
                 ]
+            else:
+                comment = text or None
     return {
         "card_uuid": entry.get("card"),
         "outcome": outcome,
