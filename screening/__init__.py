@@ -14,6 +14,7 @@ from screening import cli
 from screening.rules.i18n import load_translations
 from screening.rules.loader import RulesError
 from screening.rules.loader import load_rules
+from screening.services import cds as cds_clients
 from screening.services import keys as api_keys
 from screening.services import registry
 from screening.services import triage
@@ -87,6 +88,15 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
             app.config.get("WEBHOOKS"), list(rulebook.ruleset.outcomes)
         )
         public_url = webhooks.parse_public_url(app.config.get("PUBLIC_URL"), endpoints)
+        trusted = cds_clients.parse_cds_clients(app.config.get("CDS_CLIENTS"))
+        if trusted and public_url is None:
+            # A token's aud must be checked against our own address, not the Host header
+            # a caller sends.
+            raise cds_clients.CdsConfigError(
+                "SCREENING_PUBLIC_URL: needed with SCREENING_CDS_CLIENTS: the address EHRs "
+                "call the service at (such as https://screening.example.org), which their "
+                "tokens' aud must name"
+            )
         review_minutes = triage.parse_review_minutes(app.config.get("URGENT_REVIEW_MINUTES"))
     except ValueError as exc:
         raise StartupError(str(exc)) from None
@@ -100,6 +110,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         endpoints=endpoints,
         public_url=public_url,
         review_minutes=review_minutes,
+        cds_clients=trusted,
     )
 
     metrics_key = app.config.get("METRICS_KEY")

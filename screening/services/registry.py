@@ -16,6 +16,8 @@ from flask import current_app
 
 from screening.rules.i18n import Catalog
 from screening.rules.loader import Rulebook
+from screening.services.cds import CdsClient
+from screening.services.cds import CdsService
 from screening.services.keys import ApiKey
 from screening.services.keys import Authenticator
 from screening.services.notifications import NotificationService
@@ -33,6 +35,7 @@ AUTH_EXTENSION = "screening.auth"
 SCREENINGS_EXTENSION = "screening.screenings"
 SESSIONS_EXTENSION = "screening.sessions"
 NOTIFICATIONS_EXTENSION = "screening.notifications"
+CDS_EXTENSION = "screening.cds"
 
 
 def install(
@@ -45,6 +48,7 @@ def install(
     endpoints: tuple[Endpoint, ...] = (),
     public_url: str | None = None,
     review_minutes: int,
+    cds_clients: tuple[CdsClient, ...] = (),
 ) -> None:
     """Keep what the app loaded at start-up, and open its database."""
     app.extensions[RULES_EXTENSION] = rulebook
@@ -55,6 +59,7 @@ def install(
     clock = ReviewClock.for_ruleset(rulebook.ruleset, review_minutes)
     app.extensions[SCREENINGS_EXTENSION] = ScreeningService(store, rulebook, notifier, clock)
     app.extensions[NOTIFICATIONS_EXTENSION] = NotificationService(store, notifier, clock)
+    app.extensions[CDS_EXTENSION] = CdsService(store, cds_clients, public_url)
 
 
 def install_sessions(app: Flask, *, idle: timedelta, lifetime: timedelta) -> None:
@@ -91,3 +96,8 @@ def sessions() -> SessionService:
 def notifications() -> NotificationService:
     """Webhook deliveries and overdue reviews."""
     return cast(NotificationService, current_app.extensions[NOTIFICATIONS_EXTENSION])
+
+
+def cds() -> CdsService:
+    """The trusted CDS clients, their tokens, and the cards and feedback."""
+    return cast(CdsService, current_app.extensions[CDS_EXTENSION])

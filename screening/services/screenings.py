@@ -40,6 +40,7 @@ from screening.storage.store import CursorError
 from screening.storage.store import ListFilters
 from screening.storage.store import Position
 from screening.storage.store import Store
+from screening.storage.store import answers_digest
 from screening.storage.store import decode_cursor
 from screening.storage.store import decode_triage_cursor
 from screening.storage.store import encode_cursor
@@ -192,6 +193,7 @@ class ScreeningService:
             "outcome": submission.result["outcome"],
             "review_status": "pending",
             "answers": submission.answers,
+            "answers_sha256": answers_digest(submission.answers),
             "result": {k: v for k, v in submission.result.items() if k != "ruleset"},
             "source": submission.source,
         }

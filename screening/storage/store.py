@@ -1,5 +1,6 @@
 """Storage with SQLAlchemy Core: screenings, reviews, idempotency records, audit log,
-the review pages' sign-in sessions and the webhook outbox (its queries live in ``outbox.py``).
+the review pages' sign-in sessions, the webhook outbox (its queries live in ``outbox.py``)
+and CDS Hooks' token ids, cards and feedback.
 
 SQLite (the embedded default, in WAL mode with foreign keys on) and PostgreSQL
 (production, through psycopg 3) run the same statements. Idempotency relies on
@@ -12,6 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import fcntl
+import hashlib
 import json
 import os
 import secrets
@@ -96,10 +98,13 @@ screenings = sa.Table(
     sa.Column("result", JSONDocument, nullable=False),
     # The document the answers came in, when it was not native JSON (FHIR).
     sa.Column("source", JSONDocument),
+    # ``answers_digest(answers)``: finds the stored screening a CDS card describes.
+    sa.Column("answers_sha256", sa.String(64)),
     sa.Index(None, "created_at", "id"),
     sa.Index(None, "outcome", "created_at"),
     sa.Index(None, "review_status", "created_at"),
     sa.Index(None, "patient_ref"),
+    sa.Index(None, "answers_sha256"),
 )
 
 reviews = sa.Table(
@@ -144,7 +149,8 @@ audit_log = sa.Table(
     metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("at", UTCDateTime(), nullable=False),
-    sa.Column("actor", sa.String(64), nullable=False),
+    # A key's name, or a CDS client's issuer (up to 255 characters).
+    sa.Column("actor", sa.String(255), nullable=False),
     sa.Column("action", sa.String(16), nullable=False),
     # No foreign key: the trail of a screening outlives the screening (purge).
     sa.Column("screening_id", sa.String(32), index=True),
@@ -207,6 +213,58 @@ overdue_reviews = sa.Table(
     ),
     sa.Column("noticed_at", UTCDateTime(), nullable=False),
 )
+
+
+#: The ``jti`` of every EHR token accepted, until the token expires: the primary key
+#: refuses a replay, whatever worker or instance it reaches.
+cds_token_ids = sa.Table(
+    "cds_token_ids",
+    metadata,
+    sa.Column("issuer", sa.String(255), primary_key=True),
+    sa.Column("jti", sa.String(255), primary_key=True),
+    sa.Column("expires_at", UTCDateTime(), nullable=False, index=True),
+)
+
+#: Every CDS card shown, by its uuid: what it said and about which patient and screening.
+cds_cards = sa.Table(
+    "cds_cards",
+    metadata,
+    sa.Column("uuid", sa.String(36), primary_key=True),
+    sa.Column("shown_at", UTCDateTime(), nullable=False, index=True),
+    # The EHR's issuer, or the clinician key's name.
+    sa.Column("caller", sa.String(255), nullable=False),
+    sa.Column("hook_instance", sa.String(255), nullable=False),
+    # The EHR's patient id (context.patientId): deleted with the card by purge.
+    sa.Column("patient_id", sa.String(255), nullable=False),
+    # No foreign key: purge deletes a screening's cards explicitly, on any database.
+    sa.Column("screening_id", sa.String(32), index=True),
+    sa.Column("outcome", sa.String(32), nullable=False),
+    sa.Column("indicator", sa.String(16), nullable=False),
+    sa.Column("summary", sa.String(140), nullable=False),
+)
+
+#: CDS Hooks feedback, one row per entry; ``known`` is false for a card uuid never shown.
+cds_feedback = sa.Table(
+    "cds_feedback",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("received_at", UTCDateTime(), nullable=False, index=True),
+    sa.Column("caller", sa.String(255), nullable=False),
+    sa.Column("card_uuid", sa.String(64), nullable=False),
+    sa.Column("known", sa.Boolean, nullable=False),
+    sa.Column("screening_id", sa.String(32), index=True),
+    sa.Column("outcome", sa.String(16), nullable=False),
+    sa.Column("outcome_at", UTCDateTime(), nullable=False),
+    sa.Column("accepted_suggestions", JSONDocument, nullable=False),
+    sa.Column("override_reason", JSONDocument),
+    sa.Column("user_comment", sa.Text),
+)
+
+
+def answers_digest(answers: Any) -> str:
+    """The SHA-256 of a screening's answers in one canonical JSON form."""
+    canonical = json.dumps(answers, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 _INSERT_SCREENING = screenings.insert()
@@ -691,8 +749,10 @@ class Store:
         return self._grouped.run(review)
 
     def purge(self, before: datetime, actor: str) -> int:
-        """Delete screenings created before ``before`` with their reviews and
-        idempotency records, and expired idempotency records; audit each deletion."""
+        """Delete screenings created before ``before`` with their reviews, idempotency
+        records, CDS cards and feedback; CDS cards and feedback from before ``before``
+        whatever they describe; expired idempotency records and token ids. Audit each
+        screening deleted."""
         with self._write() as conn:
             doomed = [
                 row.id
@@ -702,14 +762,104 @@ class Store:
             ]
             if doomed:
                 # Explicit deletes, not only ON DELETE CASCADE: the same on any database.
-                for table in (reviews, idempotency_records, webhook_deliveries, overdue_reviews):
+                for table in (
+                    reviews,
+                    idempotency_records,
+                    webhook_deliveries,
+                    overdue_reviews,
+                    cds_cards,
+                    cds_feedback,
+                ):
                     conn.execute(table.delete().where(table.c.screening_id.in_(doomed)))
                 conn.execute(screenings.delete().where(screenings.c.id.in_(doomed)))
                 self._audit(conn, actor, "purge", doomed, _utcnow())
+            # Cards hold the EHR's patient id, feedback a clinician's comment: they go
+            # at the same age as screenings, also when no stored screening matched.
+            conn.execute(cds_cards.delete().where(cds_cards.c.shown_at < before))
+            conn.execute(cds_feedback.delete().where(cds_feedback.c.received_at < before))
+            now = _utcnow()
             conn.execute(
-                idempotency_records.delete().where(idempotency_records.c.expires_at <= _utcnow())
+                idempotency_records.delete().where(idempotency_records.c.expires_at <= now)
             )
+            conn.execute(cds_token_ids.delete().where(cds_token_ids.c.expires_at <= now))
         return len(doomed)
+
+    # --- CDS Hooks ------------------------------------------------------------------
+
+    def remember_token_id(self, issuer: str, jti: str, expires_at: datetime) -> bool:
+        """Record a token's ``jti`` until ``expires_at``; False when it was seen before.
+
+        The primary key decides, so two workers (or instances) given the same token at
+        once can't both accept it. Ids whose tokens have expired are deleted first.
+        """
+        now = _utcnow()
+        table = cds_token_ids
+        with self._write() as conn:
+            conn.execute(table.delete().where(table.c.expires_at <= now))
+            inserted = conn.execute(
+                self._insert(table)
+                .values(issuer=issuer, jti=jti, expires_at=expires_at)
+                .on_conflict_do_nothing()
+                .returning(table.c.jti)
+            ).first()
+        return inserted is not None
+
+    def screening_with_answers(self, digest: str) -> str | None:
+        """The id of the newest screening whose answers have this digest, if any."""
+        c = screenings.c
+        query = (
+            sa.select(c.id)
+            .where(c.answers_sha256 == digest)
+            .order_by(c.created_at.desc(), c.id.desc())
+            .limit(1)
+        )
+        with self.engine.connect() as conn:
+            return conn.execute(query).scalar_one_or_none()
+
+    def record_card(self, row: dict[str, Any]) -> None:
+        """Store a card as shown; audit it against its screening when it has one."""
+        with self._write() as conn:
+            conn.execute(cds_cards.insert(), row)
+            if row["screening_id"] is not None:
+                self._audit(conn, row["caller"], "cds_card", [row["screening_id"]], row["shown_at"])
+
+    def record_feedback(self, caller: str, entries: Sequence[dict[str, Any]]) -> int:
+        """Store feedback entries (each joined to its card, if shown) and audit them;
+        return how many named a card never shown."""
+        now = _utcnow()
+        uuids = {entry["card_uuid"] for entry in entries}
+        with self._write() as conn:
+            shown = {
+                row.uuid: row.screening_id
+                for row in conn.execute(
+                    sa.select(cds_cards.c.uuid, cds_cards.c.screening_id).where(
+                        cds_cards.c.uuid.in_(uuids)
+                    )
+                )
+            }
+            rows = [
+                {
+                    **entry,
+                    "received_at": now,
+                    "caller": caller,
+                    "known": entry["card_uuid"] in shown,
+                    "screening_id": shown.get(entry["card_uuid"]),
+                }
+                for entry in entries
+            ]
+            conn.execute(cds_feedback.insert(), rows)
+            self._audit(conn, caller, "cds_feedback", [row["screening_id"] for row in rows], now)
+        return sum(1 for row in rows if not row["known"])
+
+    def card_feedback(self, screening_id: str) -> list[dict[str, Any]]:
+        """The feedback on the cards that described a screening, oldest first."""
+        query = (
+            sa.select(cds_feedback)
+            .where(cds_feedback.c.screening_id == screening_id)
+            .order_by(cds_feedback.c.id)
+        )
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]
 
     # --- review sessions ------------------------------------------------------------
 

@@ -1,18 +1,32 @@
 """CDS Hooks 2.0: a ``patient-view`` service that reads the patient's latest answers.
 
 The EHR prefetches the patient's most recent completed QuestionnaireResponse to
-our questionnaire; the service applies the same validation and rules as the API
-and returns one card, or no card when there is no response. Discovery is public;
-calling the service takes a clinician bearer token for now.
+our questionnaire, or passes ``fhirServer`` and ``fhirAuthorization`` for the
+service to fetch it; the service applies the same validation and rules as the API
+and returns one card, or no card when there is no response. Each card is stored
+by its uuid, and the EHR's feedback on it is stored and shown on the review page.
+
+EHRs authenticate with a JWT signed by their own key (``SCREENING_CDS_CLIENTS``;
+checked in ``screening.services.cds``); clinician API keys keep working. Discovery
+is public, but a JWT sent to it is checked like any other.
 """
 
 from __future__ import annotations
 
+import logging
+import re
 import uuid
+from collections.abc import Callable
+from datetime import datetime
+from functools import wraps
 from typing import Any
+from typing import TypeVar
+from typing import cast
+from urllib.parse import quote
 
 from flask import Blueprint
 from flask import Response
+from flask import g
 from flask import jsonify
 from flask import request
 
@@ -20,15 +34,29 @@ from screening.fhir.forms import canonical_reference
 from screening.rules.i18n import DEFAULT
 from screening.rules.loader import Rulebook
 from screening.services import registry
+from screening.services.cds import CdsClient
+from screening.services.cds import FetchFailed
+from screening.services.cds import TokenRefused
+from screening.services.cds import fetch_resource
+from screening.services.problems import ProblemError
 from screening.services.problems import ValidationProblem
-from screening.web.auth import require
+from screening.web.auth import authenticate
 from screening.web.bodies import json_object
+
+logger = logging.getLogger(__name__)
+F = TypeVar("F", bound=Callable[..., Any])
 
 bp = Blueprint("cds", __name__, url_prefix="/cds-services")
 
 SERVICE_ID = "lumbar-rfa-screening"
 HOOK = "patient-view"
 PREFETCH_KEY = "questionnaireResponse"
+PATIENT_PLACEHOLDER = "{{context.patientId}}"
+#: Feedback entries per request, and the longest texts kept from one.
+MAX_FEEDBACK = 50
+MAX_COMMENT = 2000
+_OUTCOMES = ("accepted", "overridden")
+_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})\Z")
 NOT_A_DIAGNOSIS = (
     "_Informational decision support, not a diagnosis. It names whom the patient may talk "
     "to; review the answers and the basis before acting._"
@@ -48,17 +76,82 @@ def _service(rulebook: Rulebook) -> dict[str, Any]:
         ),
         "prefetch": {
             PREFETCH_KEY: (
-                "QuestionnaireResponse?subject={{context.patientId}}"
+                f"QuestionnaireResponse?subject=Patient/{PATIENT_PLACEHOLDER}"
                 f"&questionnaire={reference}&status=completed&_sort=-authored&_count=1"
             )
         },
-        "usageRequirements": "Send a clinician API key as Authorization: Bearer <token>.",
+        "usageRequirements": (
+            "EHRs: register as a CDS client (iss and JWK Set) and send a signed JWT as "
+            "Authorization: Bearer <JWT> (CDS Hooks 2.0). Others: a clinician API key."
+        ),
     }
+
+
+def _refused() -> ProblemError:
+    # One answer for every failed check: nothing that tells a forger which one failed.
+    return ProblemError(
+        "The token is not valid.",
+        status=401,
+        headers={"WWW-Authenticate": 'Bearer realm="screening", error="invalid_token"'},
+    )
+
+
+def _bearer_jwt() -> str | None:
+    """The request's bearer token when it is shaped like a JWT (API keys have no dots)."""
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    token = token.strip()
+    if scheme.lower() == "bearer" and token.count(".") == 2:
+        return token
+    return None
+
+
+def _base_url() -> str:
+    """``SCREENING_PUBLIC_URL``, or (without it) the address the request came to."""
+    return registry.cds().public_url or request.host_url.rstrip("/")
+
+
+def _check_jwt(token: str) -> CdsClient:
+    """The CDS client that signed ``token`` for this URL, else a bare 401."""
+    audience = _base_url() + request.path
+    try:
+        client = registry.cds().verify(token, audience)
+    except TokenRefused as exc:
+        # The reason, never the token: for the operator, not the caller.
+        logger.info("cds: token refused", extra={"reason": str(exc)})
+        raise _refused() from None
+    g.log_caller = client.iss
+    return client
+
+
+def cds_caller(view: F) -> F:
+    """Allow an EHR's signed JWT or a clinician API key; ``g.cds_client`` is the EHR's
+    client (None for a key) and ``g.cds_caller`` the name stored with cards and feedback."""
+
+    @wraps(view)
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        token = _bearer_jwt()
+        if token is not None:
+            client: CdsClient | None = _check_jwt(token)
+            name = client.iss if client is not None else ""
+        else:
+            key = authenticate()
+            if key.role != "clinician":
+                raise ProblemError("This token's role may not use this route.", status=403)
+            g.api_key = key
+            client, name = None, key.name
+        g.cds_client = client
+        g.cds_caller = name
+        return view(*args, **kwargs)
+
+    return cast(F, wrapped)
 
 
 @bp.get("")
 def discovery() -> Response:
     """CDS Hooks discovery: the one service this server offers."""
+    token = _bearer_jwt()
+    if token is not None:
+        _check_jwt(token)
     return jsonify(services=[_service(registry.rulebook())])
 
 
@@ -70,9 +163,7 @@ def _latest_response(prefetched: Any, reference: str) -> dict[str, Any] | None:
     if isinstance(prefetched, dict) and prefetched.get("resourceType") == "Bundle":
         entries = prefetched.get("entry", [])
         if not isinstance(entries, list):
-            raise ValidationProblem(
-                {f"prefetch.{PREFETCH_KEY}.entry": ["Must be a list of Bundle entries."]}
-            )
+            raise ValidationProblem({"entry": ["Must be a list of Bundle entries."]})
         candidates = [entry.get("resource") for entry in entries if isinstance(entry, dict)]
     else:
         candidates = [prefetched]
@@ -90,18 +181,31 @@ def _latest_response(prefetched: Any, reference: str) -> dict[str, Any] | None:
     return max(responses, key=lambda r: str(r.get("authored") or ""))
 
 
+def _short_text(value: Any, most: int = 255) -> bool:
+    return isinstance(value, str) and 0 < len(value) <= most and value.isprintable()
+
+
 def _check_request(body: dict[str, Any]) -> None:
     errors: dict[str, list[str]] = {}
     if body.get("hook") != HOOK:
         errors["hook"] = [f"This service answers the {HOOK} hook."]
-    if not isinstance(body.get("hookInstance"), str) or not body["hookInstance"]:
-        errors["hookInstance"] = ["Must be a non-empty string."]
+    if not _short_text(body.get("hookInstance")):
+        errors["hookInstance"] = ["Must be a non-empty string of at most 255 characters."]
     context = body.get("context")
-    if not isinstance(context, dict) or not isinstance(context.get("patientId"), str):
-        errors["context.patientId"] = ["Must be a string."]
+    if not isinstance(context, dict) or not _short_text(context.get("patientId")):
+        errors["context.patientId"] = ["Must be a non-empty string of at most 255 characters."]
     prefetch = body.get("prefetch")
     if prefetch is not None and not isinstance(prefetch, dict):
         errors["prefetch"] = ["Must be an object."]
+    server = body.get("fhirServer")
+    if server is not None and not _short_text(server, 2048):
+        errors["fhirServer"] = ["Must be the FHIR server's base URL."]
+    authorization = body.get("fhirAuthorization")
+    if authorization is not None and (
+        not isinstance(authorization, dict)
+        or not _short_text(authorization.get("access_token"), 8192)
+    ):
+        errors["fhirAuthorization.access_token"] = ["Must be a non-empty string."]
     if errors:
         raise ValidationProblem(errors)
 
@@ -122,45 +226,202 @@ def _detail(result: dict[str, Any], rulebook: Rulebook) -> str:
     return "\n".join(lines)
 
 
-def card_for(result: dict[str, Any], rulebook: Rulebook, review_url: str) -> dict[str, Any]:
-    """The one card for a result."""
+def card_for(
+    result: dict[str, Any], rulebook: Rulebook, review_url: str, *, stored: bool = False
+) -> dict[str, Any]:
+    """The one card for a result, linking to ``review_url`` (a screening's page when
+    ``stored``, else the list)."""
     ruleset = rulebook.ruleset
+    label = (
+        "Open the stored screening with these answers"
+        if stored
+        else "Open the screening review list"
+    )
     return {
         "uuid": str(uuid.uuid4()),
         "summary": result["summary"]["clinician"]["card_summary"],
         "indicator": ruleset.outcomes[result["outcome"]].indicator,
         "detail": _detail(result, rulebook),
         "source": {"label": f"Screening rules {ruleset.id} {ruleset.version}"},
-        "links": [
-            {"label": "Open the screening review page", "url": review_url, "type": "absolute"}
-        ],
+        "links": [{"label": label, "url": review_url, "type": "absolute"}],
     }
 
 
+def _fetched(body: dict[str, Any], template: str) -> Any:
+    """The prefetch query's answer from the EHR's FHIR server (412 when it can't be had)."""
+    authorization = body.get("fhirAuthorization")
+    if authorization is None:
+        logger.info("cds: fetch refused", extra={"reason": "no fhirAuthorization"})
+        raise _cannot_fetch()
+    patient = quote(body["context"]["patientId"], safe="")
+    query = template.replace(PATIENT_PLACEHOLDER, patient)
+    try:
+        return fetch_resource(
+            g.cds_client, body["fhirServer"], authorization["access_token"], query
+        )
+    except FetchFailed as exc:
+        logger.info("cds: fetch failed", extra={"reason": str(exc)})
+        raise _cannot_fetch() from None
+
+
+def _cannot_fetch() -> ProblemError:
+    return ProblemError(
+        "The FHIR data this service needs was not prefetched and can't be fetched from "
+        "the given fhirServer.",
+        status=412,
+    )
+
+
 @bp.post(f"/{SERVICE_ID}")
-@require("clinician")
+@cds_caller
 def patient_view() -> Response:
-    """One card for the latest completed response in the prefetch, or none."""
+    """One card for the latest completed response in the prefetch (or fetched from the
+    EHR's FHIR server when not prefetched), or none."""
     _, body = json_object()
     _check_request(body)
     rulebook = registry.rulebook()
+    service = _service(rulebook)
     prefetch = body.get("prefetch") or {}
-    latest = _latest_response(
-        prefetch.get(PREFETCH_KEY), canonical_reference(rulebook.questionnaire)
-    )
+    where = f"prefetch.{PREFETCH_KEY}"
+    prefetched = prefetch.get(PREFETCH_KEY)
+    if prefetched is None:
+        # Not prefetched (the key left out or null): fetch it, when the EHR says where.
+        if body.get("fhirServer") is None:
+            return jsonify(cards=[])
+        prefetched = _fetched(body, service["prefetch"][PREFETCH_KEY])
+        where = f"fhirServer.{PREFETCH_KEY}"
+    try:
+        latest = _latest_response(prefetched, canonical_reference(rulebook.questionnaire))
+    except ValidationProblem as exc:
+        raise _moved(exc, where) from None
     if latest is None:
         return jsonify(cards=[])
-    where = f"prefetch.{PREFETCH_KEY}"
     try:
         # The card is for clinicians: the summary stays in English.
         submission = registry.screenings().check_fhir_submission(
             latest, registry.catalogs()[DEFAULT]
         )
     except ValidationProblem as exc:
-        errors = exc.errors or {}
-        raise ValidationProblem(
-            {f"{where}.{key}": messages for key, messages in errors.items()}
-        ) from None
+        raise _moved(exc, where) from None
     result = submission.result
-    review_url = request.host_url.rstrip("/") + "/review/"
-    return jsonify(cards=[card_for(result, rulebook, review_url)])
+    cds = registry.cds()
+    screening_id = cds.screening_for(submission.answers)
+    review_url = _base_url() + "/review/" + (screening_id or "")
+    card = card_for(result, rulebook, review_url, stored=screening_id is not None)
+    cds.record_card(
+        card,
+        caller=g.cds_caller,
+        hook_instance=body["hookInstance"],
+        patient_id=body["context"]["patientId"],
+        outcome=result["outcome"],
+        screening_id=screening_id,
+    )
+    return jsonify(cards=[card])
+
+
+def _moved(exc: ValidationProblem, where: str) -> ValidationProblem:
+    """The same problem with its fields named under ``where``."""
+    errors = exc.errors or {}
+    return ValidationProblem({f"{where}.{key}": messages for key, messages in errors.items()})
+
+
+def _instant(value: Any) -> datetime | None:
+    """An RFC 3339 date-time with its offset, or None."""
+    if not isinstance(value, str) or not _RFC3339.match(value):
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return moment if moment.utcoffset() is not None else None
+
+
+def _feedback_entry(entry: Any, at: str, errors: dict[str, list[str]]) -> dict[str, Any]:
+    """One CDS Hooks 2.0 feedback entry as a row, its problems added to ``errors``."""
+    if not isinstance(entry, dict):
+        errors[at] = ["Must be an object."]
+        return {}
+    unknown = sorted(
+        set(entry)
+        - {
+            "card",
+            "outcome",
+            "acceptedSuggestions",
+            "overrideReason",
+            "outcomeTimestamp",
+            "extension",
+        }
+    )
+    if unknown:
+        errors[at] = [f"Unknown field(s): {', '.join(k[:64] for k in unknown[:10])}."]
+    if not _short_text(entry.get("card"), 64):
+        errors[f"{at}.card"] = ["Must be the uuid of the card (a string)."]
+    outcome = entry.get("outcome")
+    if outcome not in _OUTCOMES:
+        errors[f"{at}.outcome"] = ["Must be accepted or overridden."]
+    moment = _instant(entry.get("outcomeTimestamp"))
+    if moment is None:
+        errors[f"{at}.outcomeTimestamp"] = ["Must be a date-time with a time zone (RFC 3339)."]
+    suggestions = entry.get("acceptedSuggestions", [])
+    if (
+        not isinstance(suggestions, list)
+        or len(suggestions) > 20
+        or not all(isinstance(s, dict) and _short_text(s.get("id")) for s in suggestions)
+    ):
+        errors[f"{at}.acceptedSuggestions"] = ['Must be a list of {"id": "..."} (at most 20).']
+    reason: dict[str, Any] | None = None
+    comment: str | None = None
+    if "overrideReason" in entry:
+        override = entry["overrideReason"]
+        if outcome == "accepted":
+            errors[f"{at}.overrideReason"] = ["Only for an overridden card."]
+        elif not isinstance(override, dict):
+            errors[f"{at}.overrideReason"] = ["Must be an object."]
+        else:
+            coding = override.get("reason", {})
+            if (
+                not isinstance(coding, dict)
+                or set(coding) - {"code", "system", "display"}
+                or not all(_short_text(coding[k], 1024) for k in coding)
+            ):
+                errors[f"{at}.overrideReason.reason"] = [
+                    "Must be a Coding: code, system and display as strings."
+                ]
+            else:
+                reason = coding or None
+            text = override.get("userComment", "")
+            if not isinstance(text, str) or len(text) > MAX_COMMENT:
+                errors[f"{at}.overrideReason.userComment"] = [
+                    f"Must be a string of at most {MAX_COMMENT} characters."
+                ]
+            else:
+                comment = text or None
+    return {
+        "card_uuid": entry.get("card"),
+        "outcome": outcome,
+        "outcome_at": moment,
+        "accepted_suggestions": suggestions,
+        "override_reason": reason,
+        "user_comment": comment,
+    }
+
+
+def _feedback_entries(body: dict[str, Any]) -> list[dict[str, Any]]:
+    entries = body.get("feedback")
+    if not isinstance(entries, list) or not 0 < len(entries) <= MAX_FEEDBACK:
+        raise ValidationProblem({"feedback": [f"Must be a list of 1 to {MAX_FEEDBACK} entries."]})
+    errors: dict[str, list[str]] = {}
+    rows = [_feedback_entry(e, f"feedback.{i}", errors) for i, e in enumerate(entries)]
+    if errors:
+        raise ValidationProblem(errors)
+    return rows
+
+
+@bp.post(f"/{SERVICE_ID}/feedback")
+@cds_caller
+def feedback() -> Response:
+    """CDS Hooks 2.0 feedback on the cards shown: stored and audited, each entry."""
+    _, body = json_object()
+    rows = _feedback_entries(body)
+    unknown = registry.cds().record_feedback(g.cds_caller, rows)
+    return jsonify(received=len(rows), unknown_cards=unknown)

@@ -2,9 +2,10 @@
 
 One JSON line per request goes to stdout: request id, method, route template,
 status, duration and the caller's key name (also when the key was refused with
-403 or 429). Never the path's query string, a body, an answer, a note, a token
-or a patient_ref: the route template (for example ``/v1/screenings/<screening_id>``)
-stands in for the path. Metric labels take values from fixed sets only.
+403 or 429) or CDS client's issuer. Never the path's query string, a body, an
+answer, a note, a token or a patient_ref: the route template (for example
+``/v1/screenings/<screening_id>``) stands in for the path. Metric labels take values
+from fixed sets only.
 """
 
 from __future__ import annotations
@@ -113,8 +114,12 @@ def route_label() -> str:
 
 def _caller_name() -> str | None:
     """The name of the key behind the request, also when it was refused (403, 429)."""
-    # api_key: the view's caller; identified_key: the bearer token's key, found before a
-    # role check (403) or the rate limit (429) refused it; review_key: a review session's.
+    # log_caller: an EHR's issuer (CDS Hooks, a verified JWT); api_key: the view's caller;
+    # identified_key: the bearer token's key, found before a role check (403) or the
+    # rate limit (429) refused it; review_key: a review session's.
+    caller = g.get("log_caller")
+    if caller is not None:
+        return str(caller)
     key = g.get("api_key") or g.get("identified_key") or g.get("review_key")
     return None if key is None else str(key.name)
 

@@ -138,6 +138,7 @@ def test_the_floors_stay_past_the_known_advisories() -> None:
         "marshmallow": "4.1.2",  # CVE-2025-68480
         "setuptools": "78.1.1",  # CVE-2025-47273
         "pip": "25.3",  # CVE-2025-8869
+        "pyjwt": "2.10.1",  # CVE-2024-53861
     }
     versions = _versions(DEV)
     for name, floor in floors.items():

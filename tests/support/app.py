@@ -34,6 +34,9 @@ TABLES = (
     "overdue_reviews",
     "screenings",
     "review_sessions",
+    "cds_token_ids",
+    "cds_cards",
+    "cds_feedback",
 )
 
 TOKENS = {"portal-a": "portal-a-token", "portal-b": "portal-b-token", "dr-c": "clinician-token"}

@@ -216,7 +216,7 @@ def test_discovery(client: FlaskClient, rulebook: Rulebook) -> None:
     assert service["hook"] == "patient-view"
     assert service["id"] == "lumbar-rfa-screening"
     prefetch = service["prefetch"]["questionnaireResponse"]
-    assert prefetch.startswith("QuestionnaireResponse?subject={{context.patientId}}")
+    assert prefetch.startswith("QuestionnaireResponse?subject=Patient/{{context.patientId}}")
     assert canonical_reference(rulebook.questionnaire) in prefetch
 
 

@@ -75,10 +75,17 @@ def _full_view(screening_id: str) -> dict[str, Any]:
     return views.full_view(registry.screenings().read(screening_id, current_key()))
 
 
+def _detail_context(screening_id: str) -> dict[str, Any]:
+    """The detail page's words: the screening and the EHR's feedback on its cards."""
+    context = words.detail_context(_full_view(screening_id))
+    context["card_feedback"] = words.card_feedback(registry.cds().card_feedback(screening_id))
+    return context
+
+
 @bp.get("/<screening_id>")
 def detail(screening_id: str) -> ResponseReturnValue:
     """One screening: outcome, basis, patient summary, answers, trace, reviews."""
-    context = words.detail_context(_full_view(screening_id))
+    context = _detail_context(screening_id)
     return render_template("review/detail.html", **context, note="", error=None)
 
 
@@ -93,7 +100,7 @@ def mark_reviewed(screening_id: str) -> ResponseReturnValue:
         registry.screenings().review(screening_id, params["note"], current_key())
     except ValidationProblem as exc:
         message = " ".join(" ".join(msgs) for msgs in (exc.errors or {}).values())
-        context = words.detail_context(_full_view(screening_id))
+        context = _detail_context(screening_id)
         return render_template("review/detail.html", **context, note=note, error=message), 422
     flash("Marked reviewed.", "info")
     return redirect(url_for("review.detail", screening_id=screening_id, _anchor="review"), code=303)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC
 from datetime import datetime
 from typing import Any
 
@@ -139,6 +140,27 @@ def when(stamp: str) -> str:
     """An RFC 3339 time as "21 Nov 2025, 09:06 UTC"."""
     moment = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
     return moment.strftime("%d %b %Y, %H:%M UTC")
+
+
+#: CDS Hooks feedback outcomes in words.
+_FEEDBACK_OUTCOMES = {"accepted": "Card accepted", "overridden": "Card overridden"}
+
+
+def card_feedback(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """CDS Hooks feedback entries as the detail page shows them."""
+    shown = []
+    for row in rows:
+        reason = row["override_reason"] or {}
+        shown.append(
+            {
+                "outcome": _FEEDBACK_OUTCOMES.get(row["outcome"], row["outcome"]),
+                "by": row["caller"],
+                "at": row["outcome_at"].astimezone(UTC).strftime("%d %b %Y, %H:%M UTC"),
+                "reason": reason.get("display") or reason.get("code"),
+                "comment": row["user_comment"],
+            }
+        )
+    return shown
 
 
 def _citations(ids: list[str], stored: dict[str, str]) -> tuple[Citation, ...]:
