@@ -222,6 +222,28 @@ def test_clock_skew_of_up_to_60_seconds_is_allowed(
         assert ehr.post(SERVICE, json=body, headers=authorization(token)).status_code == 200
 
 
+def test_a_token_past_its_exp_but_within_the_skew_is_still_not_replayable(
+    ehr: FlaskClient, ehr_app: Flask, ehr_key: SigningKey, rulebook: Rulebook, valid_answers: Any
+) -> None:
+    # Kept until exp + 60 s, not exp: pruning at exp would let it be replayed for a minute.
+    now = int(time.time())
+    token = sign(ehr_key, claims(exp=now - 30, iat=now - 330))
+    body = hook_body(rulebook, valid_answers)
+    assert ehr.post(SERVICE, json=body, headers=authorization(token)).status_code == 200
+    # Another call prunes the expired ids first; this one is kept.
+    assert ehr.post(SERVICE, json=body, headers=authorization(sign(ehr_key))).status_code == 200
+    assert_refused(ehr.post(SERVICE, json=body, headers=authorization(token)))
+    with app_store(ehr_app).engine.connect() as conn:
+        (until,) = conn.execute(
+            sa.select(cds_token_ids.c.expires_at).where(
+                cds_token_ids.c.jti == jwt.decode(token, options={"verify_signature": False})["jti"]
+            )
+        ).scalars()
+    if until.tzinfo is None:  # SQLite hands back naive UTC
+        until = until.replace(tzinfo=UTC)
+    assert until == datetime.fromtimestamp(now - 30 + 60, UTC)
+
+
 @BOTH_DATABASES
 def test_a_replayed_jti_gets_401_on_another_instance_too(
     database_url: str,
