@@ -210,6 +210,19 @@ def test_every_forged_expired_or_misaddressed_token_gets_a_bare_401(
     assert_refused(response)
 
 
+def test_the_algorithms_the_spec_names_are_accepted(
+    database_url: str, rulebook: Rulebook, valid_answers: dict[str, Any]
+) -> None:
+    # ehr-v1.md: ES384, RS384, ES256, RS256 at least (the fixtures cover the 384s).
+    keys = [rsa_key("rs256", "RS256"), rsa_key("ps256", "PS256"), ec_key("es256", "ES256")]
+    config = client_config(jwks=jwk_set(*keys))
+    body = hook_body(rulebook, valid_answers)
+    with make_app(database_url, CDS_CLIENTS=config, PUBLIC_URL=PUBLIC_URL) as app:
+        for key in keys:
+            response = app.test_client().post(SERVICE, json=body, headers=authorization(sign(key)))
+            assert response.status_code == 200, key.alg
+
+
 def test_clock_skew_of_up_to_60_seconds_is_allowed(
     ehr: FlaskClient, ehr_key: SigningKey, rulebook: Rulebook, valid_answers: dict[str, Any]
 ) -> None:
