@@ -210,6 +210,19 @@ def test_every_forged_expired_or_misaddressed_token_gets_a_bare_401(
     assert_refused(response)
 
 
+def test_the_algorithms_the_spec_names_are_accepted(
+    database_url: str, rulebook: Rulebook, valid_answers: dict[str, Any]
+) -> None:
+    # ehr-v1.md: ES384, RS384, ES256, RS256 at least (the fixtures cover the 384s).
+    keys = [rsa_key("rs256", "RS256"), rsa_key("ps256", "PS256"), ec_key("es256", "ES256")]
+    config = client_config(jwks=jwk_set(*keys))
+    body = hook_body(rulebook, valid_answers)
+    with make_app(database_url, CDS_CLIENTS=config, PUBLIC_URL=PUBLIC_URL) as app:
+        for key in keys:
+            response = app.test_client().post(SERVICE, json=body, headers=authorization(sign(key)))
+            assert response.status_code == 200, key.alg
+
+
 def test_clock_skew_of_up_to_60_seconds_is_allowed(
     ehr: FlaskClient, ehr_key: SigningKey, rulebook: Rulebook, valid_answers: dict[str, Any]
 ) -> None:
@@ -220,6 +233,28 @@ def test_clock_skew_of_up_to_60_seconds_is_allowed(
         sign(ehr_key, claims(iat=now + 30, exp=now + 330)),
     ):
         assert ehr.post(SERVICE, json=body, headers=authorization(token)).status_code == 200
+
+
+def test_a_token_past_its_exp_but_within_the_skew_is_still_not_replayable(
+    ehr: FlaskClient, ehr_app: Flask, ehr_key: SigningKey, rulebook: Rulebook, valid_answers: Any
+) -> None:
+    # Kept until exp + 60 s, not exp: pruning at exp would let it be replayed for a minute.
+    now = int(time.time())
+    token = sign(ehr_key, claims(exp=now - 30, iat=now - 330))
+    body = hook_body(rulebook, valid_answers)
+    assert ehr.post(SERVICE, json=body, headers=authorization(token)).status_code == 200
+    # Another call prunes the expired ids first; this one is kept.
+    assert ehr.post(SERVICE, json=body, headers=authorization(sign(ehr_key))).status_code == 200
+    assert_refused(ehr.post(SERVICE, json=body, headers=authorization(token)))
+    with app_store(ehr_app).engine.connect() as conn:
+        (until,) = conn.execute(
+            sa.select(cds_token_ids.c.expires_at).where(
+                cds_token_ids.c.jti == jwt.decode(token, options={"verify_signature": False})["jti"]
+            )
+        ).scalars()
+    if until.tzinfo is None:  # SQLite hands back naive UTC
+        until = until.replace(tzinfo=UTC)
+    assert until == datetime.fromtimestamp(now - 30 + 60, UTC)
 
 
 @BOTH_DATABASES

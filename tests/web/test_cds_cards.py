@@ -200,6 +200,40 @@ def test_feedback_is_stored_audited_and_shown_on_the_review_page(
             {"feedback": [_entry("c", acceptedSuggestions=[{"nope": 1}])]},
             ["feedback.0.acceptedSuggestions"],
         ),
+        # What the schema doesn't allow is refused, null included.
+        (
+            {"feedback": [_entry("c", outcomeTimestamp="2026-12-02 09:30:00Z")]},
+            ["feedback.0.outcomeTimestamp"],
+        ),
+        (
+            {"feedback": [_entry("c", outcomeTimestamp="2026-12-02T09:30Z")]},
+            ["feedback.0.outcomeTimestamp"],
+        ),
+        (
+            {"feedback": [_entry("c", outcomeTimestamp="2026-12-02T09:30:00+0100")]},
+            ["feedback.0.outcomeTimestamp"],
+        ),
+        (
+            {"feedback": [_entry("c", outcomeTimestamp="2026-13-02T09:30:00Z")]},
+            ["feedback.0.outcomeTimestamp"],
+        ),
+        ({"feedback": [_entry("c", overrideReason=None)]}, ["feedback.0.overrideReason"]),
+        (
+            {"feedback": [_entry("c", "overridden", overrideReason=None)]},
+            ["feedback.0.overrideReason"],
+        ),
+        (
+            {"feedback": [_entry("c", "overridden", overrideReason={"reason": None})]},
+            ["feedback.0.overrideReason.reason"],
+        ),
+        (
+            {"feedback": [_entry("c", "overridden", overrideReason={"reason": {"code": ""}})]},
+            ["feedback.0.overrideReason.reason"],
+        ),
+        (
+            {"feedback": [_entry("c", "overridden", overrideReason={"userComment": None})]},
+            ["feedback.0.overrideReason.userComment"],
+        ),
         ({"feedback": [_entry("c", colour="red")]}, ["feedback.0"]),
         ({"feedback": [_entry("c")] * 51}, ["feedback"]),
     ],
@@ -211,6 +245,28 @@ def test_bad_feedback_is_422_naming_the_field_and_stores_nothing(
     assert response.status_code == 422
     assert list(response.get_json()["errors"]) == fields
     assert _rows(store, cds_feedback) == []
+
+
+def test_feedback_takes_what_the_schema_allows(client: FlaskClient, store: Store) -> None:
+    body = {
+        "feedback": [
+            _entry("c", outcomeTimestamp="2026-12-02T10:30:00.250+01:00"),
+            _entry("c", "overridden", overrideReason={}),
+            _entry("c", "overridden", overrideReason={"userComment": ""}),
+            _entry("c", "overridden", overrideReason={"reason": {"code": "x"}}),
+        ]
+    }
+    response = client.post(FEEDBACK, json=body, headers=bearer("dr-c"))
+    assert response.status_code == 200, response.get_json()
+    rows = sorted(_rows(store, cds_feedback), key=lambda r: r["id"])
+    moment = rows[0]["outcome_at"]
+    moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    assert moment == datetime(2026, 12, 2, 9, 30, 0, 250000, tzinfo=UTC)
+    assert [(r["override_reason"], r["user_comment"]) for r in rows[1:]] == [
+        (None, None),
+        (None, None),
+        ({"code": "x"}, None),
+    ]
 
 
 def test_feedback_needs_a_clinician_or_an_ehr(client: FlaskClient) -> None:
