@@ -40,9 +40,16 @@ def clinician_summary(
 ) -> dict[str, Any]:
     """The clinician's view: every finding with its sources, notes and key answers."""
     assert decided.outcome is not None
-    findings = [_finding(rule) for rule in matched if rule.kind == "decision"]
-    notes = [_finding(rule) for rule in matched if rule.kind == "note"]
-    cited = {source for rule in matched for source in rule.sources}
+    findings = []
+    notes = []
+    cited: set[str] = set()
+    # One pass over the matched rules; decision findings and notes keep rule order.
+    for rule in matched:
+        if rule.kind == "decision":
+            findings.append(_finding(rule))
+        elif rule.kind == "note":
+            notes.append(_finding(rule))
+        cited.update(rule.sources)
     return {
         "outcome_label": ruleset.outcomes[decided.outcome].label,
         "card_summary": ruleset.card_summary(decided, len(findings) - 1),
@@ -50,17 +57,15 @@ def clinician_summary(
         "notes": notes,
         "key_answers": [
             {
-                "linkId": item.link_id,
-                "value": answers.get(item.link_id),
-                "display": item.display(answers[item.link_id])
-                if item.link_id in answers
-                else "Not asked",
+                "linkId": link_id,
+                "value": answers.get(link_id),
+                "display": display(answers[link_id]) if link_id in answers else "Not asked",
             }
-            for item in ruleset.key_answers
+            for link_id, display in ruleset.key_displays
         ],
         "sources": [
-            {"id": source.id, "citation": source.citation}
-            for source in ruleset.sources.values()
-            if source.id in cited
+            {"id": source_id, "citation": citation}
+            for source_id, citation in ruleset.source_citations
+            if source_id in cited
         ],
     }
