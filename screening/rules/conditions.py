@@ -102,10 +102,11 @@ def _entry(link_id: str, operator: str, expected: Any, actual: Any, held: bool) 
 def _compile_comparison(link_id: str, operator: str, expected: Any) -> tuple[Holds, Traced]:
     """The two closures of one comparison.
 
-    The usual tests are written out in the closure (a test called as a function
-    cost about a third of each comparison); the others call ``_tester``'s test.
-    Either way the result is the same bool. An unanswered item makes every
-    comparison on it false, except ``answered: false``.
+    The tests the rules use most are written out in the closure (a test called
+    as a function cost about a third of each comparison); the others call
+    ``_tester``'s test. Either way the result is the same bool (answers are JSON
+    values: comparing two integers gives a bool, as ``bool(...)`` would). An
+    unanswered item makes every comparison on it false, except ``answered: false``.
     """
     if operator == "answered":
 
@@ -190,6 +191,50 @@ def _compile_comparison(link_id: str, operator: str, expected: Any) -> tuple[Hol
             return held
 
         return holds_one_of, traced_one_of
+
+    if operator == "less_than":
+
+        def holds_less(answers: Answers) -> bool:
+            actual = answers.get(link_id)
+            return actual is not None and actual < expected
+
+        def traced_less(answers: Answers, trace: Trace) -> bool:
+            actual = answers.get(link_id)
+            held = actual is not None and actual < expected
+            trace.append(
+                {
+                    "linkId": link_id,
+                    "operator": operator,
+                    "expected": expected,
+                    "actual": actual,
+                    "held": held,
+                }
+            )
+            return held
+
+        return holds_less, traced_less
+
+    if operator == "at_least":
+
+        def holds_at_least(answers: Answers) -> bool:
+            actual = answers.get(link_id)
+            return actual is not None and actual >= expected
+
+        def traced_at_least(answers: Answers, trace: Trace) -> bool:
+            actual = answers.get(link_id)
+            held = actual is not None and actual >= expected
+            trace.append(
+                {
+                    "linkId": link_id,
+                    "operator": operator,
+                    "expected": expected,
+                    "actual": actual,
+                    "held": held,
+                }
+            )
+            return held
+
+        return holds_at_least, traced_at_least
 
     test = _tester(operator, expected)
 

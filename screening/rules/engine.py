@@ -25,11 +25,12 @@ def evaluate(answers: Mapping[str, Any], ruleset: Ruleset) -> dict[str, Any]:
     trace: list[dict[str, Any]] = []
     matched: list[Rule] = []
     decided: Rule | None = None
+    add_to_trace = trace.append
     # Each step holds the rule's compiled condition (see conditions.py): no tree walk here.
     for rule, rule_id, traced, decides in ruleset.steps:
         conditions: list[dict[str, Any]] = []
         held = traced(answers, conditions)
-        trace.append({"rule": rule_id, "matched": held, "conditions": conditions})
+        add_to_trace({"rule": rule_id, "matched": held, "conditions": conditions})
         if held:
             matched.append(rule)
             if decides and decided is None:

@@ -138,6 +138,10 @@ def _multi_choice_check(codes: tuple[str, ...], exclusive: frozenset[str]) -> Ch
             return ["Must be a list of answer codes."]
         if not value:
             return ["Pick at least one answer."]
+        if allowed.issuperset(value) and (
+            len(value) == 1 or (len(set(value)) == len(value) and exclusive.isdisjoint(value))
+        ):
+            return None
         problems = []
         if not allowed.issuperset(value):
             problems.append(unknown)

@@ -50,19 +50,21 @@ def clinician_summary(
         elif rule.kind == "note":
             notes.append(_finding(rule))
         cited.update(rule.sources)
+    key_answers = []
+    for link_id, known_type, words, display in ruleset.key_displays:
+        if link_id in answers:
+            value = answers[link_id]
+            # A yes/no or a code: its words were looked up at load (the same text display() gives).
+            text = words[value] if type(value) is known_type and value in words else display(value)
+        else:
+            value, text = None, "Not asked"
+        key_answers.append({"linkId": link_id, "value": value, "display": text})
     return {
         "outcome_label": ruleset.outcomes[decided.outcome].label,
         "card_summary": ruleset.card_summary(decided, len(findings) - 1),
         "findings": findings,
         "notes": notes,
-        "key_answers": [
-            {
-                "linkId": link_id,
-                "value": answers.get(link_id),
-                "display": display(answers[link_id]) if link_id in answers else "Not asked",
-            }
-            for link_id, display in ruleset.key_displays
-        ],
+        "key_answers": key_answers,
         "sources": [
             {"id": source_id, "citation": citation}
             for source_id, citation in ruleset.source_citations
