@@ -25,13 +25,15 @@ def evaluate(answers: Mapping[str, Any], ruleset: Ruleset) -> dict[str, Any]:
     trace: list[dict[str, Any]] = []
     matched: list[Rule] = []
     decided: Rule | None = None
-    for rule in ruleset.rules:
+    add_to_trace = trace.append
+    # Each step holds the rule's compiled condition (see conditions.py): no tree walk here.
+    for rule, rule_id, traced, decides in ruleset.steps:
         conditions: list[dict[str, Any]] = []
-        held = rule.condition.evaluate(answers, conditions)
-        trace.append({"rule": rule.id, "matched": held, "conditions": conditions})
+        held = traced(answers, conditions)
+        add_to_trace({"rule": rule_id, "matched": held, "conditions": conditions})
         if held:
             matched.append(rule)
-            if decided is None and rule.kind == "decision":
+            if decides and decided is None:
                 decided = rule
     # The loader guarantees the last decision rule always holds.
     assert decided is not None and decided.outcome is not None

@@ -94,6 +94,9 @@ class Group:
 
 
 Check = Callable[[Any], list[str] | None]
+_STR_ONLY = frozenset({str})
+#: Integer items with at most this many allowed values get a set of them (the fast path).
+_FAST_RANGE = 1000
 
 
 def _integer_check(minimum: int, maximum: int) -> Check:
@@ -134,10 +137,15 @@ def _multi_choice_check(codes: tuple[str, ...], exclusive: frozenset[str]) -> Ch
     unknown = f"Every answer must be one of: {', '.join(codes)}."
 
     def check(value: Any) -> list[str] | None:
-        if type(value) is not list or not all(type(code) is str for code in value):
+        # `map(type, ...)` in C, not a generator: this check runs on every submission.
+        if type(value) is not list or not _STR_ONLY.issuperset(map(type, value)):
             return ["Must be a list of answer codes."]
         if not value:
             return ["Pick at least one answer."]
+        if allowed.issuperset(value) and (
+            len(value) == 1 or (len(set(value)) == len(value) and exclusive.isdisjoint(value))
+        ):
+            return None
         problems = []
         if not allowed.issuperset(value):
             problems.append(unknown)
@@ -168,6 +176,24 @@ def _check_for(item: Item) -> Check:
     return _multi_choice_check(codes, exclusive)
 
 
+def _accepted(item: Item) -> tuple[type, frozenset[Any]] | None:
+    """The exact type and every value an item's check accepts, when that is a small set.
+
+    ``validate`` takes a value of that type in that set without calling the check
+    (the same answer, without a call); anything else goes to the check, which
+    also words the error.
+    """
+    if item.type == "boolean":
+        return bool, frozenset({True, False})
+    if item.type == "choice":
+        return str, frozenset(option.code for option in item.options)
+    if item.type == "integer":
+        assert item.minimum is not None and item.maximum is not None
+        if item.maximum - item.minimum < _FAST_RANGE:
+            return int, frozenset(range(item.minimum, item.maximum + 1))
+    return None
+
+
 class Questionnaire:
     """The loaded questionnaire: items in display order and their validator."""
 
@@ -193,12 +219,25 @@ class Questionnaire:
         self.sha256 = sha256
         self.by_link_id = {item.link_id: item for item in items}
         self._checks = {item.link_id: _check_for(item) for item in items}
+        self._accepted = {
+            item.link_id: accepted for item in items if (accepted := _accepted(item)) is not None
+        }
         # For each conditional item, the items its condition reads.
         self._depends_on = {
             item.link_id: frozenset(c.link_id for c in item.enable_when.comparisons())
             for item in items
             if item.enable_when is not None
         }
+        # What validate() reads for each item, looked up once: it runs on every request.
+        self._plan = tuple(
+            (
+                item.link_id,
+                item.required,
+                None if item.enable_when is None else item.enable_when.holds,
+                self._depends_on.get(item.link_id, frozenset()),
+            )
+            for item in items
+        )
 
     def validate(self, answers: Any) -> tuple[dict[str, Any], Errors]:
         """Check a submission; return the clean answers (in item order) and errors.
@@ -212,8 +251,13 @@ class Questionnaire:
         errors: Errors = {}
         loaded: dict[str, Any] = {}
         checks = self._checks
+        accepted = self._accepted
         strangers = 0
         for link_id, value in answers.items():
+            fast = accepted.get(link_id)
+            if fast is not None and type(value) is fast[0] and value in fast[1]:
+                loaded[link_id] = value
+                continue
             check = checks.get(link_id)
             if check is None:
                 # Name an unknown item only when it could be a linkId and the list
@@ -232,15 +276,14 @@ class Questionnaire:
             errors["answers"] = [f"{strangers} more answer(s) name no item of this questionnaire."]
         undecided = set(errors)
         clean: dict[str, Any] = {}
-        for item in self.items:
-            link_id = item.link_id
-            if item.enable_when is not None:
-                if not undecided.isdisjoint(self._depends_on[link_id]):
+        for link_id, required, asked, depends_on in self._plan:
+            if asked is not None:
+                if undecided and not undecided.isdisjoint(depends_on):
                     undecided.add(link_id)
                     continue
-                if not item.enable_when.evaluate(clean):
+                if not asked(clean):
                     if answers.get(link_id) is not None:
-                        readers = ", ".join(sorted(self._depends_on[link_id]))
+                        readers = ", ".join(sorted(depends_on))
                         errors.setdefault(link_id, []).append(
                             f"Not asked because of the answer to {readers}; leave it out."
                         )
@@ -248,7 +291,7 @@ class Questionnaire:
             value = loaded.get(link_id)
             if value is not None:
                 clean[link_id] = value
-            elif item.required and link_id not in errors:
+            elif required and link_id not in errors:
                 errors[link_id] = ["An answer is required."]
                 # Items asked only on this answer's strength can't be judged either.
                 undecided.add(link_id)

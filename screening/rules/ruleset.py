@@ -2,12 +2,33 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from dataclasses import field
 from typing import Any
 
 from screening.rules.conditions import Condition
+from screening.rules.conditions import Traced
 from screening.rules.questionnaire import Item
+
+#: A key answer's linkId, the answer type whose words are known in advance, those words by
+#: answer, and the item's ``display`` for any other answer.
+KeyDisplay = tuple[str, type | None, dict[Any, str], Callable[[Any], str]]
+
+
+def _key_display(item: Item) -> KeyDisplay:
+    """What the clinician summary needs to put one key answer in words."""
+    if item.type == "boolean":
+        return (
+            item.link_id,
+            bool,
+            {True: item.display(True), False: item.display(False)},
+            item.display,
+        )
+    if item.type == "choice":
+        words = {option.code: item.display(option.code) for option in item.options}
+        return item.link_id, str, words, item.display
+    return item.link_id, None, {}, item.display
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +83,21 @@ class Ruleset:
     rules: tuple[Rule, ...]
     key_answers: tuple[Item, ...]
     _json: dict[str, Any] | None = field(default=None, init=False, repr=False, compare=False)
+    #: What the engine reads for every screening, looked up once here.
+    key_displays: tuple[KeyDisplay, ...] = field(init=False, repr=False, compare=False)
+    source_citations: tuple[tuple[str, str], ...] = field(init=False, repr=False, compare=False)
+    #: Per rule, in order: the rule, its id, its compiled traced condition, whether it decides.
+    steps: tuple[tuple[Rule, str, Traced, bool], ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        steps = tuple(
+            (rule, rule.id, rule.condition.traced, rule.kind == "decision") for rule in self.rules
+        )
+        object.__setattr__(self, "steps", steps)
+        displays = tuple(_key_display(item) for item in self.key_answers)
+        object.__setattr__(self, "key_displays", displays)
+        citations = tuple((source.id, source.citation) for source in self.sources.values())
+        object.__setattr__(self, "source_citations", citations)
 
     def card_summary(self, decided: Rule, other_findings: int) -> str:
         """The one-line CDS-style summary (at most 140 characters, checked at load)."""

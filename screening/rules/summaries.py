@@ -40,27 +40,34 @@ def clinician_summary(
 ) -> dict[str, Any]:
     """The clinician's view: every finding with its sources, notes and key answers."""
     assert decided.outcome is not None
-    findings = [_finding(rule) for rule in matched if rule.kind == "decision"]
-    notes = [_finding(rule) for rule in matched if rule.kind == "note"]
-    cited = {source for rule in matched for source in rule.sources}
+    findings = []
+    notes = []
+    cited: set[str] = set()
+    # One pass over the matched rules; decision findings and notes keep rule order.
+    for rule in matched:
+        if rule.kind == "decision":
+            findings.append(_finding(rule))
+        elif rule.kind == "note":
+            notes.append(_finding(rule))
+        cited.update(rule.sources)
+    key_answers = []
+    for link_id, known_type, words, display in ruleset.key_displays:
+        if link_id in answers:
+            value = answers[link_id]
+            # A yes/no or a code: its words were looked up at load (the same text display() gives).
+            text = words[value] if type(value) is known_type and value in words else display(value)
+        else:
+            value, text = None, "Not asked"
+        key_answers.append({"linkId": link_id, "value": value, "display": text})
     return {
         "outcome_label": ruleset.outcomes[decided.outcome].label,
         "card_summary": ruleset.card_summary(decided, len(findings) - 1),
         "findings": findings,
         "notes": notes,
-        "key_answers": [
-            {
-                "linkId": item.link_id,
-                "value": answers.get(item.link_id),
-                "display": item.display(answers[item.link_id])
-                if item.link_id in answers
-                else "Not asked",
-            }
-            for item in ruleset.key_answers
-        ],
+        "key_answers": key_answers,
         "sources": [
-            {"id": source.id, "citation": source.citation}
-            for source in ruleset.sources.values()
-            if source.id in cited
+            {"id": source_id, "citation": citation}
+            for source_id, citation in ruleset.source_citations
+            if source_id in cited
         ],
     }

@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from datetime import UTC
 from datetime import datetime
 from datetime import timedelta
+from typing import TYPE_CHECKING
 from typing import Any
 
-import requests
 from sqlalchemy.exc import SQLAlchemyError
 
 from screening.services.metrics import record_delivery
@@ -34,6 +34,11 @@ from screening.services.webhooks import Endpoint
 from screening.services.webhooks import Notifier
 from screening.storage.outbox import Claimed
 from screening.storage.outbox import Outbox
+
+if TYPE_CHECKING:
+    # Imported where a delivery is sent, not here: every web worker and command imports
+    # this module (the CLI's options), and requests took 60 ms of each start-up.
+    import requests
 
 logger = logging.getLogger(__name__)
 
@@ -110,6 +115,8 @@ class Deliverer:
 
     def post(self, session: requests.Session, delivery: Claimed) -> Attempt:
         """Sign and POST one delivery; never raises for what the receiver or network does."""
+        import requests
+
         endpoint = self.endpoints[delivery.endpoint]
         moment = _now()
         headers = {
@@ -210,6 +217,8 @@ class Deliverer:
 
     def _sender(self, stop: threading.Event, poll_seconds: float) -> None:
         """One sender thread: deliver while there is work, else wait ``poll_seconds``."""
+        import requests
+
         with requests.Session() as session:
             while not stop.is_set():
                 try:

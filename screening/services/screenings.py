@@ -34,7 +34,6 @@ from screening.services.triage import ReviewClock
 from screening.services.webhooks import CREATED
 from screening.services.webhooks import REVIEWED
 from screening.services.webhooks import Notifier
-from screening.storage.migrate import migrate
 from screening.storage.store import ClaimLost
 from screening.storage.store import CursorError
 from screening.storage.store import ListFilters
@@ -345,6 +344,10 @@ class ScreeningService:
 
     def upgrade_database(self, revision: str = "head") -> None:
         """Apply the schema migrations up to ``revision``."""
+        # Alembic is imported here, not at the top: importing it took a tenth of a
+        # second of every worker's and command's start-up, and only this uses it.
+        from screening.storage.migrate import migrate
+
         migrate(self.store.engine, revision)
 
     def purge(self, before: datetime, actor: str) -> int:
