@@ -15,7 +15,7 @@ import time
 from screening import PROJECT_ROOT
 from screening.rules.cases import load_cases
 from screening.rules.engine import evaluate
-from screening.rules.loader import load_rules
+from screening.rules.rulebook import load_rules
 
 
 def main() -> None:

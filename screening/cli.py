@@ -17,9 +17,9 @@ from prometheus_client import start_http_server
 
 from screening.rules.cases import run_cases
 from screening.rules.engine import evaluate as evaluate_answers
-from screening.rules.i18n import load_translations
 from screening.rules.loader import RulesError
-from screening.rules.loader import load_rules
+from screening.rules.rulebook import Package
+from screening.rules.rulebook import load_rules
 from screening.services import registry
 from screening.services.delivery import DEFAULT_LEASE_SECONDS
 from screening.services.delivery import MIN_LEASE_SECONDS
@@ -34,46 +34,63 @@ rules_cli = AppGroup("rules", help="Check, test and apply the questionnaire and 
 
 @rules_cli.command("check")
 def check_command() -> None:
-    """Validate the questionnaire, ruleset and cases files and their cross-references."""
+    """Validate every package: its files, cross-references, translations and package.yaml."""
     rulebook = registry.rulebook()
     # The app already loaded the rules (start-up stops on any problem); load
     # again so an edit made since start-up is checked too.
     try:
         rulebook = load_rules(rulebook.directory)
-        catalogs = load_translations(rulebook.directory, rulebook.questionnaire, rulebook.ruleset)
-        run_cases(rulebook)
+        problems = [
+            f"{package.cases_path}: {line}"
+            for package in rulebook.packages
+            for line in _case_report(package)
+        ]
+        if problems:
+            raise RulesError(problems)
     except RulesError as exc:
         raise click.ClickException(str(exc)) from None
-    q, r = rulebook.questionnaire, rulebook.ruleset
-    click.echo(
-        f"OK: questionnaire {q.id} {q.version} ({len(q.items)} items), "
-        f"ruleset {r.id} {r.version} ({len(r.rules)} rules), sha256 {r.sha256}; "
-        f"languages {', '.join(sorted(catalogs))}"
-    )
+    for package in rulebook.sorted_packages():
+        q, r = package.questionnaire, package.ruleset
+        default = ", default" if package.default else ""
+        click.echo(
+            f"OK: {package.directory}: questionnaire {q.id} {q.version} ({len(q.items)} items), "
+            f"ruleset {r.id} {r.version} ({len(r.rules)} rules), sha256 {r.sha256}; "
+            f"{package.status}{default}; languages {', '.join(sorted(package.catalogs))}"
+        )
+
+
+def _case_report(package: Package) -> list[str]:
+    report = run_cases(package)
+    return report.failures + report.uncovered
 
 
 @rules_cli.command("test")
 def test_command() -> None:
-    """Run the rule cases and report rule coverage; exit 1 on any failure or gap."""
-    rulebook = registry.rulebook()
-    try:
-        report = run_cases(rulebook)
-    except RulesError as exc:
-        raise click.ClickException(str(exc)) from None
-    click.echo(f"{'rule':<32} {'matched':>8} {'not matched':>12}")
-    for rule in rulebook.ruleset.rules:
+    """Run every package's rule cases and report rule coverage; exit 1 on any failure or gap."""
+    ok = True
+    for package in registry.rulebook().sorted_packages():
+        try:
+            report = run_cases(package)
+        except RulesError as exc:
+            raise click.ClickException(str(exc)) from None
+        rules = package.ruleset.rules
+        click.echo(f"{package.describe()} ({package.status}): {package.cases_path}")
+        click.echo(f"{'rule':<32} {'matched':>8} {'not matched':>12}")
+        for rule in rules:
+            click.echo(
+                f"{rule.id:<32} {report.matched.get(rule.id, 0):>8} "
+                f"{report.not_matched.get(rule.id, 0):>12}"
+            )
+        for line in report.failures + report.uncovered:
+            click.echo(f"FAIL {package.describe()}: {line}", err=True)
+        covered = len(rules) - len({u.split("'")[1] for u in report.uncovered})
         click.echo(
-            f"{rule.id:<32} {report.matched.get(rule.id, 0):>8} "
-            f"{report.not_matched.get(rule.id, 0):>12}"
+            f"{report.passed} passed, {len(report.failures)} failed; "
+            f"{covered}/{len(rules)} rules covered both ways"
         )
-    for line in report.failures + report.uncovered:
-        click.echo(f"FAIL {line}", err=True)
-    covered = len(rulebook.ruleset.rules) - len({u.split("'")[1] for u in report.uncovered})
-    click.echo(
-        f"{report.passed} passed, {len(report.failures)} failed; "
-        f"{covered}/{len(rulebook.ruleset.rules)} rules covered both ways"
-    )
-    if not report.ok:
+        click.echo()
+        ok = ok and report.ok
+    if not ok:
         sys.exit(1)
 
 

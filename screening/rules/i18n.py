@@ -27,9 +27,9 @@ import yaml
 
 from screening.rules.loader import QUESTIONNAIRE_FILE
 from screening.rules.loader import RULESET_FILE
-from screening.rules.loader import SCHEMA_DIR
 from screening.rules.loader import RulesError
 from screening.rules.loader import check_schema
+from screening.rules.loader import find_schema_dir
 from screening.rules.questionnaire import Questionnaire
 from screening.rules.ruleset import Ruleset
 
@@ -329,7 +329,7 @@ def load_translations(
     group, item, option, outcome or rule it concerns.
     """
     folder = rules_dir / I18N_DIR
-    schema_dir = rules_dir / SCHEMA_DIR
+    schema_dir = find_schema_dir(rules_dir)
     found = {path.stem: path for path in sorted(folder.glob("*.yaml"))}
     problems: list[str] = []
     for language in SUPPORTED[1:]:

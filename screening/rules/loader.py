@@ -10,7 +10,6 @@ import hashlib
 import json
 from collections.abc import Iterable
 from collections.abc import Iterator
-from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -47,18 +46,16 @@ class RulesError(Exception):
         super().__init__("\n".join(self.problems))
 
 
-@dataclass(frozen=True, slots=True)
-class Rulebook:
-    """The questionnaire and ruleset loaded from one folder."""
+#: The schemas a package folder falls back to when neither it nor a folder above it has them.
+DEFAULT_SCHEMA_DIR = Path(__file__).resolve().parents[2] / "rules" / SCHEMA_DIR
 
-    directory: Path
-    questionnaire: Questionnaire
-    ruleset: Ruleset
 
-    @property
-    def cases_path(self) -> Path:
-        """Where the rule cases live."""
-        return self.directory / CASES_FILE
+def find_schema_dir(directory: Path) -> Path:
+    """The ``schema/`` folder nearest ``directory`` (itself or a folder above it)."""
+    for folder in (directory, *directory.resolve().parents):
+        if (folder / SCHEMA_DIR / "ruleset.schema.json").is_file():
+            return folder / SCHEMA_DIR
+    return DEFAULT_SCHEMA_DIR
 
 
 def read_yaml(path: Path) -> tuple[Any, bytes]:
@@ -312,10 +309,8 @@ def _build_ruleset(
     )
 
 
-def load_rules(directory: Path | str) -> Rulebook:
-    """Load, validate and cross-check the questionnaire and ruleset in ``directory``."""
-    directory = Path(directory)
-    schema_dir = directory / SCHEMA_DIR
+def load_files(directory: Path, schema_dir: Path) -> tuple[Questionnaire, Ruleset]:
+    """Load, validate and cross-check the questionnaire and ruleset in one package folder."""
     if not directory.is_dir():
         raise RulesError([f"{directory}: rules folder not found"])
     q_path = directory / QUESTIONNAIRE_FILE
@@ -327,5 +322,4 @@ def load_rules(directory: Path | str) -> Rulebook:
     if problems:
         raise RulesError(problems)
     questionnaire = _build_questionnaire(q_path, q_data, q_raw)
-    ruleset = _build_ruleset(r_path, r_data, r_raw, questionnaire)
-    return Rulebook(directory=directory, questionnaire=questionnaire, ruleset=ruleset)
+    return questionnaire, _build_ruleset(r_path, r_data, r_raw, questionnaire)

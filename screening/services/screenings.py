@@ -24,7 +24,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from screening.fhir.forms import answers_from_questionnaire_response
 from screening.rules.engine import evaluate
 from screening.rules.i18n import Catalog
-from screening.rules.loader import Rulebook
+from screening.rules.rulebook import Rulebook
 from screening.services.keys import ApiKey
 from screening.services.metrics import record_outcome
 from screening.services.problems import ProblemError

@@ -21,7 +21,7 @@ from werkzeug.test import TestResponse
 
 from screening import StartupError
 from screening import create_app
-from screening.rules.loader import Rulebook
+from screening.rules.rulebook import Rulebook
 from screening.services.keys import Authenticator
 from screening.services.keys import parse_api_keys
 from screening.services.keys import token_digest

@@ -19,7 +19,7 @@ from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 from screening.fhir.forms import questionnaire_response_from_answers
-from screening.rules.loader import Rulebook
+from screening.rules.rulebook import Rulebook
 from screening.services.keys import token_digest
 from screening.storage.store import ListFilters
 from screening.storage.store import Store
