@@ -250,6 +250,9 @@ def _ruleset_problems(
             if source not in source_ids:
                 yield f"{where}: cites unknown source '{source}'"
         yield from _check_condition(where, rule["when"], questionnaire.by_link_id)
+        for code in rule.get("patient_note_for", ()):
+            if code not in outcomes:
+                yield f"{where}: patient_note_for names unknown outcome '{code}'"
         if rule["kind"] == "decision":
             outcome = outcomes.get(rule["outcome"])
             used_outcomes.add(rule["outcome"])
@@ -290,6 +293,7 @@ def _build_ruleset(
             outcome=r.get("outcome"),
             patient=tuple(r.get("patient", ())),
             patient_note=r.get("patient_note"),
+            patient_note_for=tuple(r.get("patient_note_for", ())),
         )
         for r in data["rules"]
     )
