@@ -9,6 +9,7 @@ import threading
 from datetime import UTC
 from datetime import datetime
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import click
@@ -53,10 +54,19 @@ def check_command() -> None:
         q, r = package.questionnaire, package.ruleset
         default = ", default" if package.default else ""
         click.echo(
-            f"OK: {package.directory}: questionnaire {q.id} {q.version} ({len(q.items)} items), "
+            f"OK: {_shown(package.directory)}: "
+            f"questionnaire {q.id} {q.version} ({len(q.items)} items), "
             f"ruleset {r.id} {r.version} ({len(r.rules)} rules), sha256 {r.sha256}; "
             f"{package.status}{default}; languages {', '.join(sorted(package.catalogs))}"
         )
+
+
+def _shown(path: Path) -> str:
+    """A folder relative to the working directory when it is under it, else as it is."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 def _case_report(package: Package) -> list[str]:
@@ -74,7 +84,7 @@ def test_command() -> None:
         except RulesError as exc:
             raise click.ClickException(str(exc)) from None
         rules = package.ruleset.rules
-        click.echo(f"{package.describe()} ({package.status}): {package.cases_path}")
+        click.echo(f"{package.describe()} ({package.status}): {_shown(package.cases_path)}")
         click.echo(f"{'rule':<32} {'matched':>8} {'not matched':>12}")
         for rule in rules:
             click.echo(
