@@ -139,6 +139,37 @@ def test_a_named_ruleset_without_version_takes_the_highest_active_for_the_questi
     assert data["questionnaire"] == {"id": Q, "version": "1.0.0"}
 
 
+@pytest.mark.parametrize("path", ["/v1/evaluate", "/v1/screenings"])
+def test_the_cms_profile_gives_its_own_outcome_on_the_same_answers(
+    client: FlaskClient, valid_answers: dict[str, Any], path: str
+) -> None:
+    # One block with 60% relief: positive by NICE (50%), under LCD L38773's 80%.
+    answers = {**valid_answers, "medial_branch_block": "yes_once", "block_relief_percent": 60}
+    answers.pop("second_block_relief_percent", None)
+    answers["pain_interference"] = 7
+    default = _post(client, path, {"answers": answers}).get_json()
+    cms = _post(client, path, {"answers": answers, "ruleset": {"id": "lumbar-rfa-cms"}})
+    assert cms.status_code in (200, 201), cms.get_json()
+    profile = cms.get_json()
+    assert default["decided_by"] == "positive_block"
+    assert (profile["ruleset"]["id"], profile["ruleset"]["version"]) == ("lumbar-rfa-cms", "1.0.0")
+    assert profile["questionnaire"] == {"id": Q, "version": "1.1.0"}
+    assert profile["decided_by"] == "block_under_80_percent"
+    # Little interference with daily tasks: no functional deficit, so not yet under the LCD.
+    answers["pain_interference"] = 3
+    default = _post(client, path, {"answers": answers}).get_json()
+    body = {"answers": answers, "ruleset": {"id": "lumbar-rfa-cms"}}
+    profile = _post(client, path, body).get_json()
+    assert default["outcome"] == "discuss_with_specialist"
+    assert profile["outcome"] == "continue_conservative_care"
+    assert profile["decided_by"] == "no_functional_deficit"
+    # The profile is for questionnaire 1.1.0 only.
+    body["questionnaire"] = {"id": Q, "version": "1.0.0"}
+    refused = _post(client, path, body)
+    assert refused.status_code == 422
+    assert list(refused.get_json()["errors"]) == ["ruleset"]
+
+
 def _retire_1_0_0(tmp_path: Path) -> Path:
     tree = tmp_path / "rules"
     shutil.copytree(RULES_ROOT, tree)
