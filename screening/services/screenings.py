@@ -29,6 +29,7 @@ from screening.rules.rulebook import Package
 from screening.rules.rulebook import Rulebook
 from screening.services.keys import ApiKey
 from screening.services.metrics import record_outcome
+from screening.services.metrics import record_shadow_disagreement
 from screening.services.problems import ProblemError
 from screening.services.problems import ValidationProblem
 from screening.services.triage import DEFAULT_URGENT_REVIEW_MINUTES
@@ -142,12 +143,41 @@ class ScreeningService:
     ) -> Submission:
         """Apply the package's rules; the patient summary is kept in the language it is read in."""
         result = evaluate(answers, package.ruleset)
+        result["shadow"] = self._shadows(package, answers)
         if catalog.language != "en":
             summary = result["summary"]
             summary["patient"] = package.catalogs[catalog.language].patient_summary(
                 summary["patient"], result["decided_by"], result["matched_rules"]
             )
         return Submission(answers, patient_ref, result, catalog.language, source, package)
+
+    def _shadows(self, package: Package, answers: dict[str, Any]) -> list[dict[str, Any]]:
+        """Every shadow ruleset of the questionnaire, evaluated beside the deciding one.
+
+        Never shown to a patient; a shadow ruleset that fails is logged (its id and
+        version, never the answers) and left out, and never fails the request.
+        """
+        shadows = []
+        for shadow in self.rulebook.shadows(package.questionnaire):
+            ruleset = shadow.ruleset
+            try:
+                result = evaluate(answers, ruleset)
+            except Exception:
+                logger.exception("shadow ruleset %s %s failed", ruleset.id, ruleset.version)
+                continue
+            shadows.append(
+                {
+                    "ruleset": {
+                        "id": ruleset.id,
+                        "version": ruleset.version,
+                        "sha256": ruleset.sha256,
+                    },
+                    "outcome": result["outcome"],
+                    "decided_by": result["decided_by"],
+                    "matched_rules": result["matched_rules"],
+                }
+            )
+        return shadows
 
     def choose(
         self, questionnaire: Mapping[str, str] | None, ruleset: Mapping[str, Any] | None
@@ -284,6 +314,9 @@ class ScreeningService:
                 store.release_idempotency(*scope)
             raise
         record_outcome(record["outcome"])
+        for shadow in record["result"].get("shadow", []):
+            if shadow["outcome"] != record["outcome"]:
+                record_shadow_disagreement(shadow["ruleset"]["id"], shadow["ruleset"]["version"])
         return Created(record["id"], body, record["language"])
 
     # --- reading --------------------------------------------------------------------

@@ -25,6 +25,8 @@ FULL_VIEW = PATIENT_VIEW | {
     "matched_rules",
     "trace",
     "review",
+    # rules-lifecycle-v1.md: what each shadow package would decide; clinicians only.
+    "shadow",
 }
 
 
