@@ -17,9 +17,12 @@ from flask.cli import AppGroup
 from prometheus_client import start_http_server
 
 from screening.rules.cases import run_cases
+from screening.rules.diff import diff_packages
+from screening.rules.diff import diff_text
 from screening.rules.engine import evaluate as evaluate_answers
 from screening.rules.loader import RulesError
 from screening.rules.rulebook import Package
+from screening.rules.rulebook import load_package
 from screening.rules.rulebook import load_rules
 from screening.services import registry
 from screening.services.delivery import DEFAULT_LEASE_SECONDS
@@ -102,6 +105,26 @@ def test_command() -> None:
         ok = ok and report.ok
     if not ok:
         sys.exit(1)
+
+
+@rules_cli.command("diff")
+@click.argument("old", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("new", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--format", "output", type=click.Choice(["text", "json"]), default="text")
+def diff_command(old: Path, new: Path, output: str) -> None:
+    """Every change from package folder OLD to NEW: items, rules and texts. Reads only."""
+    try:
+        before, after = load_package(old), load_package(new)
+    except RulesError as exc:
+        raise click.ClickException(str(exc)) from None
+    diff = diff_packages(
+        (before.questionnaire, before.ruleset), (after.questionnaire, after.ruleset)
+    )
+    if output == "json":
+        click.echo(json.dumps(diff, indent=2, ensure_ascii=False, default=str))
+        return
+    for line in diff_text(diff, before.describe(), after.describe()):
+        click.echo(line)
 
 
 @rules_cli.command("evaluate")
