@@ -12,6 +12,7 @@ import json
 import logging
 import secrets
 from collections.abc import Callable
+from collections.abc import Iterator
 from collections.abc import Mapping
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -178,6 +179,13 @@ class ScreeningService:
                 }
             )
         return shadows
+
+    def replay_rows(
+        self, questionnaire: tuple[str, str], since: datetime | None, until: datetime | None
+    ) -> Iterator[tuple[str, dict[str, Any], str, str]]:
+        """(id, answers, outcome, decided_by) of each stored screening of a questionnaire
+        version, oldest first, streamed in bounded memory; reads only."""
+        return self.store.replay_rows(questionnaire, since, until)
 
     def choose(
         self, questionnaire: Mapping[str, str] | None, ruleset: Mapping[str, Any] | None
