@@ -60,6 +60,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/engine.py
 	$(BIN)/python bench/load.py
 	$(BIN)/python bench/webhooks.py
+	$(BIN)/python bench/replay.py
 
 clean:
 	rm -rf $(VENV) node_modules .mypy_cache .pytest_cache .ruff_cache .hypothesis

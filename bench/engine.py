@@ -30,7 +30,7 @@ from typing import Any
 from screening import PROJECT_ROOT
 from screening.rules.cases import load_cases
 from screening.rules.engine import evaluate
-from screening.rules.loader import load_rules
+from screening.rules.rulebook import load_rules
 
 RUNS = 3
 

@@ -32,7 +32,7 @@ import sqlalchemy as sa
 
 from screening import PROJECT_ROOT
 from screening.rules.cases import load_cases
-from screening.rules.loader import load_rules
+from screening.rules.rulebook import load_rules
 from screening.services.keys import new_token
 from screening.services.keys import token_digest
 from screening.storage.migrate import migrate

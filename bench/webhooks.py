@@ -51,7 +51,7 @@ from load import _wrk
 from screening import PROJECT_ROOT
 from screening import create_app
 from screening.rules.cases import load_cases
-from screening.rules.loader import load_rules
+from screening.rules.rulebook import load_rules
 from screening.services import registry
 from screening.services.keys import new_token
 from screening.services.keys import token_digest

@@ -11,9 +11,8 @@ import click
 from flask import Flask
 
 from screening import cli
-from screening.rules.i18n import load_translations
 from screening.rules.loader import RulesError
-from screening.rules.loader import load_rules
+from screening.rules.rulebook import load_rules
 from screening.services import cds as cds_clients
 from screening.services import keys as api_keys
 from screening.services import registry
@@ -72,7 +71,6 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
 
     try:
         rulebook = load_rules(app.config["RULES_DIR"])
-        catalogs = load_translations(rulebook.directory, rulebook.questionnaire, rulebook.ruleset)
     except RulesError as exc:
         raise StartupError(
             f"SCREENING_RULES_DIR: the rules in {app.config['RULES_DIR']} can't be used:\n{exc}"
@@ -104,7 +102,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     registry.install(
         app,
         rulebook=rulebook,
-        catalogs=catalogs,
+        catalogs=rulebook.catalogs,
         keys=keys,
         database_url=_database_url(app),
         endpoints=endpoints,

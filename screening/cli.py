@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import sys
 import threading
 from datetime import UTC
 from datetime import datetime
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import click
@@ -16,10 +18,14 @@ from flask.cli import AppGroup
 from prometheus_client import start_http_server
 
 from screening.rules.cases import run_cases
+from screening.rules.diff import diff_packages
+from screening.rules.diff import diff_text
 from screening.rules.engine import evaluate as evaluate_answers
-from screening.rules.i18n import load_translations
 from screening.rules.loader import RulesError
-from screening.rules.loader import load_rules
+from screening.rules.replay import Replay
+from screening.rules.rulebook import Package
+from screening.rules.rulebook import load_package
+from screening.rules.rulebook import load_rules
 from screening.services import registry
 from screening.services.delivery import DEFAULT_LEASE_SECONDS
 from screening.services.delivery import MIN_LEASE_SECONDS
@@ -34,47 +40,162 @@ rules_cli = AppGroup("rules", help="Check, test and apply the questionnaire and 
 
 @rules_cli.command("check")
 def check_command() -> None:
-    """Validate the questionnaire, ruleset and cases files and their cross-references."""
+    """Validate every package: its files, cross-references, translations and package.yaml."""
     rulebook = registry.rulebook()
     # The app already loaded the rules (start-up stops on any problem); load
     # again so an edit made since start-up is checked too.
     try:
         rulebook = load_rules(rulebook.directory)
-        catalogs = load_translations(rulebook.directory, rulebook.questionnaire, rulebook.ruleset)
-        run_cases(rulebook)
+        problems = [
+            f"{package.cases_path}: {line}"
+            for package in rulebook.packages
+            for line in _case_report(package)
+        ]
+        if problems:
+            raise RulesError(problems)
     except RulesError as exc:
         raise click.ClickException(str(exc)) from None
-    q, r = rulebook.questionnaire, rulebook.ruleset
-    click.echo(
-        f"OK: questionnaire {q.id} {q.version} ({len(q.items)} items), "
-        f"ruleset {r.id} {r.version} ({len(r.rules)} rules), sha256 {r.sha256}; "
-        f"languages {', '.join(sorted(catalogs))}"
-    )
+    for package in rulebook.sorted_packages():
+        q, r = package.questionnaire, package.ruleset
+        default = ", default" if package.default else ""
+        click.echo(
+            f"OK: {_shown(package.directory)}: "
+            f"questionnaire {q.id} {q.version} ({len(q.items)} items), "
+            f"ruleset {r.id} {r.version} ({len(r.rules)} rules), sha256 {r.sha256}; "
+            f"{package.status}{default}; languages {', '.join(sorted(package.catalogs))}"
+        )
+
+
+def _shown(path: Path) -> str:
+    """A folder relative to the working directory when it is under it, else as it is."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def _case_report(package: Package) -> list[str]:
+    report = run_cases(package)
+    return report.failures + report.uncovered
 
 
 @rules_cli.command("test")
 def test_command() -> None:
-    """Run the rule cases and report rule coverage; exit 1 on any failure or gap."""
-    rulebook = registry.rulebook()
+    """Run every package's rule cases and report rule coverage; exit 1 on any failure or gap."""
+    ok = True
+    for package in registry.rulebook().sorted_packages():
+        try:
+            report = run_cases(package)
+        except RulesError as exc:
+            raise click.ClickException(str(exc)) from None
+        rules = package.ruleset.rules
+        click.echo(f"{package.describe()} ({package.status}): {_shown(package.cases_path)}")
+        click.echo(f"{'rule':<32} {'matched':>8} {'not matched':>12}")
+        for rule in rules:
+            click.echo(
+                f"{rule.id:<32} {report.matched.get(rule.id, 0):>8} "
+                f"{report.not_matched.get(rule.id, 0):>12}"
+            )
+        for line in report.failures + report.uncovered:
+            click.echo(f"FAIL {package.describe()}: {line}", err=True)
+        covered = len(rules) - len({u.split("'")[1] for u in report.uncovered})
+        click.echo(
+            f"{report.passed} passed, {len(report.failures)} failed; "
+            f"{covered}/{len(rules)} rules covered both ways"
+        )
+        click.echo()
+        ok = ok and report.ok
+    if not ok:
+        sys.exit(1)
+
+
+@rules_cli.command("diff")
+@click.argument("old", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("new", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--format", "output", type=click.Choice(["text", "json"]), default="text")
+def diff_command(old: Path, new: Path, output: str) -> None:
+    """Every change from package folder OLD to NEW: items, rules and texts. Reads only."""
     try:
-        report = run_cases(rulebook)
+        before, after = load_package(old), load_package(new)
     except RulesError as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(f"{'rule':<32} {'matched':>8} {'not matched':>12}")
-    for rule in rulebook.ruleset.rules:
-        click.echo(
-            f"{rule.id:<32} {report.matched.get(rule.id, 0):>8} "
-            f"{report.not_matched.get(rule.id, 0):>12}"
-        )
-    for line in report.failures + report.uncovered:
-        click.echo(f"FAIL {line}", err=True)
-    covered = len(rulebook.ruleset.rules) - len({u.split("'")[1] for u in report.uncovered})
-    click.echo(
-        f"{report.passed} passed, {len(report.failures)} failed; "
-        f"{covered}/{len(rulebook.ruleset.rules)} rules covered both ways"
+    diff = diff_packages(
+        (before.questionnaire, before.ruleset), (after.questionnaire, after.ruleset)
     )
-    if not report.ok:
-        sys.exit(1)
+    if output == "json":
+        click.echo(json.dumps(diff, indent=2, ensure_ascii=False, default=str))
+        return
+    for line in diff_text(diff, before.describe(), after.describe()):
+        click.echo(line)
+
+
+@rules_cli.command("replay")
+@click.argument("candidate", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--since", type=click.DateTime(), help="Only screenings stored at or after (UTC).")
+@click.option("--until", type=click.DateTime(), help="Only screenings stored before (UTC).")
+@click.option("--format", "output", type=click.Choice(["text", "json"]), default="text")
+def replay_command(
+    candidate: Path, since: datetime | None, until: datetime | None, output: str
+) -> None:
+    """Re-decide every stored screening of CANDIDATE's questionnaire version with its
+    ruleset and report what would change. Reads only; streams in bounded memory."""
+    try:
+        package = load_package(candidate)
+    except RulesError as exc:
+        raise click.ClickException(str(exc)) from None
+    q = package.questionnaire
+    rows = registry.screenings().replay_rows(
+        (q.id, q.version),
+        since.replace(tzinfo=UTC) if since else None,
+        until.replace(tzinfo=UTC) if until else None,
+    )
+    replay = Replay(package.ruleset)
+    if output == "json":
+        _replay_json(replay, rows)
+    else:
+        _replay_text(replay, rows, package.describe(), f"{q.id} {q.version}")
+
+
+def _replay_json(replay: Replay, rows: Any) -> None:
+    """One JSON object, written as it goes: the changes stream, the counts come last."""
+    candidate = replay.summary()["candidate"]
+    click.echo(f'{{"candidate": {json.dumps(candidate)}, "changes": [', nl=False)
+    first = True
+    for row in rows:
+        change = replay.add(*row)
+        if change is not None:
+            click.echo(("" if first else ", ") + json.dumps(change), nl=False)
+            first = False
+    summary = replay.summary()
+    del summary["candidate"]
+    click.echo("], " + json.dumps(summary)[1:])
+
+
+def _replay_text(replay: Replay, rows: Any, name: str, questionnaire: str) -> None:
+    click.echo(f"Replay of {name} over stored screenings of questionnaire {questionnaire}")
+    click.echo("")
+    header = f"{'screening':<32}  {'from':<26} {'to':<26} {'decided by (from -> to)'}"
+    shown = False
+    for row in rows:
+        change = replay.add(*row)
+        if change is None:
+            continue
+        if not shown:
+            click.echo("Changes:")
+            click.echo(header)
+            shown = True
+        click.echo(
+            f"{change['id']:<32}  {change['from']:<26} {change['to']:<26} "
+            f"{change['decided_by_from']} -> {change['decided_by_to']}"
+        )
+    summary = replay.summary()
+    if shown:
+        click.echo("")
+    click.echo(f"{summary['screenings']} screenings replayed, {summary['changed']} would change.")
+    click.echo("")
+    click.echo(f"{'from':<26} {'to':<26} {'count':>9}")
+    for t in summary["transitions"]:
+        click.echo(f"{t['from']:<26} {t['to']:<26} {t['count']:>9}")
 
 
 #: Result lines written to standard output at once (each is about 8 kB with its trace).

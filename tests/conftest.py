@@ -15,8 +15,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 from flask.testing import FlaskCliRunner
 
-from screening.rules.loader import Rulebook
-from screening.rules.loader import load_rules
+from screening.rules.rulebook import Rulebook
+from screening.rules.rulebook import load_rules
 from screening.storage.migrate import migrate
 from screening.storage.store import Store
 from screening.storage.store import make_engine
@@ -119,9 +119,14 @@ def rulebook() -> Rulebook:
 
 @pytest.fixture
 def rules_copy(tmp_path: Path) -> Iterator[Path]:
-    """A private copy of rules/ that a test may break."""
+    """A private copy of the default package that a test may break, as one rules folder.
+
+    Without its package.yaml it loads as a rules folder did before packages: the
+    only package, active and the default.
+    """
     target = tmp_path / "rules"
     shutil.copytree(RULES_DIR, target)
+    (target / "package.yaml").unlink()
     yield target
 
 

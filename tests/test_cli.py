@@ -16,8 +16,8 @@ from screening import PROJECT_ROOT
 def test_check_reports_what_it_loaded(runner: FlaskCliRunner) -> None:
     result = runner.invoke(args=["rules", "check"])
     assert result.exit_code == 0, result.output
-    assert "lumbar-rfa-screening 1.0.0 (26 items)" in result.output
-    assert "lumbar-rfa 1.0.0 (24 rules)" in result.output
+    assert "lumbar-rfa-screening 1.1.0 (27 items)" in result.output
+    assert "lumbar-rfa 1.1.0 (24 rules)" in result.output
 
 
 def test_test_runs_the_cases_with_coverage(runner: FlaskCliRunner) -> None:

@@ -16,7 +16,7 @@ import yaml
 from screening import PROJECT_ROOT
 from screening.fhir.forms import answers_from_questionnaire_response
 from screening.fhir.forms import questionnaire_response_from_answers
-from screening.rules.loader import Rulebook
+from screening.rules.rulebook import Rulebook
 from tests.support.app import API_KEYS
 from tests.support.app import RULES_DIR
 from tests.support.app import TOKENS

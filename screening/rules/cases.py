@@ -11,15 +11,30 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from dataclasses import field
+from pathlib import Path
 from typing import Any
+from typing import Protocol
 
 from screening.rules import conditions
 from screening.rules.engine import evaluate
-from screening.rules.loader import SCHEMA_DIR
-from screening.rules.loader import Rulebook
 from screening.rules.loader import RulesError
 from screening.rules.loader import check_schema
 from screening.rules.loader import read_yaml
+from screening.rules.questionnaire import Questionnaire
+from screening.rules.ruleset import Ruleset
+
+
+class Rules(Protocol):
+    """What a run of the cases reads: one package (or a rulebook's default package)."""
+
+    @property
+    def questionnaire(self) -> Questionnaire: ...
+    @property
+    def ruleset(self) -> Ruleset: ...
+    @property
+    def cases_path(self) -> Path: ...
+    @property
+    def schema_dir(self) -> Path: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,11 +62,11 @@ class CaseReport:
         return not self.failures and not self.uncovered
 
 
-def load_cases(rulebook: Rulebook) -> list[Case]:
+def load_cases(rulebook: Rules) -> list[Case]:
     """Read and schema-check the cases file, resolving each case's answers."""
     path = rulebook.cases_path
     data, _ = read_yaml(path)
-    problems = check_schema(path, data, rulebook.directory / SCHEMA_DIR, "cases.schema.json")
+    problems = check_schema(path, data, rulebook.schema_dir, "cases.schema.json")
     if problems:
         raise RulesError(problems)
     cases = []
@@ -73,7 +88,7 @@ def load_cases(rulebook: Rulebook) -> list[Case]:
     return cases
 
 
-def _check_case(case: Case, rulebook: Rulebook, report: CaseReport) -> list[str]:
+def _check_case(case: Case, rulebook: Rules, report: CaseReport) -> list[str]:
     """Run one case, record coverage, and return how it differs from its expectation."""
     answers, errors = rulebook.questionnaire.validate(case.answers)
     if "errors" in case.expect:
@@ -94,7 +109,7 @@ def _check_case(case: Case, rulebook: Rulebook, report: CaseReport) -> list[str]
     ]
 
 
-def run_cases(rulebook: Rulebook) -> CaseReport:
+def run_cases(rulebook: Rules) -> CaseReport:
     """Run every case and measure rule coverage."""
     report = CaseReport()
     for case in load_cases(rulebook):

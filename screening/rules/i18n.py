@@ -27,9 +27,9 @@ import yaml
 
 from screening.rules.loader import QUESTIONNAIRE_FILE
 from screening.rules.loader import RULESET_FILE
-from screening.rules.loader import SCHEMA_DIR
 from screening.rules.loader import RulesError
 from screening.rules.loader import check_schema
+from screening.rules.loader import find_schema_dir
 from screening.rules.questionnaire import Questionnaire
 from screening.rules.ruleset import Ruleset
 
@@ -125,6 +125,13 @@ class Catalog:
             if rule.outcome is not None
         }
         self._rule_ids = frozenset(rule.id for rule in ruleset.rules)
+        self._outcome_of = {rule.id: rule.outcome for rule in ruleset.rules if rule.outcome}
+        # Which outcomes each note rule's patient note fits (rules-v1 ``patient_note_for``).
+        self._note_fits = {
+            rule.id: frozenset(rule.patient_note_for or ruleset.outcomes)
+            for rule in ruleset.rules
+            if rule.patient_note
+        }
 
     def _build_questionnaire_json(self, questionnaire: Questionnaire) -> dict[str, Any]:
         """``Questionnaire.to_json()`` with this language's texts and a "language" field.
@@ -191,7 +198,12 @@ class Catalog:
         localized = dict(summary)
         localized["headline"] = headline
         localized["body"] = list(body)
-        localized["notes"] = [notes[rule_id] for rule_id in matched if rule_id in notes]
+        outcome = self._outcome_of[decided_by]
+        localized["notes"] = [
+            notes[rule_id]
+            for rule_id in matched
+            if rule_id in notes and outcome in self._note_fits.get(rule_id, ())
+        ]
         localized["disclaimer"] = self.texts.disclaimer
         return localized
 
@@ -329,7 +341,7 @@ def load_translations(
     group, item, option, outcome or rule it concerns.
     """
     folder = rules_dir / I18N_DIR
-    schema_dir = rules_dir / SCHEMA_DIR
+    schema_dir = find_schema_dir(rules_dir)
     found = {path.stem: path for path in sorted(folder.glob("*.yaml"))}
     problems: list[str] = []
     for language in SUPPORTED[1:]:

@@ -10,7 +10,6 @@ import hashlib
 import json
 from collections.abc import Iterable
 from collections.abc import Iterator
-from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -50,18 +49,16 @@ class RulesError(Exception):
         super().__init__("\n".join(self.problems))
 
 
-@dataclass(frozen=True, slots=True)
-class Rulebook:
-    """The questionnaire and ruleset loaded from one folder."""
+#: The schemas a package folder falls back to when neither it nor a folder above it has them.
+DEFAULT_SCHEMA_DIR = Path(__file__).resolve().parents[2] / "rules" / SCHEMA_DIR
 
-    directory: Path
-    questionnaire: Questionnaire
-    ruleset: Ruleset
 
-    @property
-    def cases_path(self) -> Path:
-        """Where the rule cases live."""
-        return self.directory / CASES_FILE
+def find_schema_dir(directory: Path) -> Path:
+    """The ``schema/`` folder nearest ``directory`` (itself or a folder above it)."""
+    for folder in (directory, *directory.resolve().parents):
+        if (folder / SCHEMA_DIR / "ruleset.schema.json").is_file():
+            return folder / SCHEMA_DIR
+    return DEFAULT_SCHEMA_DIR
 
 
 def read_yaml(path: Path) -> tuple[Any, bytes]:
@@ -258,6 +255,9 @@ def _ruleset_problems(
             if source not in source_ids:
                 yield f"{where}: cites unknown source '{source}'"
         yield from _check_condition(where, rule["when"], questionnaire.by_link_id)
+        for code in rule.get("patient_note_for", ()):
+            if code not in outcomes:
+                yield f"{where}: patient_note_for names unknown outcome '{code}'"
         if rule["kind"] == "decision":
             outcome = outcomes.get(rule["outcome"])
             used_outcomes.add(rule["outcome"])
@@ -298,6 +298,7 @@ def _build_ruleset(
             outcome=r.get("outcome"),
             patient=tuple(r.get("patient", ())),
             patient_note=r.get("patient_note"),
+            patient_note_for=tuple(r.get("patient_note_for", ())),
         )
         for r in data["rules"]
     )
@@ -317,10 +318,8 @@ def _build_ruleset(
     )
 
 
-def load_rules(directory: Path | str) -> Rulebook:
-    """Load, validate and cross-check the questionnaire and ruleset in ``directory``."""
-    directory = Path(directory)
-    schema_dir = directory / SCHEMA_DIR
+def load_files(directory: Path, schema_dir: Path) -> tuple[Questionnaire, Ruleset]:
+    """Load, validate and cross-check the questionnaire and ruleset in one package folder."""
     if not directory.is_dir():
         raise RulesError([f"{directory}: rules folder not found"])
     q_path = directory / QUESTIONNAIRE_FILE
@@ -332,5 +331,4 @@ def load_rules(directory: Path | str) -> Rulebook:
     if problems:
         raise RulesError(problems)
     questionnaire = _build_questionnaire(q_path, q_data, q_raw)
-    ruleset = _build_ruleset(r_path, r_data, r_raw, questionnaire)
-    return Rulebook(directory=directory, questionnaire=questionnaire, ruleset=ruleset)
+    return questionnaire, _build_ruleset(r_path, r_data, r_raw, questionnaire)

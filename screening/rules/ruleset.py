@@ -64,6 +64,14 @@ class Rule:
     outcome: str | None = None
     patient: tuple[str, ...] = ()
     patient_note: str | None = None
+    #: The outcomes whose patient summary carries the note; empty: every outcome.
+    patient_note_for: tuple[str, ...] = ()
+
+    def note_fits(self, outcome: str) -> bool:
+        """Whether this note rule's patient note belongs in a summary with ``outcome``."""
+        return bool(self.patient_note) and (
+            not self.patient_note_for or outcome in self.patient_note_for
+        )
 
 
 @dataclass(frozen=True, slots=True)

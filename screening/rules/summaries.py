@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from collections.abc import Sequence
 from typing import Any
 
+from screening.rules.conditions import Always
 from screening.rules.ruleset import Rule
 from screening.rules.ruleset import Ruleset
 
@@ -21,7 +22,11 @@ def patient_summary(ruleset: Ruleset, decided: Rule, matched: Sequence[Rule]) ->
     return {
         "headline": ruleset.outcomes[decided.outcome].headline,
         "body": list(decided.patient),
-        "notes": [rule.patient_note for rule in matched if rule.patient_note],
+        "notes": [
+            rule.patient_note
+            for rule in matched
+            if rule.patient_note and rule.note_fits(decided.outcome)
+        ],
         "disclaimer": ruleset.disclaimer,
     }
 
@@ -35,6 +40,19 @@ def _finding(rule: Rule) -> dict[str, Any]:
     }
 
 
+def states_a_finding(rule: Rule, decided: Rule) -> bool:
+    """Whether a matched rule is a finding of the screening it matched.
+
+    Every decision rule that holds is a finding, except a fallback (a rule that
+    always holds) that did not decide: it holds for every screening, so its text
+    ("no exclusion found") is true only when nothing above it decided.
+    ``matched_rules`` still lists it (rules-v1.md).
+    """
+    if rule.kind != "decision":
+        return False
+    return rule is decided or not isinstance(rule.condition, Always)
+
+
 def clinician_summary(
     answers: Mapping[str, Any], ruleset: Ruleset, decided: Rule, matched: Sequence[Rule]
 ) -> dict[str, Any]:
@@ -43,12 +61,15 @@ def clinician_summary(
     findings = []
     notes = []
     cited: set[str] = set()
-    # One pass over the matched rules; decision findings and notes keep rule order.
+    # One pass over the matched rules; decision findings and notes keep rule order. A
+    # fallback that did not decide is no finding of this screening (states_a_finding).
     for rule in matched:
-        if rule.kind == "decision":
-            findings.append(_finding(rule))
-        elif rule.kind == "note":
+        if rule.kind == "note":
             notes.append(_finding(rule))
+        elif states_a_finding(rule, decided):
+            findings.append(_finding(rule))
+        else:
+            continue
         cited.update(rule.sources)
     key_answers = []
     for link_id, known_type, words, display in ruleset.key_displays:

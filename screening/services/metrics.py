@@ -12,6 +12,11 @@ from prometheus_client.registry import Collector
 
 # Module level: Prometheus metrics are process-wide, whatever number of apps.
 OUTCOMES = Counter("screening_outcomes_total", "Stored screenings by outcome code.", ["outcome"])
+SHADOW_DISAGREEMENTS = Counter(
+    "screening_shadow_disagreements_total",
+    "Stored screenings whose shadow ruleset (by id and version) gave another outcome.",
+    ["ruleset", "version"],
+)
 DELIVERIES = Counter(
     "screening_webhook_deliveries_total",
     "Webhook delivery attempts by endpoint and result: delivered (a 2xx), retry (failed, "
@@ -23,6 +28,11 @@ DELIVERIES = Counter(
 def record_outcome(outcome: str) -> None:
     """Count one stored screening by its outcome."""
     OUTCOMES.labels(outcome).inc()
+
+
+def record_shadow_disagreement(ruleset: str, version: str) -> None:
+    """Count one stored screening whose shadow ruleset gave another outcome."""
+    SHADOW_DISAGREEMENTS.labels(ruleset, version).inc()
 
 
 def record_delivery(endpoint: str, result: str) -> None:

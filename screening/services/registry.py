@@ -15,7 +15,7 @@ from flask import Flask
 from flask import current_app
 
 from screening.rules.i18n import Catalog
-from screening.rules.loader import Rulebook
+from screening.rules.rulebook import Rulebook
 from screening.services.cds import CdsClient
 from screening.services.cds import CdsService
 from screening.services.keys import ApiKey

@@ -12,6 +12,7 @@ import json
 import logging
 import secrets
 from collections.abc import Callable
+from collections.abc import Iterator
 from collections.abc import Mapping
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,9 +25,12 @@ from sqlalchemy.exc import SQLAlchemyError
 from screening.fhir.forms import answers_from_questionnaire_response
 from screening.rules.engine import evaluate
 from screening.rules.i18n import Catalog
-from screening.rules.loader import Rulebook
+from screening.rules.rulebook import ChoiceError
+from screening.rules.rulebook import Package
+from screening.rules.rulebook import Rulebook
 from screening.services.keys import ApiKey
 from screening.services.metrics import record_outcome
+from screening.services.metrics import record_shadow_disagreement
 from screening.services.problems import ProblemError
 from screening.services.problems import ValidationProblem
 from screening.services.triage import DEFAULT_URGENT_REVIEW_MINUTES
@@ -60,6 +64,8 @@ class Submission:
     result: dict[str, Any]
     language: str = "en"
     source: dict[str, Any] | None = None
+    #: The package whose questionnaire checked the answers and whose ruleset decided.
+    package: Package | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,40 +136,108 @@ class ScreeningService:
 
     def _submission(
         self,
+        package: Package,
         answers: dict[str, Any],
         patient_ref: str | None,
         catalog: Catalog,
         source: dict[str, Any] | None = None,
     ) -> Submission:
-        """Apply the rules; the patient summary is kept in the language it is read in."""
-        result = evaluate(answers, self.rulebook.ruleset)
+        """Apply the package's rules; the patient summary is kept in the language it is read in."""
+        result = evaluate(answers, package.ruleset)
+        result["shadow"] = self._shadows(package, answers)
         if catalog.language != "en":
             summary = result["summary"]
-            summary["patient"] = catalog.patient_summary(
+            summary["patient"] = package.catalogs[catalog.language].patient_summary(
                 summary["patient"], result["decided_by"], result["matched_rules"]
             )
-        return Submission(answers, patient_ref, result, catalog.language, source)
+        return Submission(answers, patient_ref, result, catalog.language, source, package)
+
+    def _shadows(self, package: Package, answers: dict[str, Any]) -> list[dict[str, Any]]:
+        """Every shadow ruleset of the questionnaire, evaluated beside the deciding one.
+
+        Never shown to a patient; a shadow ruleset that fails is logged (its id and
+        version, never the answers) and left out, and never fails the request.
+        """
+        shadows = []
+        for shadow in self.rulebook.shadows(package.questionnaire):
+            ruleset = shadow.ruleset
+            try:
+                result = evaluate(answers, ruleset)
+            except Exception:
+                logger.exception("shadow ruleset %s %s failed", ruleset.id, ruleset.version)
+                continue
+            shadows.append(
+                {
+                    "ruleset": {
+                        "id": ruleset.id,
+                        "version": ruleset.version,
+                        "sha256": ruleset.sha256,
+                    },
+                    "outcome": result["outcome"],
+                    "decided_by": result["decided_by"],
+                    "matched_rules": result["matched_rules"],
+                }
+            )
+        return shadows
+
+    def replay_rows(
+        self, questionnaire: tuple[str, str], since: datetime | None, until: datetime | None
+    ) -> Iterator[tuple[str, dict[str, Any], str, str]]:
+        """(id, answers, outcome, decided_by) of each stored screening of a questionnaire
+        version, oldest first, streamed in bounded memory; reads only."""
+        return self.store.replay_rows(questionnaire, since, until)
+
+    def choose(
+        self, questionnaire: Mapping[str, str] | None, ruleset: Mapping[str, Any] | None
+    ) -> Package:
+        """The package a request's references name (422 naming the field when unusable)."""
+        try:
+            return self.rulebook.choose(questionnaire, ruleset)
+        except ChoiceError as exc:
+            raise ValidationProblem({exc.field: [exc.message]}) from None
+
+    def questionnaire_package(self, version: str | None) -> Package:
+        """The default package of a served questionnaire version (404 naming it when none)."""
+        try:
+            return self.rulebook.for_questionnaire(version)
+        except ChoiceError as exc:
+            raise ProblemError(exc.message, status=404, errors={"version": [exc.message]}) from None
+
+    def package(self, ruleset_id: str, version: str) -> Package:
+        """A loaded package by ruleset id and version, whatever its status (404 when none)."""
+        package = self.rulebook.package(ruleset_id, version)
+        if package is None:
+            raise ProblemError("There is no ruleset with this id and version.", status=404)
+        return package
 
     def check_submission(self, envelope: Mapping[str, Any], catalog: Catalog) -> Submission:
         """Check the answers of a parsed envelope, then apply the rules."""
-        questionnaire = self.rulebook.questionnaire
-        ref = envelope["questionnaire"]
-        if ref is not None and (ref["id"], ref["version"]) != (
-            questionnaire.id,
-            questionnaire.version,
-        ):
-            raise ValidationProblem(
-                {"questionnaire": [f"Must be {questionnaire.id} version {questionnaire.version}."]}
-            )
-        answers, errors = questionnaire.validate(envelope["answers"])
+        package = self.choose(envelope["questionnaire"], envelope.get("ruleset"))
+        answers, errors = package.questionnaire.validate(envelope["answers"])
         if errors:
             # Answer problems are keyed by linkId; a non-object is keyed "answers".
             raise ValidationProblem(errors)
-        return self._submission(answers, envelope["patient_ref"], catalog)
+        return self._submission(package, answers, envelope["patient_ref"], catalog)
+
+    def _fhir_package(self, resource: dict[str, Any]) -> Package:
+        """The default package of the questionnaire version a QuestionnaireResponse names.
+
+        A reference to no served version falls back to the default questionnaire,
+        whose reader then reports the ``questionnaire`` field.
+        """
+        reference = resource.get("questionnaire")
+        if isinstance(reference, str) and "|" in reference:
+            url, _, version = reference.rpartition("|")
+            for package in self.rulebook.packages:
+                q = package.questionnaire
+                if (q.url, q.version) == (url, version) and package.status == "active":
+                    return self.rulebook.for_questionnaire(version)
+        return self.rulebook.default
 
     def check_fhir_submission(self, resource: dict[str, Any], catalog: Catalog) -> Submission:
         """Read a FHIR QuestionnaireResponse, check its answers as native ones, apply the rules."""
-        questionnaire = self.rulebook.questionnaire
+        package = self._fhir_package(resource)
+        questionnaire = package.questionnaire
         answers, errors = answers_from_questionnaire_response(resource, questionnaire)
         if errors:
             # Reported alone: an item left out for a FHIR error would otherwise also
@@ -172,11 +246,12 @@ class ScreeningService:
         clean, errors = questionnaire.validate(answers)
         if errors:
             raise ValidationProblem(errors)
-        return self._submission(clean, None, catalog, source=resource)
+        return self._submission(package, clean, None, catalog, source=resource)
 
     def record(self, submission: Submission, key: ApiKey) -> Record:
         """The screening a submission makes, as it would be stored (not stored here)."""
-        questionnaire, ruleset = self.rulebook.questionnaire, self.rulebook.ruleset
+        package = submission.package or self.rulebook.default
+        questionnaire, ruleset = package.questionnaire, package.ruleset
         return {
             "id": secrets.token_hex(16),
             "created_at": datetime.now(UTC),
@@ -248,6 +323,9 @@ class ScreeningService:
                 store.release_idempotency(*scope)
             raise
         record_outcome(record["outcome"])
+        for shadow in record["result"].get("shadow", []):
+            if shadow["outcome"] != record["outcome"]:
+                record_shadow_disagreement(shadow["ruleset"]["id"], shadow["ruleset"]["version"])
         return Created(record["id"], body, record["language"])
 
     # --- reading --------------------------------------------------------------------

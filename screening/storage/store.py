@@ -632,6 +632,42 @@ class Store:
         record["reviews"] = [dict(r._mapping) for r in history]
         return record
 
+    def replay_rows(
+        self,
+        questionnaire: tuple[str, str],
+        since: datetime | None = None,
+        until: datetime | None = None,
+        batch: int = 5000,
+    ) -> Iterator[tuple[str, dict[str, Any], str, str]]:
+        """(id, answers, outcome, decided_by) of every screening of a questionnaire id and
+        version, oldest first, read in keyset batches: memory stays one batch, whatever
+        the table's size, and no transaction stays open between batches."""
+        c = screenings.c
+        query = sa.select(
+            c.id, c.created_at, c.answers, c.outcome, c.result["decided_by"].as_string()
+        ).where(c.questionnaire_id == questionnaire[0], c.questionnaire_version == questionnaire[1])
+        if since is not None:
+            query = query.where(c.created_at >= since)
+        if until is not None:
+            query = query.where(c.created_at < until)
+        query = query.order_by(c.created_at, c.id).limit(batch)
+        after: tuple[datetime, str] | None = None
+        while True:
+            page = query
+            if after is not None:
+                page = query.where(
+                    sa.or_(
+                        c.created_at > after[0], sa.and_(c.created_at == after[0], c.id > after[1])
+                    )
+                )
+            with self.engine.connect() as conn:
+                rows = conn.execute(page).all()
+            for row in rows:
+                yield row[0], row[2], row[3], row[4]
+            if len(rows) < batch:
+                return
+            after = (rows[-1][1], rows[-1][0])
+
     def list_screenings(
         self,
         filters: ListFilters,

@@ -63,9 +63,11 @@ def _cacheable(response: Response, etag: str) -> Response:
 
 @bp.get("/questionnaire")
 def get_questionnaire() -> Response:
-    """The questionnaire: native JSON in the asked language, or a FHIR R4 Questionnaire."""
-    questionnaire = registry.rulebook().questionnaire
-    catalog = request_catalog()
+    """The questionnaire (``?version=`` for another served version): native JSON in the
+    asked language, or a FHIR R4 Questionnaire."""
+    package = registry.screenings().questionnaire_package(request.args.get("version"))
+    questionnaire = package.questionnaire
+    catalog = package.catalogs[request_catalog().language]
     if request.accept_mimetypes.best_match([JSON, FHIR_JSON], default=JSON) == FHIR_JSON:
         response = jsonify(_fhir_questionnaire(questionnaire, catalog))
         response.mimetype = FHIR_JSON
@@ -78,9 +80,30 @@ def get_questionnaire() -> Response:
 
 @bp.get("/ruleset")
 def get_ruleset() -> Response:
-    """The ruleset's id, version, sha256, rules and sources."""
+    """The default ruleset's id, version, sha256, rules and sources."""
     ruleset = registry.rulebook().ruleset
     return _cacheable(jsonify(ruleset.to_json()), ruleset.sha256)
+
+
+@bp.get("/rulesets")
+def list_rulesets() -> Response:
+    """Every loaded rule package: id, version, sha256, status, default, questionnaire, approval."""
+    rulebook = registry.rulebook()
+    items = [package.summary() for package in rulebook.sorted_packages()]
+    etag = "-".join(f"{p.ruleset.sha256[:16]}{p.status[0]}" for p in rulebook.sorted_packages())
+    return _cacheable(jsonify(items=items), etag)
+
+
+@bp.get("/rulesets/<ruleset_id>/<version>")
+def get_one_ruleset(ruleset_id: str, version: str) -> Response:
+    """One loaded ruleset as ``GET /v1/ruleset`` shows the default, with status and changelog."""
+    package = registry.screenings().package(ruleset_id, version)
+    document = {
+        **package.ruleset.to_json(),
+        "status": package.status,
+        "changelog": list(package.changelog),
+    }
+    return _cacheable(jsonify(document), f"{package.ruleset.sha256}-{package.status}")
 
 
 def _submission_reader() -> tuple[str, dict[str, Any], Callable[[], Submission]]:

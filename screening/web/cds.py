@@ -32,7 +32,7 @@ from flask import request
 
 from screening.fhir.forms import canonical_reference
 from screening.rules.i18n import DEFAULT
-from screening.rules.loader import Rulebook
+from screening.rules.rulebook import Rulebook
 from screening.services import registry
 from screening.services.cds import CdsClient
 from screening.services.cds import FetchFailed

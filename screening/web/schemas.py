@@ -98,6 +98,13 @@ class QuestionnaireRefSchema(_Strict):
     version = fields.String(required=True)
 
 
+class RulesetRefSchema(_Strict):
+    """``{"id": ..., "version": ...}`` naming the ruleset to apply (``version`` optional)."""
+
+    id = fields.String(required=True)
+    version = fields.String(load_default=None, allow_none=True)
+
+
 class ScreeningRequestSchema(_Strict):
     """The body of ``POST /v1/screenings`` and ``POST /v1/evaluate``."""
 
@@ -105,6 +112,7 @@ class ScreeningRequestSchema(_Strict):
     answers = fields.Raw(required=True)
     patient_ref = fields.String(load_default=None, allow_none=True, validate=PATIENT_REF)
     questionnaire = fields.Nested(QuestionnaireRefSchema, load_default=None, allow_none=True)
+    ruleset = fields.Nested(RulesetRefSchema, load_default=None, allow_none=True)
 
 
 class ReviewRequestSchema(_Strict):

@@ -41,6 +41,8 @@ def _clinician_view(record: dict[str, Any]) -> dict[str, Any]:
         "matched_rules": result["matched_rules"],
         "summary": result["summary"],
         "trace": result["trace"],
+        # Stored before shadow evaluation existed: no shadow ruleset applied.
+        "shadow": result.get("shadow", []),
     }
 
 

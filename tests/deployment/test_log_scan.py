@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 import requests
 
-from screening import PROJECT_ROOT
 from screening.fhir.forms import questionnaire_response_from_answers
-from screening.rules.loader import load_rules
+from screening.rules.rulebook import load_rules
 from tests.support.app import API_KEYS
+from tests.support.app import RULES_DIR
 from tests.support.app import TOKENS
 from tests.support.app import base_answers
 from tests.support.app import bearer
@@ -28,7 +28,7 @@ REQUEST_ID = "leakcheck-request-1"
 
 def _session(base: str) -> None:
     """What a portal, a clinician, an EHR and a stranger do in a day."""
-    rulebook = load_rules(PROJECT_ROOT / "rules")
+    rulebook = load_rules(RULES_DIR)
     answers = base_answers()
     with requests.Session() as http:
 

@@ -23,13 +23,13 @@ import pytest
 import requests
 import sqlalchemy as sa
 
-from screening import PROJECT_ROOT
 from screening.fhir.forms import questionnaire_response_from_answers
-from screening.rules.loader import load_rules
+from screening.rules.rulebook import load_rules
 from screening.services.keys import token_digest
 from screening.storage.migrate import migrate
 from screening.storage.store import make_engine
 from tests.support.app import API_KEYS
+from tests.support.app import RULES_DIR
 from tests.support.app import SECRET_KEY
 from tests.support.app import TABLES
 from tests.support.app import TOKENS
@@ -41,7 +41,7 @@ METRICS_TOKEN = "metrics-token"
 METRICS = {"Authorization": f"Bearer {METRICS_TOKEN}"}
 TIMEOUT = 15
 _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
-QUESTIONNAIRE = load_rules(PROJECT_ROOT / "rules").questionnaire
+QUESTIONNAIRE = load_rules(RULES_DIR).questionnaire
 
 
 @dataclass(frozen=True)

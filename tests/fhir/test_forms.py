@@ -27,15 +27,16 @@ from screening.fhir.forms import questionnaire_resource
 from screening.fhir.forms import questionnaire_response_from_answers
 from screening.rules import conditions
 from screening.rules.cases import load_cases
-from screening.rules.loader import Rulebook
-from screening.rules.loader import load_rules
 from screening.rules.questionnaire import Group
 from screening.rules.questionnaire import Item
 from screening.rules.questionnaire import Option
 from screening.rules.questionnaire import Questionnaire
+from screening.rules.rulebook import Rulebook
+from screening.rules.rulebook import load_rules
+from tests.support.app import RULES_DIR
 
 # Module level, because hypothesis strategies are built before any fixture runs.
-QUESTIONNAIRE = load_rules(PROJECT_ROOT / "rules").questionnaire
+QUESTIONNAIRE = load_rules(RULES_DIR).questionnaire
 RESOURCE = questionnaire_resource(QUESTIONNAIRE)
 # A value no error message may ever contain: it stands for anything a client sends.
 SECRET = "Jane-Doe-555"

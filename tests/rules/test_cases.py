@@ -9,9 +9,9 @@ import yaml
 
 from screening.rules.cases import load_cases
 from screening.rules.cases import run_cases
-from screening.rules.loader import Rulebook
 from screening.rules.loader import RulesError
-from screening.rules.loader import load_rules
+from screening.rules.rulebook import Rulebook
+from screening.rules.rulebook import load_rules
 
 
 def test_every_case_passes_and_every_rule_is_covered(rulebook: Rulebook) -> None:

@@ -14,7 +14,6 @@ import pytest
 import textstat
 import yaml
 
-from screening import PROJECT_ROOT
 from screening.rules.engine import evaluate
 from screening.rules.i18n import SUPPORTED
 from screening.rules.i18n import Catalog
@@ -22,9 +21,9 @@ from screening.rules.i18n import Texts
 from screening.rules.i18n import load_translations
 from screening.rules.i18n import negotiate
 from screening.rules.loader import RulesError
-from screening.rules.loader import load_rules
+from screening.rules.rulebook import load_rules
+from tests.support.app import RULES_DIR  # noqa: E402
 
-RULES_DIR = PROJECT_ROOT / "rules"
 RULEBOOK = load_rules(RULES_DIR)
 QUESTIONNAIRE = RULEBOOK.questionnaire
 RULESET = RULEBOOK.ruleset
@@ -256,7 +255,7 @@ BREAKS: list[tuple[str, Edit, list[str]]] = [
     (
         "older ruleset version",
         lambda d: d["translates"]["ruleset"].update(version="0.9.0"),
-        ["es.yaml", "translates ruleset lumbar-rfa 0.9.0", "1.0.0"],
+        ["es.yaml", "translates ruleset lumbar-rfa 0.9.0", "1.1.0"],
     ),
     (
         "language differs from the file name",

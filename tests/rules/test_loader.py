@@ -12,7 +12,7 @@ import yaml
 from screening import StartupError
 from screening import create_app
 from screening.rules.loader import RulesError
-from screening.rules.loader import load_rules
+from screening.rules.rulebook import load_rules
 
 Edit = Callable[[dict[str, Any]], object]
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from screening.rules.loader import Rulebook
+from screening.rules.rulebook import Rulebook
 
 
 def errors_for(rulebook: Rulebook, answers: dict[str, Any]) -> dict[str, list[str]]:
@@ -113,9 +113,11 @@ def test_null_is_no_answer(rulebook: Rulebook, valid_answers: dict[str, Any]) ->
 def test_enabled_item_becomes_required(rulebook: Rulebook, valid_answers: dict[str, Any]) -> None:
     valid_answers["medial_branch_block"] = "yes_twice_or_more"
     assert errors_for(rulebook, valid_answers) == {
-        "block_relief_percent": ["An answer is required."]
+        "block_relief_percent": ["An answer is required."],
+        "second_block_relief_percent": ["An answer is required."],
     }
     valid_answers["block_relief_percent"] = 80
+    valid_answers["second_block_relief_percent"] = 85
     assert errors_for(rulebook, valid_answers) == {}
 
 
@@ -152,10 +154,10 @@ def test_a_non_object_is_refused(rulebook: Rulebook, answers: Any) -> None:
 
 def test_json_form_lists_items_in_display_order(rulebook: Rulebook) -> None:
     data = rulebook.questionnaire.to_json()
-    assert (data["id"], data["version"]) == ("lumbar-rfa-screening", "1.0.0")
+    assert (data["id"], data["version"]) == ("lumbar-rfa-screening", "1.1.0")
     items = {item["linkId"]: item for item in data["items"]}
     assert list(items)[:3] == ["age_years", "pregnant", "pain_location"]
-    assert len(items) == 26
+    assert len(items) == 27
     assert items["age_years"]["min"] == 0 and items["age_years"]["max"] == 120
     assert items["leg_symptoms"]["options"][0] == {
         "code": "none",

@@ -7,10 +7,10 @@ import re
 import pytest
 import textstat
 
-from screening import PROJECT_ROOT
-from screening.rules.loader import load_rules
+from screening.rules.rulebook import load_rules
+from tests.support.app import RULES_DIR
 
-RULEBOOK = load_rules(PROJECT_ROOT / "rules")
+RULEBOOK = load_rules(RULES_DIR)
 RULESET = RULEBOOK.ruleset
 MAX_GRADE = 6.0
 PROCEDURE = (

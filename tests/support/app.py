@@ -18,7 +18,10 @@ from screening.services.registry import SCREENINGS_EXTENSION
 from screening.storage.store import Store
 from tests.support.spec import SpecCheckingClient
 
-RULES_DIR = PROJECT_ROOT / "rules"
+#: The shipped rules: a folder of rule packages.
+RULES_ROOT = PROJECT_ROOT / "rules"
+#: The default package (the default questionnaire's default ruleset), a package folder of its own.
+RULES_DIR = RULES_ROOT / "lumbar-rfa" / "1.1.0"
 
 
 POSTGRES_URL = os.environ.get(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask.testing import FlaskClient
 
-from screening.rules.loader import Rulebook
+from screening.rules.rulebook import Rulebook
 
 
 def test_healthz(client: FlaskClient) -> None:
@@ -34,7 +34,7 @@ def test_ruleset(client: FlaskClient, rulebook: Rulebook) -> None:
     data = client.get("/v1/ruleset").get_json()
     assert (data["id"], data["version"], data["sha256"]) == (
         "lumbar-rfa",
-        "1.0.0",
+        "1.1.0",
         rulebook.ruleset.sha256,
     )
     rules = {rule["id"]: rule for rule in data["rules"]}

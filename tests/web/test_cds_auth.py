@@ -23,7 +23,7 @@ from flask.testing import FlaskClient
 from screening import StartupError
 from screening import create_app
 from screening.fhir.forms import questionnaire_response_from_answers
-from screening.rules.loader import Rulebook
+from screening.rules.rulebook import Rulebook
 from screening.services import cds as cds_service
 from screening.storage.store import cds_token_ids
 from tests.support.app import API_KEYS

@@ -14,7 +14,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from screening.fhir.forms import questionnaire_response_from_answers
-from screening.rules.loader import Rulebook
+from screening.rules.rulebook import Rulebook
 from screening.storage.store import Store
 from screening.storage.store import cds_cards
 from screening.storage.store import cds_feedback

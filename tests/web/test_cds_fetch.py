@@ -12,7 +12,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from screening.fhir.forms import questionnaire_response_from_answers
-from screening.rules.loader import Rulebook
+from screening.rules.rulebook import Rulebook
 from tests.support.app import bearer
 from tests.support.app import make_app
 from tests.support.cds import PUBLIC_URL

@@ -30,7 +30,7 @@ import yaml
 
 from screening import PROJECT_ROOT
 from screening.fhir.forms import questionnaire_response_from_answers
-from screening.rules.loader import Rulebook
+from screening.rules.rulebook import Rulebook
 from tests.support.app import API_KEYS
 from tests.support.app import TOKENS
 from tests.support.server import gunicorn

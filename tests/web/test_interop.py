@@ -13,7 +13,7 @@ from flask.testing import FlaskClient
 from screening.fhir.forms import answers_from_questionnaire_response
 from screening.fhir.forms import canonical_reference
 from screening.fhir.forms import questionnaire_response_from_answers
-from screening.rules.loader import Rulebook
+from screening.rules.rulebook import Rulebook
 from screening.storage.store import Store
 from tests.support.app import BOTH_DATABASES
 from tests.support.app import bearer
@@ -271,7 +271,7 @@ def test_one_card_for_the_latest_response(
     assert f"**Outcome:** {outcome_label}" in card["detail"]
     assert "not a diagnosis" in card["detail"]
     assert "S1:" in card["detail"] or "S4:" in card["detail"] or "S5:" in card["detail"]
-    assert card["source"]["label"] == "Screening rules lumbar-rfa 1.0.0"
+    assert card["source"]["label"] == "Screening rules lumbar-rfa 1.1.0"
     assert card["links"][0]["url"].endswith("/review/")
     assert card["links"][0]["type"] == "absolute"
 

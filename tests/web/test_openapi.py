@@ -19,7 +19,7 @@ from openapi_spec_validator import validate
 
 from screening import PROJECT_ROOT
 from screening.fhir.forms import canonical_reference
-from screening.rules.loader import Rulebook
+from screening.rules.rulebook import Rulebook
 from tests.support.app import bearer
 
 SPEC = yaml.safe_load((PROJECT_ROOT / "openapi.yaml").read_text(encoding="utf-8"))

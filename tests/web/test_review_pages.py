@@ -21,7 +21,7 @@ from werkzeug.test import TestResponse
 
 from screening import StartupError
 from screening import create_app
-from screening.rules.loader import Rulebook
+from screening.rules.rulebook import Rulebook
 from screening.services.keys import Authenticator
 from screening.services.keys import parse_api_keys
 from screening.services.keys import token_digest
@@ -702,3 +702,30 @@ def test_without_a_secret_key_the_pages_refuse_and_the_api_works(database_url: s
 def test_an_unusable_secret_key_stops_start_up(database_url: str, secret: object) -> None:
     with pytest.raises(StartupError, match="SCREENING_SECRET_KEY"):
         create_app({"TESTING": True, "DATABASE_URL": database_url, "SECRET_KEY": secret})
+
+
+def test_an_urgent_screening_states_no_finding_that_denies_a_red_flag(
+    app: Flask, client: FlaskClient, store: Store
+) -> None:
+    screening_id = _urgent(client)
+    # A screening stored before findings left the fallback out still lists it.
+    old = dict(store.get_screening(screening_id) or {})
+    fallback = {
+        "rule": "meets_discussion_criteria",
+        "title": "No exclusion found; discussion with a specialist may be appropriate",
+        "text": "No exclusion or red flag found: referral may be discussed.",
+        "sources": ["S1"],
+    }
+    old["result"]["summary"]["clinician"]["findings"].append(fallback)
+    old["id"] = "0" * 32
+    for name in ("reviews", "review_due_at", "review_overdue"):
+        old.pop(name, None)
+    store.insert_screening(old, idempotency=None, response=(201, "{}"), deliveries=[])
+    _sign_in(client)
+    for shown in (screening_id, old["id"]):
+        page = client.get(f"/review/{shown}")
+        assert page.status_code == 200
+        text = page.text
+        assert "Possible" in text or "Fever" in text
+        assert "No exclusion or red flag found" not in text
+        assert "more finding" not in text

@@ -25,6 +25,8 @@ FULL_VIEW = PATIENT_VIEW | {
     "matched_rules",
     "trace",
     "review",
+    # rules-lifecycle-v1.md: what each shadow package would decide; clinicians only.
+    "shadow",
 }
 
 
@@ -185,7 +187,7 @@ def test_bad_body_fields_are_named(
 def test_matching_questionnaire_reference_is_accepted(
     client: FlaskClient, valid_answers: dict[str, Any]
 ) -> None:
-    ref = {"id": "lumbar-rfa-screening", "version": "1.0.0"}
+    ref = {"id": "lumbar-rfa-screening", "version": "1.1.0"}
     assert submit(client, valid_answers, questionnaire=ref).status_code == 201
 
 

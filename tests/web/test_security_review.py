@@ -19,7 +19,7 @@ from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 from screening.fhir.forms import questionnaire_response_from_answers
-from screening.rules.loader import Rulebook
+from screening.rules.rulebook import Rulebook
 from screening.services.keys import token_digest
 from screening.storage.store import ListFilters
 from screening.storage.store import Store
@@ -175,7 +175,8 @@ def test_unknown_envelope_fields_are_never_echoed_when_odd(
     # A name shaped like one of ours is named; the others are counted.
     assert errors["shoe_size"] == ["Unknown field."]
     assert errors["body"] == [
-        "2 more field(s) are not taken here; the fields are: answers, patient_ref, questionnaire."
+        "2 more field(s) are not taken here; the fields are: "
+        "answers, patient_ref, questionnaire, ruleset."
     ]
     assert stored(store) == 0
 

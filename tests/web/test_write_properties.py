@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 from werkzeug.test import TestResponse
 
 from screening.fhir.forms import questionnaire_response_from_answers
-from screening.rules.loader import Rulebook
+from screening.rules.rulebook import Rulebook
 from screening.storage.store import Store
 from tests.support.app import BOTH_DATABASES
 from tests.support.app import RULES_DIR
@@ -129,7 +129,7 @@ def mutated(draw: st.DrawFn, document: Any) -> Any:
 
 
 def _rulebook() -> Rulebook:
-    from screening.rules.loader import load_rules
+    from screening.rules.rulebook import load_rules
 
     return load_rules(RULES_DIR)
 

@@ -8,6 +8,8 @@ from datetime import datetime
 from typing import Any
 
 from screening.rules.questionnaire import Item
+from screening.rules.rulebook import Package
+from screening.rules.summaries import states_a_finding
 from screening.services import registry
 from screening.web.schemas import NOTE_LIMIT
 
@@ -93,38 +95,50 @@ class TraceRule:
     steps: tuple[TraceStep, ...]
 
 
-def outcome(code: str) -> OutcomeView:
+def package_of(view: dict[str, Any]) -> Package:
+    """The loaded package that computed a screening (any status), else the default one."""
+    rulebook = registry.rulebook()
+    ruleset = view.get("ruleset") or {}
+    found = rulebook.package(str(ruleset.get("id")), str(ruleset.get("version")))
+    return found or rulebook.default
+
+
+def _pkg(package: Package | None) -> Package:
+    return package or registry.rulebook().default
+
+
+def outcome(code: str, package: Package | None = None) -> OutcomeView:
     """An outcome code with its label and indicator from the rules data."""
-    outcome = registry.rulebook().ruleset.outcomes.get(code)
+    outcome = _pkg(package).ruleset.outcomes.get(code)
     if outcome is None:
         return OutcomeView(code, code, "info")
     return OutcomeView(code, outcome.label, outcome.indicator)
 
 
-def rule_title(rule_id: str) -> str:
+def rule_title(rule_id: str, package: Package | None = None) -> str:
     """A rule's title, or its id for a rule the loaded ruleset no longer has."""
-    for rule in registry.rulebook().ruleset.rules:
+    for rule in _pkg(package).ruleset.rules:
         if rule.id == rule_id:
             return rule.title
     return rule_id
 
 
-def _item(link_id: str) -> Item | None:
+def _item(link_id: str, package: Package | None = None) -> Item | None:
     """The questionnaire item with this linkId, if the loaded questionnaire has it."""
-    return registry.rulebook().questionnaire.by_link_id.get(link_id)
+    return _pkg(package).questionnaire.by_link_id.get(link_id)
 
 
-def _question(link_id: str) -> str:
+def _question(link_id: str, package: Package | None = None) -> str:
     """The question as the patient read it, or its linkId."""
-    item = _item(link_id)
+    item = _item(link_id, package)
     return item.text if item is not None else link_id
 
 
-def _words(link_id: str, value: Any) -> str:
+def _words(link_id: str, value: Any, package: Package | None = None) -> str:
     """An answer (or an expected value) in the questionnaire's words."""
     if value is None:
         return "No answer"
-    item = _item(link_id)
+    item = _item(link_id, package)
     if item is not None:
         try:
             return item.display(value)
@@ -163,9 +177,9 @@ def card_feedback(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return shown
 
 
-def _citations(ids: list[str], stored: dict[str, str]) -> tuple[Citation, ...]:
+def _citations(ids: list[str], stored: dict[str, str], package: Package) -> tuple[Citation, ...]:
     """Source ids with their citations: as stored with the result, else from the ruleset."""
-    sources = registry.rulebook().ruleset.sources
+    sources = package.ruleset.sources
     citations = []
     for source_id in ids:
         text = stored.get(source_id)
@@ -177,28 +191,38 @@ def _citations(ids: list[str], stored: dict[str, str]) -> tuple[Citation, ...]:
 
 
 def _findings(
-    entries: list[dict[str, Any]], stored: dict[str, str], decided_by: str | None
+    entries: list[dict[str, Any]], stored: dict[str, str], decided_by: str | None, package: Package
 ) -> list[Finding]:
-    """Stored findings (or notes) with titles and citations; mark the deciding one."""
+    """Stored findings (or notes) with titles and citations; mark the deciding one.
+
+    A screening stored before findings left out a fallback that did not decide
+    still lists it; it is left out here too, since it is not true of this screening.
+    """
+    rules = {rule.id: rule for rule in package.ruleset.rules}
+    decided = rules.get(decided_by or "")
     return [
         Finding(
             rule=entry["rule"],
-            title=entry.get("title") or rule_title(entry["rule"]),
+            title=entry.get("title") or rule_title(entry["rule"], package),
             text=entry["text"],
-            sources=_citations(entry.get("sources", []), stored),
+            sources=_citations(entry.get("sources", []), stored, package),
             deciding=entry["rule"] == decided_by,
         )
         for entry in entries
+        if decided is None
+        or entry["rule"] not in rules
+        or states_a_finding(rules[entry["rule"]], decided)
+        or rules[entry["rule"]].kind == "note"
     ]
 
 
-def _answer_groups(answers: dict[str, Any]) -> list[AnswerGroup]:
+def _answer_groups(answers: dict[str, Any], package: Package) -> list[AnswerGroup]:
     """Every answer under its questionnaire section, in questionnaire order."""
-    questionnaire = registry.rulebook().questionnaire
+    questionnaire = package.questionnaire
     groups = []
     for group in questionnaire.groups:
         rows = tuple(
-            Answer(item.text, _words(item.link_id, answers[item.link_id]))
+            Answer(item.text, _words(item.link_id, answers[item.link_id], package))
             for item in questionnaire.items
             if item.group == group.link_id and item.link_id in answers
         )
@@ -206,7 +230,7 @@ def _answer_groups(answers: dict[str, Any]) -> list[AnswerGroup]:
             groups.append(AnswerGroup(group.text, rows))
     # Answers to items this questionnaire no longer has (an older version).
     other = tuple(
-        Answer(link_id, _words(link_id, value))
+        Answer(link_id, _words(link_id, value, package))
         for link_id, value in answers.items()
         if link_id not in questionnaire.by_link_id
     )
@@ -215,7 +239,7 @@ def _answer_groups(answers: dict[str, Any]) -> list[AnswerGroup]:
     return groups
 
 
-def _trace(trace: list[dict[str, Any]]) -> list[TraceRule]:
+def _trace(trace: list[dict[str, Any]], package: Package) -> list[TraceRule]:
     """The stored trace in words: each rule, each comparison, and whether it held."""
     rules = []
     for entry in trace:
@@ -227,12 +251,19 @@ def _trace(trace: list[dict[str, Any]]) -> list[TraceRule]:
                 test = "Needs an answer" if step["expected"] else "Needs no answer"
             else:
                 words = _OPERATOR_WORDS.get(operator, operator)
-                test = f"Needs the answer {words} {_words(link_id, step['expected'])}"
+                test = f"Needs the answer {words} {_words(link_id, step['expected'], package)}"
             steps.append(
-                TraceStep(_question(link_id), test, _words(link_id, step["actual"]), step["held"])
+                TraceStep(
+                    _question(link_id, package),
+                    test,
+                    _words(link_id, step["actual"], package),
+                    step["held"],
+                )
             )
         rules.append(
-            TraceRule(entry["rule"], rule_title(entry["rule"]), entry["matched"], tuple(steps))
+            TraceRule(
+                entry["rule"], rule_title(entry["rule"], package), entry["matched"], tuple(steps)
+            )
         )
     return rules
 
@@ -242,21 +273,22 @@ def detail_context(view: dict[str, Any]) -> dict[str, Any]:
     clinician = view["summary"]["clinician"]
     stored_sources = {s["id"]: s["citation"] for s in clinician.get("sources", [])}
     ruleset = registry.rulebook().ruleset
+    package = package_of(view)
     review = view["review"]
     return {
         "screening": view,
         "received": when(view["created_at"]),
-        "outcome": outcome(view["outcome"]),
-        "decided_by": rule_title(view["decided_by"]),
-        "findings": _findings(clinician["findings"], stored_sources, view["decided_by"]),
-        "notes": _findings(clinician.get("notes", []), stored_sources, None),
+        "outcome": outcome(view["outcome"], package),
+        "decided_by": rule_title(view["decided_by"], package),
+        "findings": _findings(clinician["findings"], stored_sources, view["decided_by"], package),
+        "notes": _findings(clinician.get("notes", []), stored_sources, None, package),
         "key_answers": [
-            Answer(_question(entry["linkId"]), entry["display"])
+            Answer(_question(entry["linkId"], package), entry["display"])
             for entry in clinician.get("key_answers", [])
         ],
-        "answer_groups": _answer_groups(view["answers"]),
+        "answer_groups": _answer_groups(view["answers"], package),
         "patient": view["summary"]["patient"],
-        "trace": _trace(view["trace"]),
+        "trace": _trace(view["trace"], package),
         "history": [
             {"at": when(entry["at"]), "by": entry["by"], "note": entry["note"]}
             for entry in view["review"]["history"]

@@ -1,0 +1,151 @@
+"""What changed between two rule packages, in words a reviewer reads (``rules diff``).
+
+Pure: two loaded packages in, one plain object out, in the shape
+rules-lifecycle-v1.md fixes: ``{"items": {added, removed, changed}, "rules": {added,
+removed, changed, moved}, "texts": [...]}``. Ids are strings; each change names
+what changed and the old and new value.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from screening.rules.questionnaire import Item
+from screening.rules.questionnaire import Questionnaire
+from screening.rules.ruleset import Rule
+from screening.rules.ruleset import Ruleset
+
+
+def _item_facts(item: Item) -> dict[str, Any]:
+    return {
+        "type": item.type,
+        "codes": [option.code for option in item.options],
+        "range": [item.minimum, item.maximum],
+        "enable_when": dict(item.enable_when_data) if item.enable_when_data else None,
+        "text": item.text,
+        "options": {option.code: option.display for option in item.options},
+        "required": item.required,
+    }
+
+
+def _rule_facts(rule: Rule) -> dict[str, Any]:
+    return {
+        "kind": rule.kind,
+        "condition": rule.condition_data,
+        "outcome": rule.outcome,
+        "title": rule.title,
+        "patient": list(rule.patient),
+        "patient_note": rule.patient_note,
+        "patient_note_for": list(rule.patient_note_for),
+        "clinician": rule.clinician,
+        "sources": list(rule.sources),
+    }
+
+
+def _changes(old: dict[str, Any], new: dict[str, Any]) -> list[dict[str, Any]]:
+    return [{"field": key, "from": old[key], "to": new[key]} for key in old if old[key] != new[key]]
+
+
+def _items(old: Questionnaire, new: Questionnaire) -> dict[str, list[Any]]:
+    before = {item.link_id: item for item in old.items}
+    after = {item.link_id: item for item in new.items}
+    changed = []
+    for link_id in before.keys() & after.keys():
+        differences = _changes(_item_facts(before[link_id]), _item_facts(after[link_id]))
+        if differences:
+            changed.append({"id": link_id, "changes": differences})
+    return {
+        "added": [i for i in after if i not in before],
+        "removed": [i for i in before if i not in after],
+        "changed": sorted(changed, key=lambda c: list(after).index(c["id"])),
+    }
+
+
+def _rules(old: Ruleset, new: Ruleset) -> dict[str, list[Any]]:
+    before = {rule.id: rule for rule in old.rules}
+    after = {rule.id: rule for rule in new.rules}
+    changed = []
+    for rule_id in [r for r in after if r in before]:
+        differences = _changes(_rule_facts(before[rule_id]), _rule_facts(after[rule_id]))
+        if differences:
+            changed.append({"id": rule_id, "changes": differences})
+    # Order decides: a rule kept whose place among the kept decision rules changed has moved.
+    kept_before = [r.id for r in old.rules if r.id in after and r.kind == "decision"]
+    kept_after = [r.id for r in new.rules if r.id in before and r.kind == "decision"]
+    moved = [
+        {"id": rule_id, "from": kept_before.index(rule_id) + 1, "to": place + 1}
+        for place, rule_id in enumerate(kept_after)
+        if kept_before.index(rule_id) != place
+    ]
+    return {
+        "added": [r for r in after if r not in before],
+        "removed": [r for r in before if r not in after],
+        "changed": changed,
+        "moved": moved,
+    }
+
+
+def _texts(old: Ruleset, new: Ruleset) -> list[dict[str, Any]]:
+    texts: list[dict[str, Any]] = []
+
+    def compare(what: str, before: Any, after: Any) -> None:
+        if before != after:
+            texts.append({"id": what, "from": before, "to": after})
+
+    compare("disclaimer", old.disclaimer, new.disclaimer)
+    compare("context", old.context, new.context)
+    for code in {**old.outcomes, **new.outcomes}:
+        a, b = old.outcomes.get(code), new.outcomes.get(code)
+        for field in ("label", "headline", "indicator"):
+            compare(f"outcome {code} {field}", getattr(a, field, None), getattr(b, field, None))
+    for source_id in {**old.sources, **new.sources}:
+        was, now = old.sources.get(source_id), new.sources.get(source_id)
+        for field in ("citation", "facts"):
+            compare(
+                f"source {source_id} {field}", getattr(was, field, None), getattr(now, field, None)
+            )
+    return texts
+
+
+def diff_packages(
+    old: tuple[Questionnaire, Ruleset], new: tuple[Questionnaire, Ruleset]
+) -> dict[str, Any]:
+    """Every change from ``old`` to ``new`` (each a questionnaire and its ruleset)."""
+    return {
+        "items": _items(old[0], new[0]),
+        "rules": _rules(old[1], new[1]),
+        "texts": _texts(old[1], new[1]),
+    }
+
+
+def _shown(value: Any) -> str:
+    text = "-" if value is None else str(value)
+    return text if len(text) <= 100 else text[:97] + "..."
+
+
+def diff_text(diff: dict[str, Any], old_name: str, new_name: str) -> list[str]:
+    """The diff as lines a clinical safety officer reads."""
+    lines = [f"From {old_name} to {new_name}"]
+    for section in ("items", "rules"):
+        part = diff[section]
+        lines.append("")
+        lines.append(f"{section.capitalize()}:")
+        if not any(part.values()):
+            lines.append("  no change")
+        lines.extend(f"  added    {i}" for i in part["added"])
+        lines.extend(f"  removed  {i}" for i in part["removed"])
+        lines.extend(
+            f"  moved    {m['id']}: place {m['from']} -> {m['to']}" for m in part.get("moved", [])
+        )
+        for change in part["changed"]:
+            for c in change["changes"]:
+                was, now = _shown(c["from"]), _shown(c["to"])
+                lines.append(f"  changed  {change['id']} {c['field']}: {was} -> {now}")
+    lines.append("")
+    lines.append("Texts:")
+    if not diff["texts"]:
+        lines.append("  no change")
+    lines.extend(
+        f"  changed  {t['id']}: {_shown(t['from'])} -> {_shown(t['to'])}" for t in diff["texts"]
+    )
+    return lines

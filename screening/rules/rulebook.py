@@ -1,0 +1,385 @@
+"""Rule packages and the rulebook: every package loaded, and which one a request uses.
+
+A package is one folder holding ``questionnaire.yaml``, ``ruleset.yaml``,
+``cases.yaml``, ``i18n/`` and ``package.yaml`` (its status, whether it is the
+default, its approval and changelog). ``SCREENING_RULES_DIR`` names one package
+folder, or a folder whose subfolders, at any depth, are packages. The contract is
+shared/spec/rules-lifecycle-v1.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from collections.abc import Mapping
+from dataclasses import dataclass
+from dataclasses import field
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from screening.rules.cases import run_cases
+from screening.rules.i18n import Catalog
+from screening.rules.i18n import load_translations
+from screening.rules.loader import CASES_FILE
+from screening.rules.loader import QUESTIONNAIRE_FILE
+from screening.rules.loader import RulesError
+from screening.rules.loader import check_schema
+from screening.rules.loader import find_schema_dir
+from screening.rules.loader import load_files
+from screening.rules.loader import read_yaml
+from screening.rules.questionnaire import Questionnaire
+from screening.rules.ruleset import Ruleset
+
+PACKAGE_FILE = "package.yaml"
+STATUSES = ("draft", "shadow", "active", "retired")
+#: A package folder with no package.yaml is what one rules folder was before packages.
+_IMPLIED = {"status": "active", "default": True, "changelog": []}
+
+
+class ChoiceError(Exception):
+    """A request named a questionnaire or ruleset that can't be used; ``field`` says which."""
+
+    def __init__(self, field_name: str, message: str) -> None:
+        self.field = field_name
+        self.message = message
+        super().__init__(f"{field_name}: {message}")
+
+
+class UnknownVersion(ChoiceError):
+    """No active package serves the asked questionnaire version."""
+
+
+def version_key(version: str) -> tuple[int, ...]:
+    """Sort key of a MAJOR.MINOR.PATCH version (the schemas enforce the form)."""
+    return tuple(int(part) for part in version.split("."))
+
+
+@dataclass(frozen=True, slots=True)
+class Package:
+    """One rule package: its questionnaire, ruleset, translations and release state."""
+
+    directory: Path
+    schema_dir: Path
+    questionnaire: Questionnaire
+    ruleset: Ruleset
+    catalogs: Mapping[str, Catalog]
+    status: str
+    default: bool
+    approved_by: str | None = None
+    approved_on: str | None = None
+    changelog: tuple[dict[str, Any], ...] = ()
+    has_package_file: bool = True
+
+    @property
+    def id(self) -> str:
+        """The ruleset id, which names the package."""
+        return self.ruleset.id
+
+    @property
+    def version(self) -> str:
+        """The ruleset version."""
+        return self.ruleset.version
+
+    @property
+    def cases_path(self) -> Path:
+        """Where the package's rule cases live."""
+        return self.directory / CASES_FILE
+
+    @property
+    def questionnaire_ref(self) -> tuple[str, str]:
+        """The questionnaire id and version the package applies to."""
+        return (self.questionnaire.id, self.questionnaire.version)
+
+    def summary(self) -> dict[str, Any]:
+        """The package as ``GET /v1/rulesets`` lists it."""
+        return {
+            "id": self.id,
+            "version": self.version,
+            "sha256": self.ruleset.sha256,
+            "status": self.status,
+            "default": self.default,
+            "questionnaire": {"id": self.questionnaire.id, "version": self.questionnaire.version},
+            "approved_by": self.approved_by,
+            "approved_on": self.approved_on,
+        }
+
+    def describe(self) -> str:
+        """``lumbar-rfa 1.1.0`` for messages."""
+        return f"{self.id} {self.version}"
+
+
+def load_package(directory: Path | str, schema_dir: Path | None = None) -> Package:
+    """Load and check one package folder (questionnaire, ruleset, translations, package.yaml)."""
+    directory = Path(directory)
+    schema_dir = schema_dir or find_schema_dir(directory)
+    questionnaire, ruleset = load_files(directory, schema_dir)
+    catalogs = load_translations(directory, questionnaire, ruleset)
+    path = directory / PACKAGE_FILE
+    has_file = path.is_file()
+    data: dict[str, Any] = dict(_IMPLIED)
+    if has_file:
+        data, _ = read_yaml(path)
+        # YAML reads an unquoted date as a date; the schema checks the text form.
+        data = _dates_as_text(data)
+        problems = check_schema(path, data, schema_dir, "package.schema.json")
+        if problems:
+            raise RulesError(problems)
+        problems = list(_package_problems(path, data))
+        if problems:
+            raise RulesError(problems)
+    return Package(
+        directory=directory,
+        schema_dir=schema_dir,
+        questionnaire=questionnaire,
+        ruleset=ruleset,
+        catalogs=catalogs,
+        status=data["status"],
+        default=data["default"],
+        approved_by=data.get("approved_by"),
+        approved_on=data.get("approved_on"),
+        changelog=tuple(data.get("changelog", ())),
+        has_package_file=has_file,
+    )
+
+
+def _dates_as_text(node: Any) -> Any:
+    if isinstance(node, date):
+        return node.isoformat()
+    if isinstance(node, dict):
+        return {key: _dates_as_text(value) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_dates_as_text(value) for value in node]
+    return node
+
+
+def _package_problems(path: Path, data: Mapping[str, Any]) -> Iterable[str]:
+    """What package.yaml itself gets wrong."""
+    if data["status"] in ("active", "shadow") and not (
+        data.get("approved_by") and data.get("approved_on")
+    ):
+        yield f"{path}: status '{data['status']}' needs approved_by and approved_on"
+    if data["default"] and data["status"] != "active":
+        yield f"{path}: default: true needs status 'active' (this package is '{data['status']}')"
+
+
+def _case_problems(package: Package) -> list[str]:
+    """An active package's own cases must pass and cover every rule both ways."""
+    report = run_cases(package)
+    return [f"{package.cases_path}: {line}" for line in report.failures + report.uncovered]
+
+
+def find_package_dirs(root: Path) -> list[Path]:
+    """``root`` itself when it is a package, else every package folder under it, sorted."""
+    if (root / QUESTIONNAIRE_FILE).is_file():
+        return [root]
+    return sorted(path.parent for path in root.rglob(QUESTIONNAIRE_FILE))
+
+
+def _catalog_problems(packages: list[Package]) -> Iterable[str]:
+    """The checks across packages that rules-lifecycle-v1.md lists."""
+    seen: dict[tuple[str, str], Package] = {}
+    questionnaires: dict[tuple[str, str], Package] = {}
+    for package in packages:
+        key = (package.id, package.version)
+        if key in seen:
+            yield (
+                f"{package.directory}: ruleset {package.describe()} is also in "
+                f"{seen[key].directory}"
+            )
+        seen.setdefault(key, package)
+        first = questionnaires.setdefault(package.questionnaire_ref, package)
+        if first.questionnaire.sha256 != package.questionnaire.sha256:
+            q_id, q_version = package.questionnaire_ref
+            yield (
+                f"{package.directory}: questionnaire {q_id} {q_version} differs from the one "
+                f"in {first.directory} (same id and version, different content)"
+            )
+    for (q_id, q_version), _ in questionnaires.items():
+        active = [
+            p for p in packages if p.questionnaire_ref == (q_id, q_version) and p.status == "active"
+        ]
+        defaults = [p for p in active if p.default]
+        if active and not defaults:
+            yield (
+                f"questionnaire {q_id} {q_version}: no active package is the default "
+                f"(set default: true in one of {', '.join(str(p.directory) for p in active)})"
+            )
+        if len(defaults) > 1:
+            yield (
+                f"questionnaire {q_id} {q_version}: {len(defaults)} packages are the default "
+                f"({', '.join(str(p.directory) for p in defaults)}); keep one"
+            )
+
+
+def load_rules(directory: Path | str) -> Rulebook:
+    """Load every package under ``directory`` and check each, then all of them together."""
+    root = Path(directory)
+    if not root.is_dir():
+        raise RulesError([f"{root}: rules folder not found"])
+    dirs = find_package_dirs(root)
+    if not dirs:
+        raise RulesError([f"{root}: no rule package found (no {QUESTIONNAIRE_FILE} in any folder)"])
+    packages: list[Package] = []
+    problems: list[str] = []
+    for folder in dirs:
+        try:
+            packages.append(load_package(folder))
+        except RulesError as exc:
+            problems.extend(exc.problems)
+    if problems:
+        raise RulesError(problems)
+    problems.extend(_catalog_problems(packages))
+    for package in packages:
+        if package.status == "active" and package.has_package_file:
+            problems.extend(_case_problems(package))
+    if problems:
+        raise RulesError(problems)
+    return Rulebook(directory=root, packages=tuple(packages))
+
+
+@dataclass(frozen=True, slots=True)
+class Rulebook:
+    """Every loaded package, and the choice of package for a request.
+
+    ``questionnaire``, ``ruleset`` and ``catalogs`` are the default package's:
+    the highest questionnaire version that has an active default package.
+    """
+
+    directory: Path
+    packages: tuple[Package, ...]
+    _defaults: dict[tuple[str, str], Package] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+
+    def __post_init__(self) -> None:
+        for package in self.packages:
+            if package.status == "active" and package.default:
+                self._defaults[package.questionnaire_ref] = package
+        if not self._defaults:
+            raise RulesError([f"{self.directory}: no active default package"])
+
+    # --- the default package ---------------------------------------------------------
+
+    @property
+    def default(self) -> Package:
+        """The default package of the highest questionnaire version served."""
+        return max(self._defaults.values(), key=lambda p: version_key(p.questionnaire.version))
+
+    @property
+    def questionnaire(self) -> Questionnaire:
+        """The default questionnaire."""
+        return self.default.questionnaire
+
+    @property
+    def ruleset(self) -> Ruleset:
+        """The default ruleset (of the default questionnaire)."""
+        return self.default.ruleset
+
+    @property
+    def catalogs(self) -> Mapping[str, Catalog]:
+        """The default package's patient texts by language."""
+        return self.default.catalogs
+
+    @property
+    def cases_path(self) -> Path:
+        """The default package's cases."""
+        return self.default.cases_path
+
+    @property
+    def schema_dir(self) -> Path:
+        """The default package's schemas."""
+        return self.default.schema_dir
+
+    # --- finding packages ------------------------------------------------------------
+
+    def package(self, ruleset_id: str, version: str) -> Package | None:
+        """The package of one ruleset id and version, whatever its status."""
+        for package in self.packages:
+            if (package.id, package.version) == (ruleset_id, version):
+                return package
+        return None
+
+    def sorted_packages(self) -> list[Package]:
+        """Every package by ruleset id, then version."""
+        return sorted(self.packages, key=lambda p: (p.id, version_key(p.version)))
+
+    def questionnaire_versions(self) -> list[str]:
+        """The questionnaire versions served (those with an active default), lowest first."""
+        return sorted({v for _, v in self._defaults}, key=version_key)
+
+    def for_questionnaire(self, version: str | None = None) -> Package:
+        """The default package of a questionnaire version (None: the default questionnaire)."""
+        if version is None:
+            return self.default
+        for (_, q_version), package in self._defaults.items():
+            if q_version == version:
+                return package
+        raise UnknownVersion(
+            "version",
+            f"No questionnaire version {version} is served. "
+            f"Served: {', '.join(self.questionnaire_versions())}.",
+        )
+
+    def shadows(self, questionnaire: Questionnaire) -> list[Package]:
+        """The shadow packages that apply to a questionnaire, by ruleset id and version."""
+        ref = (questionnaire.id, questionnaire.version)
+        return [
+            p for p in self.sorted_packages() if p.status == "shadow" and p.questionnaire_ref == ref
+        ]
+
+    # --- choosing for a request --------------------------------------------------------
+
+    def choose(
+        self, questionnaire: Mapping[str, str] | None, ruleset: Mapping[str, Any] | None
+    ) -> Package:
+        """The package a request uses, from its optional questionnaire and ruleset references.
+
+        Raises ``ChoiceError`` naming ``questionnaire`` or ``ruleset`` when the
+        reference can't be used: unknown, draft, shadow, retired or mismatched.
+        """
+        q_ref = None
+        if questionnaire is not None:
+            q_ref = (questionnaire["id"], questionnaire["version"])
+            if q_ref not in self._defaults:
+                served = ", ".join(f"{q} {v}" for q, v in sorted(self._defaults))
+                raise ChoiceError(
+                    "questionnaire",
+                    f"Questionnaire {q_ref[0]} version {q_ref[1]} is not served. Served: {served}.",
+                )
+        if ruleset is None:
+            return self.default if q_ref is None else self._defaults[q_ref]
+        return self._choose_ruleset(q_ref, ruleset["id"], ruleset.get("version"))
+
+    def _choose_ruleset(
+        self, q_ref: tuple[str, str] | None, ruleset_id: str, version: str | None
+    ) -> Package:
+        same_id = [p for p in self.packages if p.id == ruleset_id]
+        if not same_id:
+            raise ChoiceError("ruleset", f"There is no ruleset {ruleset_id}.")
+        if version is not None:
+            package = self.package(ruleset_id, version)
+            if package is None:
+                raise ChoiceError("ruleset", f"There is no ruleset {ruleset_id} version {version}.")
+            if package.status != "active":
+                raise ChoiceError(
+                    "ruleset",
+                    f"Ruleset {ruleset_id} version {version} is {package.status}: "
+                    "only active rulesets decide screenings.",
+                )
+            if q_ref is not None and package.questionnaire_ref != q_ref:
+                raise ChoiceError(
+                    "ruleset",
+                    f"Ruleset {ruleset_id} version {version} applies to questionnaire "
+                    f"{package.questionnaire.id} version {package.questionnaire.version}, "
+                    f"not {q_ref[0]} version {q_ref[1]}.",
+                )
+            return package
+        candidates = [
+            p
+            for p in same_id
+            if p.status == "active" and (q_ref is None or p.questionnaire_ref == q_ref)
+        ]
+        if not candidates:
+            where = "" if q_ref is None else f" for questionnaire {q_ref[0]} version {q_ref[1]}"
+            raise ChoiceError("ruleset", f"No active version of ruleset {ruleset_id}{where}.")
+        return max(candidates, key=lambda p: version_key(p.version))
