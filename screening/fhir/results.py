@@ -71,7 +71,8 @@ def _with_subject(resource: dict[str, Any], subject: dict[str, Any] | None) -> d
 
 
 def _reason_codes(result: Mapping[str, Any], rules_system: str) -> list[dict[str, Any]]:
-    """A CodeableConcept per matched rule, the deciding one first, with its sources."""
+    """A CodeableConcept per finding and note (every matched rule but a fallback that did not
+    decide), the deciding one first, with its sources."""
     clinician = result["summary"]["clinician"]
     citations = {source["id"]: source["citation"] for source in clinician["sources"]}
     reasons = []

@@ -92,9 +92,16 @@ def evaluate(answers: Mapping[str, Any], ruleset: Ruleset) -> dict[str, Any]:
             if decided is None and rule.kind == "decision":
                 decided = rule
     assert decided is not None and decided.outcome is not None
-    findings = [_finding(rule) for rule in matched if rule.kind == "decision"]
-    notes = [_finding(rule) for rule in matched if rule.kind == "note"]
-    cited = {source for rule in matched for source in rule.sources}
+    # A fallback (condition `always`) that did not decide states nothing about this
+    # screening: it is in matched_rules only (rules-v1.md, issue 10 item 7).
+    stated = [
+        rule
+        for rule in matched
+        if rule.kind == "note" or rule is decided or "always" not in rule.condition_data
+    ]
+    findings = [_finding(rule) for rule in stated if rule.kind == "decision"]
+    notes = [_finding(rule) for rule in stated if rule.kind == "note"]
+    cited = {source for rule in stated for source in rule.sources}
     return {
         "outcome": decided.outcome,
         "decided_by": decided.id,
@@ -103,7 +110,12 @@ def evaluate(answers: Mapping[str, Any], ruleset: Ruleset) -> dict[str, Any]:
             "patient": {
                 "headline": ruleset.outcomes[decided.outcome].headline,
                 "body": list(decided.patient),
-                "notes": [rule.patient_note for rule in matched if rule.patient_note],
+                "notes": [
+                    rule.patient_note
+                    for rule in matched
+                    if rule.patient_note
+                    and (not rule.patient_note_for or decided.outcome in rule.patient_note_for)
+                ],
                 "disclaimer": ruleset.disclaimer,
             },
             "clinician": {

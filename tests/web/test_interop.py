@@ -351,7 +351,11 @@ def test_a_stored_screening_as_a_fhir_bundle(
     assert guidance["status"] == "success"
     reasons = [reason["coding"][0]["code"] for reason in guidance["reasonCode"]]
     assert reasons[0] == created["decided_by"]
-    assert sorted(reasons) == sorted(created["matched_rules"])
+    # A reason per finding and note: every matched rule but a fallback that did not decide.
+    clinician = created["summary"]["clinician"]
+    stated = [finding["rule"] for finding in [*clinician["findings"], *clinician["notes"]]]
+    assert sorted(reasons) == sorted(stated)
+    assert set(stated) <= set(created["matched_rules"])
     cited = created["summary"]["clinician"]["sources"][0]["citation"]
     assert any(cited in reason["text"] for reason in guidance["reasonCode"])
     [parameters] = _bundle_resources(bundle, "Parameters")
