@@ -33,6 +33,7 @@ from load import _postgres_database
 
 from screening import PROJECT_ROOT
 from screening.rules.engine import evaluate
+from screening.rules.rulebook import Package
 from screening.rules.rulebook import load_package
 from screening.storage.migrate import migrate
 from screening.storage.store import make_engine
@@ -42,8 +43,7 @@ DEFAULT = PROJECT_ROOT / "rules" / "lumbar-rfa" / "1.1.0"
 BATCH = 10_000
 
 
-def _answers(rng: random.Random) -> dict[str, Any]:
-    base = json.loads((Path(__file__).parent / "replay_answers.json").read_text())
+def _answers(base: dict[str, Any], rng: random.Random) -> dict[str, Any]:
     answers = dict(base)
     answers["pain_intensity"] = rng.randint(0, 10)
     answers["pain_interference"] = rng.randint(0, 10)
@@ -52,13 +52,13 @@ def _answers(rng: random.Random) -> dict[str, Any]:
     return answers
 
 
-def _templates(count: int = 200) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+def _templates(package: Package, count: int = 200) -> list[tuple[dict[str, Any], dict[str, Any]]]:
     """A pool of (answers, stored result) pairs, evaluated once by the real engine."""
-    package = load_package(DEFAULT)
+    base = json.loads((Path(__file__).parent / "replay_answers.json").read_text())
     rng = random.Random(10)
     pool = []
     for _ in range(count):
-        answers, errors = package.questionnaire.validate(_answers(rng))
+        answers, errors = package.questionnaire.validate(_answers(base, rng))
         assert not errors, errors
         result = evaluate(answers, package.ruleset)
         result.pop("ruleset", None)
@@ -72,7 +72,7 @@ def _fill(url: str, n: int) -> None:
     migrate(engine)
     package = load_package(DEFAULT)
     q, r = package.questionnaire, package.ruleset
-    pool = _templates()
+    pool = _templates(package)
     start = datetime(2026, 1, 1, tzinfo=UTC)
     insert = screenings.insert()
     done = 0

@@ -17,10 +17,10 @@ from screening import PROJECT_ROOT
 from screening.fhir.forms import answers_from_questionnaire_response
 from screening.fhir.forms import questionnaire_response_from_answers
 from screening.rules.rulebook import Rulebook
-from tests.support.app import API_KEYS
 from tests.support.app import RULES_DIR
 from tests.support.app import TOKENS
 from tests.support.server import gunicorn
+from tests.support.server import service_environment
 
 EXAMPLES = PROJECT_ROOT / "examples"
 README = PROJECT_ROOT / "README.md"
@@ -86,12 +86,8 @@ curl() { command curl --fail-with-body --silent --show-error "$@" && echo; }
 @pytest.fixture
 def service(database_url: str, tmp_path: Path) -> Iterator[str]:
     """The service under gunicorn with the test keys, on a fresh database."""
-    env = {
-        "SCREENING_DATABASE_URL": database_url,
-        "SCREENING_API_KEYS": API_KEYS,
-        "SCREENING_RATE_LIMIT": "",
-    }
-    with gunicorn(env, tmp_path / "gunicorn.log", workers=1, threads=2) as base:
+    log = tmp_path / "gunicorn.log"
+    with gunicorn(service_environment(database_url), log, workers=1, threads=2) as base:
         yield base
 
 

@@ -22,11 +22,7 @@ def patient_summary(ruleset: Ruleset, decided: Rule, matched: Sequence[Rule]) ->
     return {
         "headline": ruleset.outcomes[decided.outcome].headline,
         "body": list(decided.patient),
-        "notes": [
-            rule.patient_note
-            for rule in matched
-            if rule.patient_note and rule.note_fits(decided.outcome)
-        ],
+        "notes": [rule.patient_note for rule in matched if rule.note_fits(decided.outcome)],
         "disclaimer": ruleset.disclaimer,
     }
 

@@ -29,6 +29,7 @@ from urllib.parse import urlsplit
 import jwt
 import requests
 
+from screening.services.settings import json_array
 from screening.storage.store import Store
 from screening.storage.store import answers_digest
 
@@ -143,15 +144,8 @@ def parse_cds_clients(value: Any) -> tuple[CdsClient, ...]:
 
     Raises ``CdsConfigError`` naming the setting and the entry.
     """
-    if value is None or value == "":
-        return ()
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except ValueError:
-            raise CdsConfigError(f"{SETTING}: must be a JSON array of clients") from None
-    if not isinstance(value, list):
-        raise CdsConfigError(f"{SETTING}: must be a JSON array of clients")
+    message = f"{SETTING}: must be a JSON array of clients"
+    value = json_array(value, CdsConfigError, message, message)
     clients: list[CdsClient] = []
     for position, entry in enumerate(value, start=1):
         label = f"{SETTING} entry {position}"

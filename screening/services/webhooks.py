@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import re
 import secrets
 from collections.abc import Collection
@@ -24,6 +23,7 @@ from urllib.parse import urlsplit
 import orjson
 from standardwebhooks.webhooks import Webhook
 
+from screening.services.settings import json_array
 from screening.services.triage import rfc3339
 
 CREATED = "screening.created"
@@ -140,15 +140,12 @@ def _endpoint(number: int, entry: Any, outcomes: Collection[str], seen: set[str]
 
 def parse_endpoints(value: Any, outcomes: Collection[str]) -> tuple[Endpoint, ...]:
     """The endpoints of ``SCREENING_WEBHOOKS`` (a JSON array, or the parsed list)."""
-    if value is None or value == "":
-        return ()
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except ValueError:
-            raise WebhookConfigError("SCREENING_WEBHOOKS: must be a JSON array") from None
-    if not isinstance(value, list):
-        raise WebhookConfigError("SCREENING_WEBHOOKS: must be a JSON array of endpoints")
+    value = json_array(
+        value,
+        WebhookConfigError,
+        "SCREENING_WEBHOOKS: must be a JSON array",
+        "SCREENING_WEBHOOKS: must be a JSON array of endpoints",
+    )
     seen: set[str] = set()
     return tuple(_endpoint(n, entry, outcomes, seen) for n, entry in enumerate(value, 1))
 

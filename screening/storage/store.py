@@ -830,7 +830,8 @@ class Store:
         """
         now = _utcnow()
         table = cds_token_ids
-        with self._write() as conn:
+
+        def remember(conn: Connection) -> bool:
             conn.execute(table.delete().where(table.c.expires_at <= now))
             inserted = conn.execute(
                 self._insert(table)
@@ -838,7 +839,10 @@ class Store:
                 .on_conflict_do_nothing()
                 .returning(table.c.jti)
             ).first()
-        return inserted is not None
+            return inserted is not None
+
+        # Written on every hook call: committed with the other requests' writes.
+        return self._grouped.run(remember)
 
     def screening_with_answers(self, digest: str) -> str | None:
         """The id of the newest screening whose answers have this digest, if any."""
@@ -854,10 +858,13 @@ class Store:
 
     def record_card(self, row: dict[str, Any]) -> None:
         """Store a card as shown; audit it against its screening when it has one."""
-        with self._write() as conn:
+
+        def record(conn: Connection) -> None:
             conn.execute(cds_cards.insert(), row)
             if row["screening_id"] is not None:
                 self._audit(conn, row["caller"], "cds_card", [row["screening_id"]], row["shown_at"])
+
+        self._grouped.run(record)
 
     def record_feedback(self, caller: str, entries: Sequence[dict[str, Any]]) -> int:
         """Store feedback entries (each joined to its card, if shown) and audit them;

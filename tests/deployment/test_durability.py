@@ -27,7 +27,6 @@ from typing import Any
 import requests
 import sqlalchemy as sa
 
-from tests.support.app import API_KEYS
 from tests.support.app import BOTH_DATABASES
 from tests.support.app import base_answers
 from tests.support.app import bearer
@@ -35,6 +34,7 @@ from tests.support.server import child_pids
 from tests.support.server import gunicorn
 from tests.support.server import master_pid
 from tests.support.server import running
+from tests.support.server import service_environment
 
 pytestmark = BOTH_DATABASES
 
@@ -298,19 +298,21 @@ def summary(load: Load, killed: list[int]) -> str:
     )
 
 
-def _environment(database_url: str) -> dict[str, str]:
-    return {
-        "SCREENING_DATABASE_URL": database_url,
-        "SCREENING_API_KEYS": API_KEYS,
-        "SCREENING_RATE_LIMIT": "",
-    }
+def _serve_under_load(load: Load, base: str) -> int:
+    """Point ``load`` at the server ``base``, start it, wait for its first screenings;
+    return the server's master pid."""
+    load.base = base
+    master = master_pid(base)
+    load.start()
+    wait_for(lambda: load.acknowledged() >= ACKS_PER_STAGE, 15, "the first screenings")
+    return master
 
 
 def _restart_and_check(load: Load, killed: list[int], database_url: str, log: Path) -> None:
     """Start a new server on the same database while the clients go on posting; then check
     that every acknowledged screening reads back, replays, and is stored exactly once."""
     restarted = load.acknowledged()
-    with gunicorn(_environment(database_url), log, workers=WORKERS) as base:
+    with gunicorn(service_environment(database_url), log, workers=WORKERS) as base:
         load.base = base
         wait_for(
             lambda: load.acknowledged() >= restarted + ACKS_PER_STAGE,
@@ -357,11 +359,10 @@ def test_acknowledged_screenings_survive_killed_workers_and_a_restart(
 ) -> None:
     load = Load()
     try:
-        with gunicorn(_environment(database_url), tmp_path / "first.log", workers=WORKERS) as base:
-            load.base = base
-            master = master_pid(base)
-            load.start()
-            wait_for(lambda: load.acknowledged() >= ACKS_PER_STAGE, 15, "the first screenings")
+        with gunicorn(
+            service_environment(database_url), tmp_path / "first.log", workers=WORKERS
+        ) as base:
+            master = _serve_under_load(load, base)
             killed = kill_workers(master, KILLS)
             # The master replaces each killed worker; the mended server keeps serving.
             wait_for(lambda: replaced(master, killed), 15, "the killed workers' replacements")
@@ -381,11 +382,10 @@ def test_acknowledged_screenings_survive_a_killed_server(database_url: str, tmp_
     crash) in the middle of the load; a new one starts on the same database."""
     load = Load()
     try:
-        with gunicorn(_environment(database_url), tmp_path / "first.log", workers=WORKERS) as base:
-            load.base = base
-            master = master_pid(base)
-            load.start()
-            wait_for(lambda: load.acknowledged() >= ACKS_PER_STAGE, 15, "the first screenings")
+        with gunicorn(
+            service_environment(database_url), tmp_path / "first.log", workers=WORKERS
+        ) as base:
+            master = _serve_under_load(load, base)
             workers = child_pids(master)
             # Strike while a worker is busy, so that requests die half done.
             deadline = time.monotonic() + BUSY_WAIT_SECONDS

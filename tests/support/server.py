@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 import requests
 
 from screening import PROJECT_ROOT
+from tests.support.app import API_KEYS
 from tests.support.app import bearer
 
 
@@ -27,6 +28,15 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def service_environment(database_url: str) -> dict[str, str]:
+    """The environment of a served app on ``database_url``: the test keys, no rate limit."""
+    return {
+        "SCREENING_DATABASE_URL": database_url,
+        "SCREENING_API_KEYS": API_KEYS,
+        "SCREENING_RATE_LIMIT": "",
+    }
 
 
 @contextmanager
