@@ -250,6 +250,9 @@ class Rulebook:
     _defaults: dict[tuple[str, str], Package] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
+    # Worked out once: the request path asks for both on every screening.
+    _default: Package = field(init=False, repr=False, compare=False)
+    _sorted: tuple[Package, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         for package in self.packages:
@@ -257,13 +260,17 @@ class Rulebook:
                 self._defaults[package.questionnaire_ref] = package
         if not self._defaults:
             raise RulesError([f"{self.directory}: no active default package"])
+        highest = max(self._defaults.values(), key=lambda p: version_key(p.questionnaire.version))
+        object.__setattr__(self, "_default", highest)
+        by_version = sorted(self.packages, key=lambda p: (p.id, version_key(p.version)))
+        object.__setattr__(self, "_sorted", tuple(by_version))
 
     # --- the default package ---------------------------------------------------------
 
     @property
     def default(self) -> Package:
         """The default package of the highest questionnaire version served."""
-        return max(self._defaults.values(), key=lambda p: version_key(p.questionnaire.version))
+        return self._default
 
     @property
     def questionnaire(self) -> Questionnaire:
@@ -301,7 +308,7 @@ class Rulebook:
 
     def sorted_packages(self) -> list[Package]:
         """Every package by ruleset id, then version."""
-        return sorted(self.packages, key=lambda p: (p.id, version_key(p.version)))
+        return list(self._sorted)
 
     def questionnaire_versions(self) -> list[str]:
         """The questionnaire versions served (those with an active default), lowest first."""
