@@ -363,12 +363,15 @@ class ScreeningService:
             and params["created_from"] > params["created_to"]
         ):
             raise ValidationProblem({"created_to": ["Must not be before created_from."]})
+        self._check_ruleset_filter(params["ruleset"], params["ruleset_version"])
         filters = ListFilters(
             outcome=params["outcome"],
             review_status=params["review_status"],
             patient_ref=params["patient_ref"],
             created_from=params["created_from"],
             created_to=params["created_to"],
+            ruleset_id=params["ruleset"],
+            ruleset_version=params["ruleset_version"],
         )
         rows, position = self.store.list_screenings(
             filters, params["limit"], after, self.clock.order if triage else None
@@ -381,6 +384,22 @@ class ScreeningService:
         if len(position) == 3:
             return Page(rows, encode_triage_cursor(*position))
         return Page(rows, encode_cursor(*position))
+
+    def _check_ruleset_filter(self, ruleset_id: str | None, version: str | None) -> None:
+        """A 422 unless the list's ruleset filter names a loaded package (any status,
+        retired ones included) or, with no version, a loaded ruleset id."""
+        if ruleset_id is None:
+            if version is not None:
+                raise ValidationProblem({"ruleset_version": ["Give ruleset with it."]})
+            return
+        versions = [p.version for p in self.rulebook.sorted_packages() if p.id == ruleset_id]
+        if not versions:
+            known = sorted({p.id for p in self.rulebook.packages})
+            raise ValidationProblem({"ruleset": [f"Must be one of: {', '.join(known)}."]})
+        if version is not None and version not in versions:
+            raise ValidationProblem(
+                {"ruleset_version": [f"Must be one of: {', '.join(versions)}."]}
+            )
 
     # --- reviewing ------------------------------------------------------------------
 

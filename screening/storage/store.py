@@ -105,6 +105,7 @@ screenings = sa.Table(
     sa.Index(None, "review_status", "created_at"),
     sa.Index(None, "patient_ref"),
     sa.Index(None, "answers_sha256"),
+    sa.Index(None, "ruleset_id", "ruleset_version", "created_at"),
 )
 
 reviews = sa.Table(
@@ -380,6 +381,8 @@ class ListFilters:
     patient_ref: str | None = None
     created_from: datetime | None = None
     created_to: datetime | None = None
+    ruleset_id: str | None = None
+    ruleset_version: str | None = None
 
 
 def _on_sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -704,6 +707,10 @@ class Store:
             query = query.where(c.created_at >= filters.created_from)
         if filters.created_to is not None:
             query = query.where(c.created_at <= filters.created_to)
+        if filters.ruleset_id is not None:
+            query = query.where(c.ruleset_id == filters.ruleset_id)
+        if filters.ruleset_version is not None:
+            query = query.where(c.ruleset_version == filters.ruleset_version)
         if triage is not None:
             return self._triage_page(query, limit, after, triage)
         if after is not None:

@@ -143,6 +143,9 @@ class ListQuerySchema(Schema):
         load_default=None, format="iso", validate=_utc_representable
     )
     created_to = fields.AwareDateTime(load_default=None, format="iso", validate=_utc_representable)
+    # Checked against the loaded rule packages by the service.
+    ruleset = fields.String(load_default=None, validate=validate.Length(min=1, max=64))
+    ruleset_version = fields.String(load_default=None, validate=validate.Length(min=1, max=32))
     limit = fields.Integer(
         load_default=20,
         strict=False,

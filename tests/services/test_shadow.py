@@ -3,46 +3,20 @@ only, counted when it disagrees, and never able to fail a request."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from prometheus_client import REGISTRY
 
 import screening.services.screenings as screenings
 from screening.rules import engine
 from tests.support.app import BOTH_DATABASES
-from tests.support.app import RULES_ROOT
 from tests.support.app import bearer
 from tests.support.app import make_app
+from tests.support.app import shadow_tree
 
 pytestmark = BOTH_DATABASES
-
-
-def _shadow_tree(tmp_path: Path) -> Path:
-    """The shipped packages plus lumbar-rfa 1.2.0 in shadow: pain 6 of 10 is now below threshold."""
-    tree = tmp_path / "rules"
-    shutil.copytree(RULES_ROOT, tree)
-    candidate = tree / "lumbar-rfa" / "1.2.0"
-    shutil.copytree(tree / "lumbar-rfa" / "1.1.0", candidate)
-    package = yaml.safe_load((candidate / "package.yaml").read_text(encoding="utf-8"))
-    package.update(status="shadow", default=False)
-    (candidate / "package.yaml").write_text(yaml.safe_dump(package), encoding="utf-8")
-    for name in ("ruleset.yaml", "i18n/es.yaml"):
-        path = candidate / name
-        text = path.read_text(encoding="utf-8")
-        text = text.replace("version: 1.1.0\ntitle:", "version: 1.2.0\ntitle:")
-        text = text.replace(
-            "ruleset: {id: lumbar-rfa, version: 1.1.0}", "ruleset: {id: lumbar-rfa, version: 1.2.0}"
-        )
-        text = text.replace(
-            "{item: pain_intensity, less_than: 5}", "{item: pain_intensity, less_than: 7}"
-        )
-        path.write_text(text, encoding="utf-8")
-    # Its cases are not re-stated here: only active packages must pass their own cases.
-    return tree
 
 
 def _disagreements() -> float:
@@ -56,7 +30,7 @@ def test_a_shadow_result_is_stored_shown_to_clinicians_and_counted(
     database_url: str, tmp_path: Path, valid_answers: dict[str, Any]
 ) -> None:
     answers = {**valid_answers, "pain_intensity": 6}
-    with make_app(database_url, RULES_DIR=str(_shadow_tree(tmp_path))) as app:
+    with make_app(database_url, RULES_DIR=str(shadow_tree(tmp_path))) as app:
         client = app.test_client()
         before = _disagreements()
         created = client.post(
@@ -108,7 +82,7 @@ def test_a_failing_shadow_never_fails_the_request(
         return real(answers, ruleset)
 
     monkeypatch.setattr(screenings, "evaluate", broken_for_the_shadow)
-    with make_app(database_url, RULES_DIR=str(_shadow_tree(tmp_path))) as app:
+    with make_app(database_url, RULES_DIR=str(shadow_tree(tmp_path))) as app:
         response = app.test_client().post(
             "/v1/screenings", json={"answers": valid_answers}, headers=bearer("dr-c")
         )

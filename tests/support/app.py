@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -99,3 +101,27 @@ def base_answers() -> dict[str, Any]:
     """A fresh copy of the complete, valid submission the rule cases start from."""
     cases = yaml.safe_load((RULES_DIR / "cases.yaml").read_text(encoding="utf-8"))
     return dict(cases["bases"]["no_findings"])
+
+
+def shadow_tree(tmp_path: Path) -> Path:
+    """The shipped packages plus lumbar-rfa 1.2.0 in shadow: pain 6 of 10 is now below threshold."""
+    tree = tmp_path / "rules"
+    shutil.copytree(RULES_ROOT, tree)
+    candidate = tree / "lumbar-rfa" / "1.2.0"
+    shutil.copytree(tree / "lumbar-rfa" / "1.1.0", candidate)
+    package = yaml.safe_load((candidate / "package.yaml").read_text(encoding="utf-8"))
+    package.update(status="shadow", default=False)
+    (candidate / "package.yaml").write_text(yaml.safe_dump(package), encoding="utf-8")
+    for name in ("ruleset.yaml", "i18n/es.yaml"):
+        path = candidate / name
+        text = path.read_text(encoding="utf-8")
+        text = text.replace("version: 1.1.0\ntitle:", "version: 1.2.0\ntitle:")
+        text = text.replace(
+            "ruleset: {id: lumbar-rfa, version: 1.1.0}", "ruleset: {id: lumbar-rfa, version: 1.2.0}"
+        )
+        text = text.replace(
+            "{item: pain_intensity, less_than: 5}", "{item: pain_intensity, less_than: 7}"
+        )
+        path.write_text(text, encoding="utf-8")
+    # Its cases are not re-stated here: only active packages must pass their own cases.
+    return tree

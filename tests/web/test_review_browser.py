@@ -40,6 +40,7 @@ from tests.support.app import SECRET_KEY
 from tests.support.app import TOKENS
 from tests.support.app import base_answers
 from tests.support.app import bearer
+from tests.support.app import shadow_tree
 from tests.support.browser import chromium
 from tests.support.server import gunicorn
 
@@ -63,9 +64,11 @@ def browser() -> Iterator[Browser]:
 
 
 @contextmanager
-def _served(folder: Path, sqlite_template: Path) -> Iterator[tuple[str, Path]]:
-    """The real service under gunicorn on a fresh SQLite database in ``folder``;
-    its base URL and the database file."""
+def _served(
+    folder: Path, sqlite_template: Path, rules: Path | None = None
+) -> Iterator[tuple[str, Path]]:
+    """The real service under gunicorn on a fresh SQLite database in ``folder`` (with the
+    rule packages in ``rules``, else the shipped ones); its base URL and the database file."""
     database = folder / "screening.db"
     shutil.copyfile(sqlite_template, database)
     env = {
@@ -73,6 +76,8 @@ def _served(folder: Path, sqlite_template: Path) -> Iterator[tuple[str, Path]]:
         "SCREENING_API_KEYS": API_KEYS,
         "SCREENING_SECRET_KEY": SECRET_KEY,
     }
+    if rules is not None:
+        env["SCREENING_RULES_DIR"] = str(rules)
     with gunicorn(env, folder / "gunicorn.log", workers=1, threads=4) as base:
         yield base, database
 
@@ -369,3 +374,42 @@ def test_the_triage_list_by_keyboard_puts_the_overdue_urgent_screening_first(
     _fits(page)
     _axe_clean(page)
     narrow.close()
+
+
+def _checked(page: Page, viewport: ViewportSize) -> None:
+    """Axe-clean, and at the narrow width nothing scrolls sideways."""
+    if viewport is NARROW:
+        _fits(page)
+    _axe_clean(page)
+
+
+def test_rules_in_shadow_and_the_changelog_by_keyboard_and_axe_clean(
+    browser: Browser, tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path
+) -> None:
+    folder = tmp_path_factory.mktemp("review-shadow")
+    rules = shadow_tree(folder)
+    with _served(folder, sqlite_template, rules) as (base, _):
+        # Pain 6 of 10: enough for the rules in use, below the shadow package's threshold.
+        differs = _submit(base, {"pain_intensity": 6}, "MRN-3001")
+        for viewport in (WIDE, NARROW):
+            context = browser.new_context(viewport=viewport)
+            page = context.new_page()
+            _sign_in(page, base)
+            page.goto(f"{base}/review/?ruleset=lumbar-rfa/1.1.0")
+            expect(page.locator("#ruleset")).to_have_value("lumbar-rfa/1.1.0")
+            expect(page.locator("ol.screenings > li")).to_have_count(1)
+            _checked(page, viewport)
+            page.goto(f"{base}/review/{differs}")
+            shadow = page.locator("#shadow")
+            expect(shadow).to_contain_text("lumbar-rfa version 1.2.0 would give")
+            _checked(page, viewport)
+            if viewport is WIDE:
+                SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+                page.screenshot(path=str(SCREENSHOTS / "shadow.png"), full_page=False)
+            _tab_to(page, 'a[href="/review/rulesets/lumbar-rfa/1.1.0#changelog"]')
+            page.keyboard.press("Enter")
+            expect(page).to_have_url(f"{base}/review/rulesets/lumbar-rfa/1.1.0#changelog")
+            expect(page.get_by_role("heading", level=2, name="What changed")).to_be_visible()
+            expect(page.locator("#changelog")).to_contain_text("Version 1.1.0, 2026-11-20")
+            _checked(page, viewport)
+            context.close()

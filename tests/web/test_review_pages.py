@@ -7,6 +7,7 @@ import html
 import re
 import time
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 from urllib.parse import urlsplit
@@ -37,7 +38,9 @@ from tests.support.app import app_store
 from tests.support.app import base_answers
 from tests.support.app import bearer
 from tests.support.app import make_app
+from tests.support.app import shadow_tree
 
+Q = "lumbar-rfa-screening"
 _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 _ROW_LINK = re.compile(r'<h2 class="screening-title">.*?href="/review/([0-9a-f]+)"', re.S)
 
@@ -113,6 +116,8 @@ def _login_target(response: TestResponse) -> str | None:
 def test_pages_without_a_session_send_to_sign_in_and_back(client: FlaskClient) -> None:
     assert _login_target(client.get("/review/")) == "/review/"
     assert _login_target(client.get("/review/abc")) == "/review/abc"
+    ruleset_page = "/review/rulesets/lumbar-rfa/1.1.0"
+    assert _login_target(client.get(ruleset_page)) == ruleset_page
     assert _login_target(client.get("/review/?outcome=urgent_care")) == (
         "/review/?outcome=urgent_care"
     )
@@ -729,3 +734,102 @@ def test_an_urgent_screening_states_no_finding_that_denies_a_red_flag(
         assert "Possible" in text or "Fever" in text
         assert "No exclusion or red flag found" not in text
         assert "more finding" not in text
+
+
+# --- rule packages on the pages ------------------------------------------------------------
+
+
+def test_the_list_filters_by_ruleset_and_names_each_rows_rules(client: FlaskClient) -> None:
+    default = _submit(client)
+    older = client.post(
+        "/v1/screenings",
+        json={"answers": base_answers(), "questionnaire": {"id": Q, "version": "1.0.0"}},
+        headers=bearer("portal-a"),
+    ).get_json()["id"]
+    cms = client.post(
+        "/v1/screenings",
+        json={"answers": base_answers(), "ruleset": {"id": "lumbar-rfa-cms"}},
+        headers=bearer("portal-a"),
+    ).get_json()["id"]
+    _sign_in(client)
+
+    every = client.get("/review/")
+    assert _ROW_LINK.findall(every.text) == [cms, older, default]
+    assert "<dt>Rules</dt><dd>lumbar-rfa-cms 1.0.0</dd>" in every.text
+    for value, label in [
+        ("lumbar-rfa", "lumbar-rfa, any version"),
+        ("lumbar-rfa/1.0.0", "lumbar-rfa 1.0.0 (in use)"),
+        ("lumbar-rfa-cms/1.0.0", "lumbar-rfa-cms 1.0.0 (in use)"),
+    ]:
+        assert f'<option value="{value}">{label}</option>' in every.text
+    assert _ROW_LINK.findall(client.get("/review/?ruleset=lumbar-rfa").text) == [older, default]
+    one = client.get("/review/?ruleset=lumbar-rfa/1.0.0")
+    assert _ROW_LINK.findall(one.text) == [older]
+    assert '<option value="lumbar-rfa/1.0.0" selected>' in one.text
+    assert _ROW_LINK.findall(client.get("/review/?ruleset=lumbar-rfa-cms").text) == [cms]
+    # The choice is kept on the next page's link.
+    paged = client.get("/review/?ruleset=lumbar-rfa&limit=1")
+    assert "ruleset=lumbar-rfa" in html.unescape(_next_link(paged))
+    refused = client.get("/review/?ruleset=lumbar-rfa/9.9.9")
+    assert refused.status_code == 422
+    assert "ruleset_version: Must be one of" in refused.text
+
+
+def _next_link(page: TestResponse) -> str:
+    found = re.search(r'<a href="([^"]+)" rel="next">', page.text)
+    assert found is not None
+    return found.group(1)
+
+
+def test_the_detail_page_names_its_rules_and_links_their_changelog(
+    client: FlaskClient, rulebook: Rulebook
+) -> None:
+    screening_id = _submit(client)
+    _sign_in(client)
+    page = client.get(f"/review/{screening_id}").text
+    link = "/review/rulesets/lumbar-rfa/1.1.0#changelog"
+    assert (
+        "<dt>Decided by the rules</dt><dd>lumbar-rfa version 1.1.0 "
+        f'(<a href="{link}">what changed in this version</a>)</dd>'
+    ) in page
+    assert "Rules in shadow" not in page
+    ruleset_page = client.get("/review/rulesets/lumbar-rfa/1.1.0")
+    assert ruleset_page.status_code == 200
+    text = ruleset_page.text
+    package = rulebook.package("lumbar-rfa", "1.1.0")
+    assert package is not None
+    assert "<dd>In use</dd>" in text
+    assert f"By {escape(package.approved_by)} on 2026-11-20" in text
+    for entry in package.changelog:
+        assert f"<h3>Version {entry['version']}, {entry['date']}</h3>" in text
+        for change in entry["changes"]:
+            assert f"<li>{escape(change)}</li>" in text
+    assert text.count('<li class="finding">') == len(package.ruleset.rules)
+    assert '<a href="/review/rulesets/lumbar-rfa/1.0.0">1.0.0</a>' in text
+    missing = client.get("/review/rulesets/lumbar-rfa/9.9.9")
+    assert missing.status_code == 404
+    assert missing.mimetype == "text/html"
+
+
+def test_the_detail_page_shows_a_shadow_outcome_only_where_it_differs(
+    database_url: str, tmp_path: Path
+) -> None:
+    with make_app(database_url, RULES_DIR=str(shadow_tree(tmp_path))) as app:
+        client = FlaskClient(app, use_cookies=True)
+        # Pain 6 of 10: enough for 1.1.0, below the shadow 1.2.0's new threshold of 7.
+        differs = _submit(client, {"pain_intensity": 6})
+        agrees = _submit(client, {"pain_intensity": 9})
+        _sign_in(client)
+        page = client.get(f"/review/{differs}").text
+        assert "Rules in shadow would decide differently" in page
+        shadow = page[page.index('id="shadow"') : page.index('id="findings"')]
+        assert '<a href="/review/rulesets/lumbar-rfa/1.2.0">lumbar-rfa version 1.2.0</a>' in shadow
+        assert 'would give <span class="outcome outcome-' in shadow
+        assert ">Continue conservative care</span>" in shadow
+        # The copied rule keeps its title; its threshold is what the shadow package changed.
+        assert 'decided by the rule "Pain intensity below 5 of 10"' in shadow
+        assert "not shown to the patient" in shadow
+        same = client.get(f"/review/{agrees}").text
+        assert "Rules in shadow would decide differently" not in same
+        ruleset_page = client.get("/review/rulesets/lumbar-rfa/1.2.0").text
+        assert "In shadow: checked beside the rules in use" in ruleset_page

@@ -201,3 +201,43 @@ def test_an_old_screening_stays_readable_after_its_package_is_retired(
         assert {"lumbar-rfa 1.0.0 retired"} <= {
             f"{i['id']} {i['version']} {i['status']}" for i in listed
         }
+
+
+def test_the_list_filters_by_ruleset_and_version(
+    client: FlaskClient, valid_answers: dict[str, Any]
+) -> None:
+    older = {"answers": valid_answers, "questionnaire": {"id": Q, "version": "1.0.0"}}
+    cms = {"answers": valid_answers, "ruleset": {"id": "lumbar-rfa-cms"}}
+    made = {
+        name: _post(client, "/v1/screenings", body).get_json()["id"]
+        for name, body in [("default", {"answers": valid_answers}), ("older", older), ("cms", cms)]
+    }
+
+    def listed(query: str) -> set[str]:
+        response = client.get(f"/v1/screenings?{query}", headers=bearer("dr-c"))
+        assert response.status_code == 200, response.get_json()
+        return {item["id"] for item in response.get_json()["items"]}
+
+    assert listed("ruleset=lumbar-rfa") == {made["default"], made["older"]}
+    assert listed("ruleset=lumbar-rfa&ruleset_version=1.0.0") == {made["older"]}
+    assert listed("ruleset=lumbar-rfa-cms") == {made["cms"]}
+    assert listed("ruleset=lumbar-rfa-cms&outcome=urgent_care") == set()
+    assert listed("") == set(made.values())
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ("ruleset=nothing", "ruleset"),
+        ("ruleset=lumbar-rfa&ruleset_version=9.9.9", "ruleset_version"),
+        ("ruleset_version=1.0.0", "ruleset_version"),
+        ("ruleset=" + "x" * 65, "ruleset"),
+    ],
+)
+def test_an_unusable_ruleset_filter_is_422_naming_it(
+    client: FlaskClient, query: str, field: str
+) -> None:
+    response = client.get(f"/v1/screenings?{query}", headers=bearer("dr-c"))
+    assert response.status_code == 422
+    assert response.mimetype == "application/problem+json"
+    assert list(response.get_json()["errors"]) == [field]

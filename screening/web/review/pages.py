@@ -23,12 +23,26 @@ from screening.web.auth import current_key
 from screening.web.review import words
 from screening.web.review.blueprint import PAGE_SIZE
 from screening.web.review.blueprint import bp
+from screening.web.review.blueprint import error_page
+
+_FILTERS = ("outcome", "review_status", "ruleset", "sort")
 
 
 def _list_query() -> dict[str, str]:
     """The list's query without empty values (the forms' "All" choices)."""
-    names = ("outcome", "review_status", "sort", "limit", "cursor")
+    names = (*_FILTERS, "limit", "cursor")
     return {name: request.args[name] for name in names if request.args.get(name)}
+
+
+def _api_query(query: dict[str, str]) -> dict[str, str]:
+    """The page's query as the API's: its ``ruleset`` choice is ``id`` or ``id/version``."""
+    api = dict(query)
+    if "ruleset" in api:
+        ruleset_id, _, version = api["ruleset"].partition("/")
+        api["ruleset"] = ruleset_id
+        if version:
+            api["ruleset_version"] = version
+    return api
 
 
 @bp.get("/")
@@ -36,12 +50,10 @@ def index() -> ResponseReturnValue:
     """Screenings newest first or in triage order, with filters and a next page."""
     query = _list_query()
     query.setdefault("limit", str(PAGE_SIZE))
-    params = schemas.load(schemas.list_query, query)
+    params = schemas.load(schemas.list_query, _api_query(query))
     page = views.list_view(registry.screenings().list(params, current_key()))
     # Any: url_for's keyword arguments mix typed options with free query values.
-    filters: dict[str, Any] = {
-        k: v for k, v in query.items() if k in ("outcome", "review_status", "sort")
-    }
+    filters: dict[str, Any] = {k: v for k, v in query.items() if k in _FILTERS}
     if query["limit"] != str(PAGE_SIZE):
         filters["limit"] = query["limit"]
     rows = [
@@ -63,6 +75,7 @@ def index() -> ResponseReturnValue:
         "review/list.html",
         rows=rows,
         outcomes=outcomes,
+        rulesets=words.ruleset_choices(),
         selected=filters,
         triage=params["sort"] == "triage",
         next_url=next_url,
@@ -104,3 +117,12 @@ def mark_reviewed(screening_id: str) -> ResponseReturnValue:
         return render_template("review/detail.html", **context, note=note, error=message), 422
     flash("Marked reviewed.", "info")
     return redirect(url_for("review.detail", screening_id=screening_id, _anchor="review"), code=303)
+
+
+@bp.get("/rulesets/<ruleset_id>/<version>")
+def ruleset(ruleset_id: str, version: str) -> ResponseReturnValue:
+    """One rule package: its status, approval, changelog and rules."""
+    package = registry.rulebook().package(ruleset_id, version)
+    if package is None:
+        return error_page(404, "Rules not found", "No loaded rules have this id and version.")
+    return render_template("review/ruleset.html", **words.ruleset_context(package))

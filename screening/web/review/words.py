@@ -268,13 +268,104 @@ def _trace(trace: list[dict[str, Any]], package: Package) -> list[TraceRule]:
     return rules
 
 
+#: A package's release status as the pages say it.
+STATUS_WORDS = {
+    "draft": "Draft: not used for screenings",
+    "shadow": "In shadow: checked beside the rules in use, never shown to patients",
+    "active": "In use",
+    "retired": "Retired: kept so that older screenings stay readable",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ShadowView:
+    """A shadow ruleset's outcome on one screening, where it differs from the one given."""
+
+    ruleset_id: str
+    version: str
+    outcome: OutcomeView
+    decided_by: str
+
+
+def ruleset_choices() -> list[tuple[str, str]]:
+    """The list's ruleset filter: each ruleset id (any version), then each loaded version,
+    as (value, label); a value is ``id`` or ``id/version``."""
+    packages = registry.rulebook().sorted_packages()
+    choices: list[tuple[str, str]] = []
+    for package in packages:
+        if not any(value == package.id for value, _ in choices):
+            choices.append((package.id, f"{package.id}, any version"))
+        status = STATUS_WORDS[package.status].split(":")[0].lower()
+        choices.append((f"{package.id}/{package.version}", f"{package.describe()} ({status})"))
+    return choices
+
+
+def _differing_shadows(view: dict[str, Any]) -> tuple[list[ShadowView], int]:
+    """The shadow outcomes that differ from the screening's, and how many agreed."""
+    rulebook = registry.rulebook()
+    differing = []
+    agreed = 0
+    for entry in view.get("shadow", []):
+        if entry["outcome"] == view["outcome"]:
+            agreed += 1
+            continue
+        ruleset = entry["ruleset"]
+        package = rulebook.package(ruleset["id"], ruleset["version"])
+        differing.append(
+            ShadowView(
+                ruleset["id"],
+                ruleset["version"],
+                outcome(entry["outcome"], package),
+                rule_title(entry["decided_by"], package),
+            )
+        )
+    return differing, agreed
+
+
+def ruleset_context(package: Package) -> dict[str, Any]:
+    """What a rule package's page shows: status, approval, other versions, changelog, rules."""
+    rules = [
+        {
+            "id": rule.id,
+            "title": rule.title,
+            "outcome": outcome(rule.outcome, package) if rule.outcome is not None else None,
+        }
+        for rule in package.ruleset.rules
+    ]
+    others = [
+        other
+        for other in registry.rulebook().sorted_packages()
+        if other.id == package.id and other.version != package.version
+    ]
+    return {
+        "package": package,
+        "status": STATUS_WORDS[package.status],
+        "others": others,
+        "rules": rules,
+    }
+
+
+def ruleset_notice(view: dict[str, Any]) -> str | None:
+    """Why the rules that decided a screening are not what a new one would get, if so."""
+    ruleset = view["ruleset"]
+    named = f"{ruleset['id']} version {ruleset['version']}"
+    package = registry.rulebook().package(ruleset["id"], ruleset["version"])
+    if package is None:
+        return f"The rules that worked out this result ({named}) are no longer loaded."
+    if package.ruleset.sha256 != ruleset["sha256"]:
+        return f"The rules of {named} were changed after this result was worked out."
+    if package.status == "retired":
+        return f"The rules that worked out this result ({named}) are now retired."
+    return None
+
+
 def detail_context(view: dict[str, Any]) -> dict[str, Any]:
     """What the detail page shows, in words, from the full view of a screening."""
     clinician = view["summary"]["clinician"]
     stored_sources = {s["id"]: s["citation"] for s in clinician.get("sources", [])}
-    ruleset = registry.rulebook().ruleset
     package = package_of(view)
     review = view["review"]
+    shadows, agreed = _differing_shadows(view)
     return {
         "screening": view,
         "received": when(view["created_at"]),
@@ -295,7 +386,12 @@ def detail_context(view: dict[str, Any]) -> dict[str, Any]:
         ],
         "due": None if review["due_at"] is None else when(review["due_at"]),
         "overdue": review["overdue"],
-        "other_ruleset": view["ruleset"]["sha256"] != ruleset.sha256,
-        "current_ruleset_version": ruleset.version,
+        "ruleset_known": registry.rulebook().package(
+            view["ruleset"]["id"], view["ruleset"]["version"]
+        )
+        is not None,
+        "ruleset_notice": ruleset_notice(view),
+        "shadows": shadows,
+        "shadows_agreed": agreed,
         "note_limit": NOTE_LIMIT,
     }
