@@ -95,3 +95,24 @@ def test_a_missing_folder_is_named(runner: FlaskCliRunner, tmp_path: Path) -> No
     result = runner.invoke(args=["rules", "diff", str(DEFAULT), str(tmp_path / "nowhere")])
     assert result.exit_code != 0
     assert "nowhere" in result.output
+
+
+def test_a_long_text_change_is_shown_in_full(runner: FlaskCliRunner, tmp_path: Path) -> None:
+    folder = candidate(tmp_path)
+    ruleset = folder / "ruleset.yaml"
+    old_text = "pain, 5 or more on a 0-10 scale."
+    new_text = "pain, 6 or more on a 0-10 scale, as agreed at the audit of the year's screenings."
+    text = ruleset.read_text(encoding="utf-8")
+    assert old_text in text
+    ruleset.write_text(text.replace(old_text, new_text), encoding="utf-8")
+    result = runner.invoke(args=["rules", "diff", str(DEFAULT), str(folder)])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    start = lines.index("  changed  pain_below_threshold clinician:")
+    was = " ".join(line.strip() for line in lines[start + 1 : start + 3])
+    assert was.startswith("was: Usual pain intensity below 5/10")
+    shown = " ".join(line.strip() for line in lines[start + 1 :])
+    assert "now: Usual pain intensity below 5/10" in shown
+    assert new_text in shown
+    assert "..." not in result.output
+    assert all(len(line) <= 100 for line in lines)

@@ -8,6 +8,8 @@ what changed and the old and new value.
 
 from __future__ import annotations
 
+import json
+import textwrap
 from typing import Any
 
 from screening.rules.questionnaire import Item
@@ -119,8 +121,38 @@ def diff_packages(
 
 
 def _shown(value: Any) -> str:
-    text = "-" if value is None else str(value)
-    return text if len(text) <= 100 else text[:97] + "..."
+    """A changed value in full: text as it is, anything else (a condition) as JSON."""
+    if value is None:
+        return "-"
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+#: A change whose two values fit on one line with its label is shown on that line.
+_ONE_LINE = 100
+
+
+def _change_lines(label: str, was: Any, now: Any) -> list[str]:
+    """``changed  LABEL: WAS -> NOW``, or, for long values, each in full on its own lines."""
+    before, after = _shown(was), _shown(now)
+    line = f"  changed  {label}: {before} -> {after}"
+    if len(line) <= _ONE_LINE:
+        return [line]
+    lines = [f"  changed  {label}:"]
+    for name, value in (("was", before), ("now", after)):
+        lines.extend(
+            textwrap.wrap(
+                value,
+                _ONE_LINE,
+                initial_indent=f"      {name}: ",
+                subsequent_indent=" " * 11,
+                break_long_words=False,
+                break_on_hyphens=False,
+            )
+            or [f"      {name}: "]
+        )
+    return lines
 
 
 def diff_text(diff: dict[str, Any], old_name: str, new_name: str) -> list[str]:
@@ -139,13 +171,11 @@ def diff_text(diff: dict[str, Any], old_name: str, new_name: str) -> list[str]:
         )
         for change in part["changed"]:
             for c in change["changes"]:
-                was, now = _shown(c["from"]), _shown(c["to"])
-                lines.append(f"  changed  {change['id']} {c['field']}: {was} -> {now}")
+                lines.extend(_change_lines(f"{change['id']} {c['field']}", c["from"], c["to"]))
     lines.append("")
     lines.append("Texts:")
     if not diff["texts"]:
         lines.append("  no change")
-    lines.extend(
-        f"  changed  {t['id']}: {_shown(t['from'])} -> {_shown(t['to'])}" for t in diff["texts"]
-    )
+    for t in diff["texts"]:
+        lines.extend(_change_lines(t["id"], t["from"], t["to"]))
     return lines
