@@ -124,14 +124,7 @@ class Catalog:
             for rule in ruleset.rules
             if rule.outcome is not None
         }
-        self._rule_ids = frozenset(rule.id for rule in ruleset.rules)
-        self._outcome_of = {rule.id: rule.outcome for rule in ruleset.rules if rule.outcome}
-        # Which outcomes each note rule's patient note fits (rules-v1 ``patient_note_for``).
-        self._note_fits = {
-            rule.id: frozenset(rule.patient_note_for or ruleset.outcomes)
-            for rule in ruleset.rules
-            if rule.patient_note
-        }
+        self._rules = {rule.id: rule for rule in ruleset.rules}
 
     def _build_questionnaire_json(self, questionnaire: Questionnaire) -> dict[str, Any]:
         """``Questionnaire.to_json()`` with this language's texts and a "language" field.
@@ -190,19 +183,21 @@ class Catalog:
         if decision is None:
             raise ValueError(f"'{decided_by}' is not a decision rule of the loaded ruleset")
         matched = list(matched_rules)
-        if not self._rule_ids.issuperset(matched):
-            unknown = ", ".join(sorted(set(matched) - self._rule_ids))
+        if not self._rules.keys() >= set(matched):
+            unknown = ", ".join(sorted(set(matched) - self._rules.keys()))
             raise ValueError(f"unknown rule ids in matched_rules: {unknown}")
         headline, body = decision
         notes = self.texts.notes
         localized = dict(summary)
         localized["headline"] = headline
         localized["body"] = list(body)
-        outcome = self._outcome_of[decided_by]
+        outcome = self._rules[decided_by].outcome
+        assert outcome is not None
+        # Only the notes that fit the outcome (rules-v1 ``patient_note_for``).
         localized["notes"] = [
             notes[rule_id]
             for rule_id in matched
-            if rule_id in notes and outcome in self._note_fits.get(rule_id, ())
+            if rule_id in notes and self._rules[rule_id].note_fits(outcome)
         ]
         localized["disclaimer"] = self.texts.disclaimer
         return localized

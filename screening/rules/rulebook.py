@@ -86,6 +86,12 @@ class Package:
         return self.directory / CASES_FILE
 
     @property
+    def cases_must_pass(self) -> bool:
+        """Whether loading refuses this package when its cases fail or leave a rule
+        uncovered: an active one (a lone folder without package.yaml is let through)."""
+        return self.status == "active" and self.has_package_file
+
+    @property
     def questionnaire_ref(self) -> tuple[str, str]:
         """The questionnaire id and version the package applies to."""
         return (self.questionnaire.id, self.questionnaire.version)
@@ -162,8 +168,8 @@ def _package_problems(path: Path, data: Mapping[str, Any]) -> Iterable[str]:
         yield f"{path}: default: true needs status 'active' (this package is '{data['status']}')"
 
 
-def _case_problems(package: Package) -> list[str]:
-    """An active package's own cases must pass and cover every rule both ways."""
+def case_problems(package: Package) -> list[str]:
+    """Where a package's own cases fail or leave a rule uncovered, each naming its file."""
     report = run_cases(package)
     return [f"{package.cases_path}: {line}" for line in report.failures + report.uncovered]
 
@@ -230,8 +236,8 @@ def load_rules(directory: Path | str) -> Rulebook:
         raise RulesError(problems)
     problems.extend(_catalog_problems(packages))
     for package in packages:
-        if package.status == "active" and package.has_package_file:
-            problems.extend(_case_problems(package))
+        if package.cases_must_pass:
+            problems.extend(case_problems(package))
     if problems:
         raise RulesError(problems)
     return Rulebook(directory=root, packages=tuple(packages))

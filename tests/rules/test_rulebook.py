@@ -15,6 +15,7 @@ from screening.rules.rulebook import Rulebook
 from screening.rules.rulebook import UnknownVersion
 from screening.rules.rulebook import load_rules
 from tests.support.app import RULES_ROOT
+from tests.support.app import make_app
 
 SHIPPED = load_rules(RULES_ROOT)
 Q = "lumbar-rfa-screening"
@@ -212,3 +213,17 @@ def test_choose_refuses_a_package_that_is_not_active(tree: Path, status: str) ->
 def test_unknown_questionnaire_version() -> None:
     with pytest.raises(UnknownVersion, match="9.9.9"):
         SHIPPED.for_questionnaire("9.9.9")
+
+
+def test_rules_check_reports_a_drafts_failing_case_once(tree: Path, database_url: str) -> None:
+    draft = new_version(tree, "1.1.0", "1.2.0", approved_by=None, approved_on=None)
+    _edit_yaml(
+        draft / "cases.yaml", lambda d: d["cases"][0]["expect"].update(outcome="urgent_care")
+    )
+    # Start-up lets a draft with failing cases through; rules check tells its author.
+    with make_app(database_url, RULES_DIR=str(tree)) as app:
+        result = app.test_cli_runner().invoke(args=["rules", "check"])
+    assert result.exit_code == 1
+    failing = [line for line in result.output.splitlines() if "1.2.0/cases.yaml" in line]
+    assert len(failing) == 1, result.output
+    assert "urgent_care" in failing[0]

@@ -150,10 +150,11 @@ def _words(link_id: str, value: Any, package: Package | None = None) -> str:
     return str(value)
 
 
-def when(stamp: str) -> str:
-    """An RFC 3339 time as "21 Nov 2025, 09:06 UTC"."""
-    moment = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
-    return moment.strftime("%d %b %Y, %H:%M UTC")
+def when(stamp: str | datetime) -> str:
+    """An RFC 3339 time (or an aware datetime) as "21 Nov 2025, 09:06 UTC"."""
+    if isinstance(stamp, str):
+        stamp = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    return stamp.astimezone(UTC).strftime("%d %b %Y, %H:%M UTC")
 
 
 #: CDS Hooks feedback outcomes in words.
@@ -169,7 +170,7 @@ def card_feedback(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             {
                 "outcome": _FEEDBACK_OUTCOMES.get(row["outcome"], row["outcome"]),
                 "by": row["caller"],
-                "at": row["outcome_at"].astimezone(UTC).strftime("%d %b %Y, %H:%M UTC"),
+                "at": when(row["outcome_at"]),
                 "reason": reason.get("display") or reason.get("code"),
                 "comment": row["user_comment"],
             }
