@@ -24,11 +24,11 @@ from datetime import UTC
 from datetime import datetime
 from datetime import timedelta
 from typing import Any
-from urllib.parse import urlsplit
 
 import jwt
 import requests
 
+from screening.services.settings import http_url
 from screening.services.settings import json_array
 from screening.storage.store import Store
 from screening.storage.store import answers_digest
@@ -64,24 +64,6 @@ class TokenRefused(Exception):
 
 class FetchFailed(Exception):
     """The FHIR data a hook needs can't be had (CDS Hooks: 412)."""
-
-
-def _http_url(value: Any) -> bool:
-    if not isinstance(value, str):
-        return False
-    try:
-        parts = urlsplit(value)
-        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
-    except ValueError:
-        return False
-    return (
-        parts.scheme in ("http", "https")
-        and bool(parts.hostname)
-        and not parts.fragment
-        and not parts.query
-        and parts.username is None
-        and parts.password is None
-    )
 
 
 #: A JWK as given (checked to make a key), by kid.
@@ -126,7 +108,7 @@ class CdsClient:
         A prefix matches only at a path boundary, so ``https://ehr.example/fhir`` does
         not admit ``https://ehr.example/fhir-other`` nor ``https://ehr.example.evil``.
         """
-        if not _http_url(fhir_server):
+        if not http_url(fhir_server):
             return False
         server = fhir_server.rstrip("/")
         for prefix in self.fhir_servers:
@@ -163,11 +145,11 @@ def parse_cds_clients(value: Any) -> tuple[CdsClient, ...]:
         if ("jwks_url" in entry) == ("jwks" in entry):
             raise CdsConfigError(f"{label}: give exactly one of jwks_url and jwks")
         jwks_url = entry.get("jwks_url")
-        if jwks_url is not None and not _http_url(jwks_url):
+        if jwks_url is not None and not http_url(jwks_url):
             raise CdsConfigError(f"{label}: jwks_url must be an http:// or https:// URL")
         keys = _key_set(entry["jwks"], f"{label} jwks") if "jwks" in entry else None
         servers = entry.get("fhir_servers", [])
-        if not isinstance(servers, list) or not all(_http_url(s) for s in servers):
+        if not isinstance(servers, list) or not all(http_url(s) for s in servers):
             raise CdsConfigError(
                 f"{label}: fhir_servers must be a list of http:// or https:// URL prefixes "
                 "(no query, fragment or user name)"

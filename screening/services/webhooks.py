@@ -18,11 +18,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlsplit
 
 import orjson
 from standardwebhooks.webhooks import Webhook
 
+from screening.services.settings import http_url
 from screening.services.settings import json_array
 from screening.services.triage import rfc3339
 
@@ -60,16 +60,6 @@ class Endpoint:
     def __repr__(self) -> str:
         # Never the secret, in a log or a traceback.
         return f"Endpoint(name={self.name!r}, events={sorted(self.events)!r})"
-
-
-def _http_url(value: Any) -> bool:
-    if not isinstance(value, str):
-        return False
-    try:
-        parts = urlsplit(value)
-    except ValueError:
-        return False
-    return parts.scheme in ("http", "https") and bool(parts.hostname) and not parts.fragment
 
 
 def _signer(secret: Any) -> Webhook | None:
@@ -110,8 +100,11 @@ def _endpoint(number: int, entry: Any, outcomes: Collection[str], seen: set[str]
     if name in seen:
         raise fail("another endpoint has this name")
     seen.add(name)
-    if not _http_url(entry["url"]):
-        raise fail("url must be an absolute http:// or https:// address")
+    if not http_url(entry["url"], query=True):
+        raise fail(
+            "url must be an absolute http:// or https:// address, without fragment, "
+            "user or password"
+        )
     signer = _signer(entry["secret"])
     if signer is None:
         raise fail(
@@ -160,10 +153,10 @@ def parse_public_url(value: Any, endpoints: tuple[Endpoint, ...]) -> str | None:
                 "events' url"
             )
         return None
-    if not _http_url(value) or urlsplit(value).query:
+    if not http_url(value):
         raise WebhookConfigError(
             "SCREENING_PUBLIC_URL: must be an absolute http:// or https:// address without "
-            "query or fragment"
+            "query, fragment, user or password"
         )
     return str(value).rstrip("/")
 

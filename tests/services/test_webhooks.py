@@ -159,6 +159,8 @@ def _endpoint(**changes: Any) -> dict[str, Any]:
         ('{"name": "x"}', "SCREENING_WEBHOOKS: must be a JSON array of endpoints"),
         ([_endpoint(url="ftp://ehr.example.org")], "endpoint 'ehr-inbox': url must be"),
         ([_endpoint(url="/relative")], "endpoint 'ehr-inbox': url must be"),
+        ([_endpoint(url="https://ehr.example.org:port/in")], "endpoint 'ehr-inbox': url must be"),
+        ([_endpoint(url="https://u:p@ehr.example.org/in")], "endpoint 'ehr-inbox': url must be"),
         ([_endpoint(secret="plain-text-secret")], "endpoint 'ehr-inbox': secret must be whsec_"),
         ([_endpoint(secret="whsec_c2hvcnQ=")], "endpoint 'ehr-inbox': secret must be whsec_"),
         ([_endpoint(secret="whsec_not*base64*at*all*" * 2)], "'ehr-inbox': secret must be"),
