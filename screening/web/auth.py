@@ -23,14 +23,16 @@ from screening.services.problems import ProblemError
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _unauthorized(detail: str, error: str | None) -> ProblemError:
+def unauthorized(detail: str, error: str | None) -> ProblemError:
+    """A 401 with its Bearer challenge (RFC 6750), naming ``error`` when there is one."""
     challenge = 'Bearer realm="screening"'
     if error:
         challenge += f', error="{error}"'
     return ProblemError(detail, status=401, headers={"WWW-Authenticate": challenge})
 
 
-def _presented_token() -> tuple[str, str]:
+def presented_token() -> tuple[str, str]:
+    """The Authorization header's scheme (lowercase; "" without the header) and token."""
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     return (scheme.lower() if header else ""), token.strip()
@@ -39,7 +41,7 @@ def _presented_token() -> tuple[str, str]:
 def identify_request() -> ApiKey | None:
     """The configured key matching the request's bearer token, if any (cached per request)."""
     if "identified_key" not in g:
-        scheme, token = _presented_token()
+        scheme, token = presented_token()
         found = None
         if scheme == "bearer" and token:
             found = registry.authenticator().identify(token)
@@ -49,17 +51,24 @@ def identify_request() -> ApiKey | None:
 
 def authenticate() -> ApiKey:
     """The caller's key, from ``Authorization: Bearer``; 401 when missing or unknown."""
-    scheme, token = _presented_token()
+    scheme, token = presented_token()
     if not scheme:
-        raise _unauthorized("Send an Authorization: Bearer token.", None)
+        raise unauthorized("Send an Authorization: Bearer token.", None)
     if scheme != "bearer" or not token:
-        raise _unauthorized(
+        raise unauthorized(
             "Use the Bearer scheme: Authorization: Bearer <token>.", "invalid_request"
         )
     key = identify_request()
     if key is None:
-        raise _unauthorized("The token is not valid.", "invalid_token")
+        raise unauthorized("The token is not valid.", "invalid_token")
     return key
+
+
+def authorize(key: ApiKey, roles: tuple[str, ...]) -> None:
+    """Make ``key`` the request's caller if its role is one of ``roles``, else 403."""
+    if key.role not in roles:
+        raise ProblemError("This token's role may not use this route.", status=403)
+    g.api_key = key
 
 
 def require(*roles: str) -> Callable[[F], F]:
@@ -68,10 +77,7 @@ def require(*roles: str) -> Callable[[F], F]:
     def decorator(view: F) -> F:
         @wraps(view)
         def wrapped(*args: Any, **kwargs: Any) -> Any:
-            key = authenticate()
-            if key.role not in roles:
-                raise ProblemError("This token's role may not use this route.", status=403)
-            g.api_key = key
+            authorize(authenticate(), roles)
             return view(*args, **kwargs)
 
         return cast(F, wrapped)

@@ -41,6 +41,9 @@ from screening.services.cds import fetch_resource
 from screening.services.problems import ProblemError
 from screening.services.problems import ValidationProblem
 from screening.web.auth import authenticate
+from screening.web.auth import authorize
+from screening.web.auth import presented_token
+from screening.web.auth import unauthorized
 from screening.web.bodies import json_object
 
 logger = logging.getLogger(__name__)
@@ -89,20 +92,13 @@ def _service(rulebook: Rulebook) -> dict[str, Any]:
 
 def _refused() -> ProblemError:
     # One answer for every failed check: nothing that tells a forger which one failed.
-    return ProblemError(
-        "The token is not valid.",
-        status=401,
-        headers={"WWW-Authenticate": 'Bearer realm="screening", error="invalid_token"'},
-    )
+    return unauthorized("The token is not valid.", "invalid_token")
 
 
 def _bearer_jwt() -> str | None:
     """The request's bearer token when it is shaped like a JWT (API keys have no dots)."""
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    token = token.strip()
-    if scheme.lower() == "bearer" and token.count(".") == 2:
-        return token
-    return None
+    scheme, token = presented_token()
+    return token if scheme == "bearer" and token.count(".") == 2 else None
 
 
 def _base_url() -> str:
@@ -135,9 +131,7 @@ def cds_caller(view: F) -> F:
             name = client.iss if client is not None else ""
         else:
             key = authenticate()
-            if key.role != "clinician":
-                raise ProblemError("This token's role may not use this route.", status=403)
-            g.api_key = key
+            authorize(key, ("clinician",))
             client, name = None, key.name
         g.cds_client = client
         g.cds_caller = name
