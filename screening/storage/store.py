@@ -878,7 +878,8 @@ class Store:
         return how many named a card never shown."""
         now = _utcnow()
         uuids = {entry["card_uuid"] for entry in entries}
-        with self._write() as conn:
+
+        def record(conn: Connection) -> list[dict[str, Any]]:
             shown = {
                 row.uuid: row.screening_id
                 for row in conn.execute(
@@ -899,6 +900,10 @@ class Store:
             ]
             conn.execute(cds_feedback.insert(), rows)
             self._audit(conn, caller, "cds_feedback", [row["screening_id"] for row in rows], now)
+            return rows
+
+        # Committed with the other requests' writes, like the cards it answers.
+        rows = self._grouped.run(record)
         return sum(1 for row in rows if not row["known"])
 
     def card_feedback(self, screening_id: str) -> list[dict[str, Any]]:

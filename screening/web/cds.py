@@ -66,8 +66,16 @@ NOT_A_DIAGNOSIS = (
 )
 
 
-def _service(rulebook: Rulebook) -> dict[str, Any]:
+def _prefetch_query(rulebook: Rulebook) -> str:
+    """The FHIR search for the patient's latest completed response to our questionnaire."""
     reference = canonical_reference(rulebook.questionnaire)
+    return (
+        f"QuestionnaireResponse?subject=Patient/{PATIENT_PLACEHOLDER}"
+        f"&questionnaire={reference}&status=completed&_sort=-authored&_count=1"
+    )
+
+
+def _service(rulebook: Rulebook) -> dict[str, Any]:
     return {
         "hook": HOOK,
         "id": SERVICE_ID,
@@ -77,12 +85,7 @@ def _service(rulebook: Rulebook) -> dict[str, Any]:
             f"({rulebook.ruleset.id} {rulebook.ruleset.version}) with the rules and sources "
             "behind it."
         ),
-        "prefetch": {
-            PREFETCH_KEY: (
-                f"QuestionnaireResponse?subject=Patient/{PATIENT_PLACEHOLDER}"
-                f"&questionnaire={reference}&status=completed&_sort=-authored&_count=1"
-            )
-        },
+        "prefetch": {PREFETCH_KEY: _prefetch_query(rulebook)},
         "usageRequirements": (
             "EHRs: register as a CDS client (iss and JWK Set) and send a signed JWT as "
             "Authorization: Bearer <JWT> (CDS Hooks 2.0). Others: a clinician API key."
@@ -274,7 +277,6 @@ def patient_view() -> Response:
     _, body = json_object()
     _check_request(body)
     rulebook = registry.rulebook()
-    service = _service(rulebook)
     prefetch = body.get("prefetch") or {}
     where = f"prefetch.{PREFETCH_KEY}"
     prefetched = prefetch.get(PREFETCH_KEY)
@@ -282,7 +284,7 @@ def patient_view() -> Response:
         # Not prefetched (the key left out or null): fetch it, when the EHR says where.
         if body.get("fhirServer") is None:
             return jsonify(cards=[])
-        prefetched = _fetched(body, service["prefetch"][PREFETCH_KEY])
+        prefetched = _fetched(body, _prefetch_query(rulebook))
         where = f"fhirServer.{PREFETCH_KEY}"
     try:
         latest = _latest_response(prefetched, canonical_reference(rulebook.questionnaire))
