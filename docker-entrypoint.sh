@@ -8,6 +8,13 @@
 # schema in place.
 set -eu
 
+# Prometheus's multiprocess folder (the image sets it, under /tmp: an empty tmpfs in compose).
+# gunicorn makes it itself; any other process counting metrics, such as the webhook delivery
+# worker, would fail at its first count without it.
+if [ -n "${PROMETHEUS_MULTIPROC_DIR:-}" ]; then
+    mkdir -p "$PROMETHEUS_MULTIPROC_DIR"
+fi
+
 if [ "${1:-}" = "gunicorn" ]; then
     flask --app screening db upgrade
 fi

@@ -26,6 +26,12 @@ import requests
 from screening import PROJECT_ROOT
 from screening.services.keys import new_token
 from screening.services.keys import token_digest
+from tests.support.app import API_KEYS
+from tests.support.app import base_answers
+from tests.support.app import bearer
+from tests.support.app import make_app
+from tests.support.receiver import Receiver
+from tests.support.receiver import new_secret
 from tests.support.server import free_port
 
 REQUIRE_DOCKER = os.environ.get("SCREENING_TEST_REQUIRE_DOCKER") == "1"
@@ -157,6 +163,8 @@ class Container:
     docker: str
     name: str
     base_url: str
+    #: The image it runs.
+    image: str
 
     def inspect(self, template: str) -> str:
         """``docker inspect --format template`` of the container."""
@@ -232,7 +240,9 @@ def container() -> Iterator[Container]:
             120,
             "docker run",
         )
-        running = Container(docker=docker, name=name, base_url=f"http://127.0.0.1:{port}")
+        running = Container(
+            docker=docker, name=name, base_url=f"http://127.0.0.1:{port}", image=tag
+        )
         _wait_for_healthz(running)
         yield running
     finally:
@@ -276,3 +286,97 @@ def test_container_healthcheck_reports_healthy(container: Container) -> None:
         time.sleep(0.5)
     health = container.inspect("{{json .State.Health}}")
     assert status == "healthy", json.dumps(json.loads(health), indent=2)
+
+
+def _wait_for_log(container: Container, text: str) -> str:
+    """The container's output once it holds ``text``; fail if it stops or time runs out."""
+    deadline = time.monotonic() + START_TIMEOUT
+    while True:
+        logs = container.logs()
+        if text in logs:
+            return logs
+        if container.inspect("{{.State.Running}}") != "true":
+            pytest.fail(f"the container stopped:\n{logs[-6000:]}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"no {text!r} within {START_TIMEOUT} s:\n{logs[-6000:]}")
+        time.sleep(0.5)
+
+
+@pytest.mark.parametrize(
+    "backend", [pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True
+)
+def test_container_runs_the_webhook_worker(container: Container, database_url: str) -> None:
+    """The image's delivery worker, hardened as compose.yaml runs it (read-only, an empty
+    tmpfs /tmp, no capabilities), sends a stored screening's event signed, counts it, and
+    stops cleanly on SIGTERM."""
+    receiver = Receiver().start()
+    secret = new_secret()
+    webhooks = json.dumps(
+        [
+            {
+                "name": "inbox",
+                "url": receiver.url(),
+                "secret": secret,
+                "events": ["screening.created"],
+            }
+        ]
+    )
+    public_url = "https://screening.example.org"
+    name = f"{container.name}-worker"
+    try:
+        with make_app(database_url, WEBHOOKS=webhooks, PUBLIC_URL=public_url) as app:
+            stored = app.test_client().post(
+                "/v1/screenings", json={"answers": base_answers()}, headers=bearer("portal-a")
+            )
+        assert stored.status_code == 201, stored.get_json()
+        _run(
+            [
+                container.docker,
+                "run",
+                "--detach",
+                "--name",
+                name,
+                # Host networking: the worker reaches PostgreSQL and the receiver on 127.0.0.1.
+                "--network",
+                "host",
+                "--read-only",
+                "--tmpfs",
+                "/tmp",
+                "--cap-drop",
+                "ALL",
+                "--security-opt",
+                "no-new-privileges:true",
+                "--env",
+                f"SCREENING_DATABASE_URL={database_url}",
+                "--env",
+                f"SCREENING_API_KEYS={API_KEYS}",
+                "--env",
+                f"SCREENING_WEBHOOKS={webhooks}",
+                "--env",
+                f"SCREENING_PUBLIC_URL={public_url}",
+                container.image,
+                "flask",
+                "--app",
+                "screening",
+                "webhooks",
+                "run",
+            ],
+            120,
+            "docker run (worker)",
+        )
+        worker = Container(docker=container.docker, name=name, base_url="", image=container.image)
+        got = receiver.wait_for(lambda received: len(received) >= 1, timeout=START_TIMEOUT)
+        event = got[0].verify(secret)
+        assert event["type"] == "screening.created"
+        assert event["data"]["id"] == stored.get_json()["id"]
+        # Logged once the attempt is recorded and counted in the metrics (which need the
+        # Prometheus folder under the tmpfs).
+        _wait_for_log(worker, "webhook attempt")
+        _run([container.docker, "stop", "--time", "15", name], 60, "docker stop (worker)")
+        logs = worker.logs()
+        assert worker.inspect("{{.State.ExitCode}}") == "0", logs[-6000:]
+        assert "worker stopped" in logs
+        assert "Traceback" not in logs, logs[-6000:]
+    finally:
+        _clean_up([container.docker, "rm", "--force", name])
+        receiver.stop()
