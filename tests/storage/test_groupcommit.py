@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -44,25 +46,12 @@ def _committer(engine: sa.Engine) -> tuple[GroupCommit, list[int]]:
     return GroupCommit(transaction), commits
 
 
-class _begin:
-    """A write transaction on a fresh connection, committed on a clean exit."""
-
-    def __init__(self, engine: sa.Engine) -> None:
-        self.engine = engine
-
-    def __enter__(self) -> Connection:
-        self.conn = self.engine.connect()
-        self.tx = self.conn.begin()
-        return self.conn
-
-    def __exit__(self, kind: object, *rest: object) -> None:
-        try:
-            if kind is None:
-                self.tx.commit()
-            else:
-                self.tx.rollback()
-        finally:
-            self.conn.close()
+@contextmanager
+def _begin(engine: sa.Engine) -> Iterator[Connection]:
+    """A write transaction on a fresh connection, as the store opens one: committed on a
+    clean exit, rolled back when the work or the commit fails."""
+    with engine.connect() as conn, conn.begin():
+        yield conn
 
 
 def _insert(row_id: int) -> Callable[[Connection], int]:
