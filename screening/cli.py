@@ -322,7 +322,10 @@ def run_webhooks_command(
     """
     service = registry.notifications()
     if not service.endpoints:
-        raise click.ClickException("SCREENING_WEBHOOKS names no endpoint: nothing to deliver")
+        # Not an error: with no endpoint no event is written, so there is nothing to wait for.
+        # (compose's worker restarts on failure only, so it stays stopped.)
+        click.echo("SCREENING_WEBHOOKS names no endpoint: nothing to deliver; stopping", err=True)
+        return
     if metrics_port is not None:
         start_http_server(metrics_port, addr=metrics_host)
     stop = threading.Event()
@@ -337,7 +340,8 @@ def run_webhooks_command(
         f"delivering to {', '.join(e.name for e in service.endpoints)} "
         f"with {threads} thread{'s' if threads != 1 else ''}"
     )
-    service.deliverer(lease_seconds).run(stop, threads=threads)
+    if not service.deliverer(lease_seconds).run(stop, threads=threads):
+        raise click.ClickException("a sender failed (see the log); start the worker again")
 
 
 def _moment(value: datetime | None) -> str:

@@ -215,20 +215,30 @@ class Deliverer:
 
     # --- the long-running worker ------------------------------------------------------
 
-    def _sender(self, stop: threading.Event, poll_seconds: float) -> None:
-        """One sender thread: deliver while there is work, else wait ``poll_seconds``."""
+    def _sender(self, stop: threading.Event, poll_seconds: float, broke: threading.Event) -> None:
+        """One sender thread: deliver while there is work, else wait ``poll_seconds``.
+
+        Anything but the database being away stops the whole worker (``broke``), so that
+        it exits non-zero and its supervisor restarts it, rather than living on with one
+        sender fewer and nobody told."""
         import requests
 
-        with requests.Session() as session:
-            while not stop.is_set():
-                try:
-                    claimed = self.deliver_due(session, stop)
-                except SQLAlchemyError:
-                    # The database is away (a restart): nothing is lost; try again shortly.
-                    logger.warning("webhooks: the database did not answer", exc_info=True)
-                    claimed = 0
-                if not claimed:
-                    stop.wait(poll_seconds)
+        try:
+            with requests.Session() as session:
+                while not stop.is_set():
+                    try:
+                        claimed = self.deliver_due(session, stop)
+                    except SQLAlchemyError:
+                        # The database is away (a restart): nothing is lost; try again shortly.
+                        logger.warning("webhooks: the database did not answer", exc_info=True)
+                        claimed = 0
+                    if not claimed:
+                        stop.wait(poll_seconds)
+        except Exception:
+            # Claimed rows stay leased until their lease ends; then any worker sends them.
+            logger.exception("webhooks: a sender failed: stopping the worker")
+            broke.set()
+            stop.set()
 
     def run(
         self,
@@ -237,12 +247,17 @@ class Deliverer:
         threads: int = 4,
         poll_seconds: float = 0.5,
         scan_seconds: float = 5.0,
-    ) -> None:
+    ) -> bool:
         """Deliver with ``threads`` senders and look for overdue reviews every
-        ``scan_seconds`` until ``stop`` is set; then let the senders finish their attempts."""
+        ``scan_seconds`` until ``stop`` is set; then let the senders finish their attempts.
+
+        Returns False when the worker stopped because a sender failed (see ``_sender``)."""
+        broke = threading.Event()
         senders = [
             threading.Thread(
-                target=self._sender, args=(stop, poll_seconds), name=f"webhook-sender-{n}"
+                target=self._sender,
+                args=(stop, poll_seconds, broke),
+                name=f"webhook-sender-{n}",
             )
             for n in range(threads)
         ]
@@ -252,14 +267,19 @@ class Deliverer:
             "webhooks: worker started",
             extra={"endpoints": sorted(self.endpoints), "threads": threads},
         )
-        while not stop.is_set():
-            try:
-                noticed = self.notice_overdue()
-                if noticed:
-                    logger.info("webhooks: overdue reviews noticed", extra={"count": noticed})
-            except SQLAlchemyError:
-                logger.warning("webhooks: the database did not answer", exc_info=True)
-            stop.wait(scan_seconds)
-        for sender in senders:
-            sender.join()
+        try:
+            while not stop.is_set():
+                try:
+                    noticed = self.notice_overdue()
+                    if noticed:
+                        logger.info("webhooks: overdue reviews noticed", extra={"count": noticed})
+                except SQLAlchemyError:
+                    logger.warning("webhooks: the database did not answer", exc_info=True)
+                stop.wait(scan_seconds)
+        finally:
+            # Also when the scan itself failed: the senders stop, and the error goes on up.
+            stop.set()
+            for sender in senders:
+                sender.join()
         logger.info("webhooks: worker stopped")
+        return not broke.is_set()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import random
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC
 from datetime import datetime
@@ -458,10 +459,10 @@ def test_after_a_day_of_failures_a_delivery_is_marked_failed_and_can_be_retried(
     assert "no failed deliveries" in runner.invoke(args=["webhooks", "list", "--failed"]).output
 
 
-def test_the_worker_refuses_to_run_without_endpoints(app: Flask) -> None:
+def test_the_worker_without_endpoints_says_so_and_stops_cleanly(app: Flask) -> None:
     result = app.test_cli_runner().invoke(args=["webhooks", "run"])
-    assert result.exit_code == 1
-    assert "SCREENING_WEBHOOKS names no endpoint" in result.output
+    assert result.exit_code == 0
+    assert "SCREENING_WEBHOOKS names no endpoint: nothing to deliver" in result.output
 
 
 # --- the retry schedule -----------------------------------------------------------------
@@ -574,3 +575,33 @@ def test_a_claim_sends_only_while_a_whole_attempt_fits_in_its_lease(
         None,
     )
     assert given_back["next_attempt_at"] <= datetime.now(UTC)
+
+
+def test_a_sender_that_breaks_stops_the_worker_so_it_is_restarted(
+    hooked: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    deliverer = _deliverer(hooked)
+    calls: list[int] = []
+
+    def broken(*_args: Any) -> int:
+        # Stands in for a defect: any error that is not the database being away.
+        calls.append(1)
+        raise RuntimeError("a defect in the sender")
+
+    monkeypatch.setattr(deliverer, "deliver_due", broken)
+    stop = threading.Event()
+    started = time.monotonic()
+    with hooked.app_context():
+        clean = deliverer.run(stop, threads=2, poll_seconds=0.05, scan_seconds=0.05)
+    assert clean is False
+    assert stop.is_set()
+    assert time.monotonic() - started < 5
+    assert 1 <= len(calls) <= 2
+
+
+def test_a_worker_told_to_stop_says_it_stopped_cleanly(hooked: Flask) -> None:
+    deliverer = _deliverer(hooked)
+    stop = threading.Event()
+    threading.Timer(0.3, stop.set).start()
+    with hooked.app_context():
+        assert deliverer.run(stop, threads=2, poll_seconds=0.05, scan_seconds=0.05) is True
