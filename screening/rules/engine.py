@@ -48,3 +48,17 @@ def evaluate(answers: Mapping[str, Any], ruleset: Ruleset) -> dict[str, Any]:
         "trace": trace,
         "ruleset": {"id": ruleset.id, "version": ruleset.version, "sha256": ruleset.sha256},
     }
+
+
+def decide(answers: Mapping[str, Any], ruleset: Ruleset) -> Rule:
+    """The rule that decides ``answers``, as ``evaluate`` finds it, and nothing else.
+
+    The first decision rule that holds, tested with the same compiled conditions but
+    without a trace, and stopping there: no note rule, texts or summaries. For reading
+    many stored screenings again (``rules replay``).
+    """
+    for holds, rule in ruleset.decisions:
+        if holds(answers):
+            return rule
+    # The loader guarantees the last decision rule always holds.
+    raise AssertionError(f"ruleset {ruleset.id} {ruleset.version}: no decision rule held")

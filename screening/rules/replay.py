@@ -12,17 +12,8 @@ from dataclasses import dataclass
 from dataclasses import field
 from typing import Any
 
+from screening.rules.engine import decide
 from screening.rules.ruleset import Ruleset
-
-
-def decide(answers: Mapping[str, Any], ruleset: Ruleset) -> tuple[str, str]:
-    """The outcome and deciding rule, as ``engine.evaluate`` gives them, without texts or
-    trace: the first decision rule that holds."""
-    for rule in ruleset.rules:
-        if rule.kind == "decision" and rule.condition.evaluate(answers):
-            assert rule.outcome is not None
-            return rule.outcome, rule.id
-    raise ValueError(f"ruleset {ruleset.id} {ruleset.version}: no decision rule held")
 
 
 @dataclass(slots=True)
@@ -38,7 +29,9 @@ class Replay:
         self, screening_id: str, answers: Mapping[str, Any], outcome: str, decided_by: str
     ) -> dict[str, str] | None:
         """Replay one screening; its change when the outcome or deciding rule differs."""
-        new_outcome, new_rule = decide(answers, self.ruleset)
+        rule = decide(answers, self.ruleset)
+        new_outcome, new_rule = rule.outcome, rule.id
+        assert new_outcome is not None
         self.screenings += 1
         pair = (outcome, new_outcome)
         self.transitions[pair] = self.transitions.get(pair, 0) + 1

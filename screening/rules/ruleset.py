@@ -8,6 +8,7 @@ from dataclasses import field
 from typing import Any
 
 from screening.rules.conditions import Condition
+from screening.rules.conditions import Holds
 from screening.rules.conditions import Traced
 from screening.rules.questionnaire import Item
 
@@ -96,12 +97,16 @@ class Ruleset:
     source_citations: tuple[tuple[str, str], ...] = field(init=False, repr=False, compare=False)
     #: Per rule, in order: the rule, its id, its compiled traced condition, whether it decides.
     steps: tuple[tuple[Rule, str, Traced, bool], ...] = field(init=False, repr=False, compare=False)
+    #: The decision rules alone, in order: each one's compiled untraced test, and the rule.
+    decisions: tuple[tuple[Holds, Rule], ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         steps = tuple(
             (rule, rule.id, rule.condition.traced, rule.kind == "decision") for rule in self.rules
         )
         object.__setattr__(self, "steps", steps)
+        decisions = tuple((step[0].condition.holds, step[0]) for step in steps if step[3])
+        object.__setattr__(self, "decisions", decisions)
         displays = tuple(_key_display(item) for item in self.key_answers)
         object.__setattr__(self, "key_displays", displays)
         citations = tuple((source.id, source.citation) for source in self.sources.values())

@@ -11,10 +11,13 @@ from hypothesis import settings
 from hypothesis import strategies as st
 
 from screening import PROJECT_ROOT
+from screening.rules.cases import load_cases
+from screening.rules.engine import decide
 from screening.rules.engine import evaluate
 from screening.rules.rulebook import Rulebook
 from screening.rules.rulebook import load_rules
 from tests.support.app import RULES_DIR
+from tests.support.app import RULES_ROOT
 
 RULEBOOK = load_rules(RULES_DIR)
 
@@ -132,6 +135,25 @@ def test_any_valid_answers_give_what_rules_v1_specifies(answers: dict[str, Any])
     clinician = result["summary"]["clinician"]
     assert len(clinician["card_summary"]) <= 140
     assert [f["rule"] for f in clinician["findings"]][0] == decided_by
+    assert decide(clean, RULEBOOK.ruleset).id == decided_by
+
+
+def test_decide_gives_the_rule_evaluate_decides_by_on_every_case_of_every_package() -> None:
+    checked = 0
+    for package in load_rules(RULES_ROOT).sorted_packages():
+        for case in load_cases(package):
+            answers, errors = package.questionnaire.validate(case.answers)
+            if errors:
+                continue
+            result = evaluate(answers, package.ruleset)
+            rule = decide(answers, package.ruleset)
+            assert (rule.kind, rule.outcome, rule.id) == (
+                "decision",
+                result["outcome"],
+                result["decided_by"],
+            )
+            checked += 1
+    assert checked > 150
 
 
 def test_result_shape(rulebook: Rulebook, valid_answers: dict[str, Any]) -> None:
