@@ -136,7 +136,10 @@ class Deliverer:
                 allow_redirects=False,
                 stream=True,
             ) as answer:
-                answer.raw.read(_MAX_ANSWER_BYTES)
+                # Through iter_content, which turns what a broken or stalled body raises into
+                # requests' errors (answer.raw would raise urllib3's own). One piece at most.
+                for _piece in answer.iter_content(_MAX_ANSWER_BYTES):
+                    break
                 status = answer.status_code
         except requests.Timeout:
             return Attempt(False, "timeout")

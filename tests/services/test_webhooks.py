@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import random
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -30,6 +31,7 @@ from jsonschema import FormatChecker
 from screening import PROJECT_ROOT
 from screening import StartupError
 from screening import create_app
+from screening.services import delivery
 from screening.services import registry
 from screening.services.delivery import BACKOFF_CAP
 from screening.services.delivery import GIVE_UP_AFTER
@@ -605,3 +607,74 @@ def test_a_worker_told_to_stop_says_it_stopped_cleanly(hooked: Flask) -> None:
     threading.Timer(0.3, stop.set).start()
     with hooked.app_context():
         assert deliverer.run(stop, threads=2, poll_seconds=0.05, scan_seconds=0.05) is True
+
+
+class _BadReceiver:
+    """A loopback HTTP server that answers every request with the same raw bytes, then
+    holds the connection for ``hold`` seconds (a body that never comes) and closes it."""
+
+    def __init__(self, answer: bytes, hold: float = 0.0) -> None:
+        self.answer, self.hold = answer, hold
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        self.closing = threading.Event()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while not self.closing.is_set():
+            try:
+                conn, _ = self.server.accept()
+            except OSError:
+                return
+            with conn:
+                conn.recv(65536)
+                conn.sendall(self.answer)
+                self.closing.wait(self.hold)
+
+    def close(self) -> None:
+        self.closing.set()
+        self.server.close()
+
+
+@pytest.mark.parametrize(
+    ("answer", "hold", "result"),
+    [
+        # A 200 whose chunked body is broken.
+        (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nZZ\r\nnot a chunk",
+            0.0,
+            "request error",
+        ),
+        # A 200 whose body stops coming after the headers (the read times out).
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nhalf", 3.0, "connection error"),
+    ],
+    ids=["broken-chunks", "stalled-body"],
+)
+def test_a_receiver_that_breaks_its_answer_is_a_failed_attempt_not_a_stopped_worker(
+    database_url: str,
+    valid_answers: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+    answer: bytes,
+    hold: float,
+    result: str,
+) -> None:
+    monkeypatch.setattr(delivery, "TIMEOUT_SECONDS", 1.0)
+    bad = _BadReceiver(answer, hold)
+    endpoint = {
+        "name": "inbox",
+        "url": f"http://127.0.0.1:{bad.port}/hook",
+        "secret": new_secret(),
+        "events": ALL_EVENTS,
+    }
+    try:
+        with make_app(database_url, WEBHOOKS=json.dumps([endpoint]), PUBLIC_URL=PUBLIC_URL) as app:
+            _post(app.test_client(), valid_answers)
+            deliverer = _deliverer(app)
+            with requests.Session() as session:
+                assert deliverer.deliver_due(session) == 1
+            [row] = _rows(app_store(app))
+    finally:
+        bad.close()
+    assert (row["status"], row["attempts"]) == ("pending", 1)
+    assert row["last_result"] == result
+    assert row["lease"] is None
