@@ -321,11 +321,6 @@ def run_webhooks_command(
     Several workers, on any number of hosts, may run at once on the same database.
     """
     service = registry.notifications()
-    if not service.endpoints:
-        # Not an error: with no endpoint no event is written, so there is nothing to wait for.
-        # (compose's worker restarts on failure only, so it stays stopped.)
-        click.echo("SCREENING_WEBHOOKS names no endpoint: nothing to deliver; stopping", err=True)
-        return
     if metrics_port is not None:
         start_http_server(metrics_port, addr=metrics_host)
     stop = threading.Event()
@@ -336,6 +331,15 @@ def run_webhooks_command(
     # A stopping worker finishes the attempts it has started and gives back the rest.
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
+    if not service.endpoints:
+        # Not an error, and no reason to exit: a supervisor (compose's restart policy) would
+        # start it again and again. With no endpoint no event is written; wait to be stopped.
+        click.echo(
+            "SCREENING_WEBHOOKS names no endpoint: nothing to deliver; waiting until stopped",
+            err=True,
+        )
+        stop.wait()
+        return
     click.echo(
         f"delivering to {', '.join(e.name for e in service.endpoints)} "
         f"with {threads} thread{'s' if threads != 1 else ''}"

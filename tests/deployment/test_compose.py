@@ -71,9 +71,9 @@ def test_the_worker_starts_once_the_app_has_migrated(services: dict[str, Any]) -
     }
     assert worker["healthcheck"] == {"disable": True}
     assert "ports" not in worker
-    # Restarted when it fails, left stopped when it has no endpoint (exit 0).
+    # Always on, restarted like the app (after a failure, and after a reboot).
     assert "profiles" not in worker
-    assert worker["restart"] == "on-failure"
+    assert worker["restart"] == services["app"]["restart"] == "unless-stopped"
 
 
 def _compose() -> list[str] | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import random
+import signal
 import socket
 import threading
 import time
@@ -17,6 +18,7 @@ from collections.abc import Iterator
 from datetime import UTC
 from datetime import datetime
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -49,6 +51,8 @@ from tests.support.app import bearer
 from tests.support.app import make_app
 from tests.support.receiver import Receiver
 from tests.support.receiver import new_secret
+from tests.support.server import service_environment
+from tests.support.server import webhook_worker
 
 pytestmark = BOTH_DATABASES
 
@@ -461,10 +465,20 @@ def test_after_a_day_of_failures_a_delivery_is_marked_failed_and_can_be_retried(
     assert "no failed deliveries" in runner.invoke(args=["webhooks", "list", "--failed"]).output
 
 
-def test_the_worker_without_endpoints_says_so_and_stops_cleanly(app: Flask) -> None:
-    result = app.test_cli_runner().invoke(args=["webhooks", "run"])
-    assert result.exit_code == 0
-    assert "SCREENING_WEBHOOKS names no endpoint: nothing to deliver" in result.output
+def test_the_worker_without_endpoints_says_so_and_waits_to_be_stopped(
+    database_url: str, tmp_path: Path
+) -> None:
+    # It neither exits (a supervisor would start it again and again) nor fails.
+    log = tmp_path / "worker.log"
+    with webhook_worker(service_environment(database_url), log) as worker:
+        deadline = time.monotonic() + 20
+        while "nothing to deliver" not in log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert "SCREENING_WEBHOOKS names no endpoint: nothing to deliver" in log.read_text()
+        time.sleep(0.5)
+        assert worker.poll() is None
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=10) == 0
 
 
 # --- the retry schedule -----------------------------------------------------------------
