@@ -833,3 +833,13 @@ def test_the_detail_page_shows_a_shadow_outcome_only_where_it_differs(
         assert "Rules in shadow would decide differently" not in same
         ruleset_page = client.get("/review/rulesets/lumbar-rfa/1.2.0").text
         assert "In shadow: checked beside the rules in use" in ruleset_page
+    # The shadow package taken out again: its stored outcome is shown as stored, unlinked.
+    with make_app(database_url) as app:
+        client = FlaskClient(app, use_cookies=True)
+        _sign_in(client)
+        page = client.get(f"/review/{differs}").text
+        shadow = page[page.index('id="shadow"') : page.index('id="findings"')]
+        assert "lumbar-rfa version 1.2.0 (no longer loaded) would give" in shadow
+        assert ">continue_conservative_care</span>" in shadow
+        assert 'decided by the rule "pain_below_threshold"' in shadow
+        assert "/review/rulesets/lumbar-rfa/1.2.0" not in shadow

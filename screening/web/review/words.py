@@ -286,6 +286,8 @@ class ShadowView:
     version: str
     outcome: OutcomeView
     decided_by: str
+    #: Whether its package is loaded (it has a page to link to).
+    loaded: bool
 
 
 def ruleset_choices() -> list[tuple[str, str]]:
@@ -312,14 +314,24 @@ def _differing_shadows(view: dict[str, Any]) -> tuple[list[ShadowView], int]:
             continue
         ruleset = entry["ruleset"]
         package = rulebook.package(ruleset["id"], ruleset["version"])
-        differing.append(
-            ShadowView(
+        if package is None:
+            # No longer loaded: its codes as stored, not another package's words for them.
+            shown = ShadowView(
+                ruleset["id"],
+                ruleset["version"],
+                OutcomeView(entry["outcome"], entry["outcome"], "info"),
+                entry["decided_by"],
+                loaded=False,
+            )
+        else:
+            shown = ShadowView(
                 ruleset["id"],
                 ruleset["version"],
                 outcome(entry["outcome"], package),
                 rule_title(entry["decided_by"], package),
+                loaded=True,
             )
-        )
+        differing.append(shown)
     return differing, agreed
 
 
@@ -354,7 +366,8 @@ def ruleset_notice(view: dict[str, Any]) -> str | None:
     if package is None:
         return f"The rules that worked out this result ({named}) are no longer loaded."
     if package.ruleset.sha256 != ruleset["sha256"]:
-        return f"The rules of {named} were changed after this result was worked out."
+        retired = " They are now retired too." if package.status == "retired" else ""
+        return f"The rules of {named} were changed after this result was worked out.{retired}"
     if package.status == "retired":
         return f"The rules that worked out this result ({named}) are now retired."
     return None
