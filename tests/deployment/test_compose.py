@@ -21,7 +21,10 @@ import yaml
 from screening import PROJECT_ROOT
 
 COMPOSE_FILE = PROJECT_ROOT / "compose.yaml"
-WORKER_COMMAND = ["flask", "--app", "screening", "webhooks", "run"]
+WORKER_COMMAND = [
+    *["flask", "--app", "screening", "webhooks", "run"],
+    *["--metrics-port", "9101", "--metrics-host", "0.0.0.0"],
+]
 #: What the worker needs to send what the app writes: the same values on both.
 WEBHOOK_SETTINGS = (
     "SCREENING_DATABASE_URL",

@@ -323,6 +323,7 @@ def test_container_runs_the_webhook_worker(container: Container, database_url: s
     )
     public_url = "https://screening.example.org"
     name = f"{container.name}-worker"
+    metrics_port = free_port()
     try:
         with make_app(database_url, WEBHOOKS=webhooks, PUBLIC_URL=public_url) as app:
             stored = app.test_client().post(
@@ -360,6 +361,9 @@ def test_container_runs_the_webhook_worker(container: Container, database_url: s
                 "screening",
                 "webhooks",
                 "run",
+                # As compose.yaml runs it, on the loopback interface here.
+                "--metrics-port",
+                str(metrics_port),
             ],
             120,
             "docker run (worker)",
@@ -372,6 +376,16 @@ def test_container_runs_the_webhook_worker(container: Container, database_url: s
         # Logged once the attempt is recorded and counted in the metrics (which need the
         # Prometheus folder under the tmpfs).
         _wait_for_log(worker, "webhook attempt")
+        # The worker's own counters, where Prometheus scrapes them (compose: worker:9101).
+        scraped = requests.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).text
+        delivered = [
+            line
+            for line in scraped.splitlines()
+            if line.startswith("screening_webhook_deliveries_total{")
+        ]
+        assert any('result="delivered"' in line and line.endswith(" 1.0") for line in delivered), (
+            delivered
+        )
         _run([container.docker, "stop", "--time", "15", name], 60, "docker stop (worker)")
         logs = worker.logs()
         assert worker.inspect("{{.State.ExitCode}}") == "0", logs[-6000:]
