@@ -387,12 +387,17 @@ class ScreeningService:
 
     def _check_ruleset_filter(self, ruleset_id: str | None, version: str | None) -> None:
         """A 422 unless the list's ruleset filter names a loaded package (any status,
-        retired ones included) or, with no version, a loaded ruleset id."""
+        retired ones included) or, with no version, a loaded ruleset id; or rules no longer
+        loaded that decided stored screenings (so that those can still be listed)."""
         if ruleset_id is None:
             if version is not None:
                 raise ValidationProblem({"ruleset_version": ["Give ruleset with it."]})
             return
         versions = [p.version for p in self.rulebook.sorted_packages() if p.id == ruleset_id]
+        if (not versions or (version is not None and version not in versions)) and (
+            self.store.decided_by_ruleset(ruleset_id, version)
+        ):
+            return
         if not versions:
             known = sorted({p.id for p in self.rulebook.packages})
             raise ValidationProblem({"ruleset": [f"Must be one of: {', '.join(known)}."]})

@@ -737,6 +737,15 @@ class Store:
                 return
             after = (rows[-1][1], rows[-1][0])
 
+    def decided_by_ruleset(self, ruleset_id: str, version: str | None) -> bool:
+        """Whether any stored screening was decided by this ruleset (and version)."""
+        c = screenings.c
+        query = sa.select(c.id).where(c.ruleset_id == ruleset_id)
+        if version is not None:
+            query = query.where(c.ruleset_version == version)
+        with self.engine.connect() as conn:
+            return conn.execute(query.limit(1)).first() is not None
+
     def list_screenings(
         self,
         filters: ListFilters,

@@ -241,3 +241,23 @@ def test_an_unusable_ruleset_filter_is_422_naming_it(
     assert response.status_code == 422
     assert response.mimetype == "application/problem+json"
     assert list(response.get_json()["errors"]) == [field]
+
+
+def test_screenings_of_rules_no_longer_loaded_can_still_be_listed(
+    database_url: str, tmp_path: Path, valid_answers: dict[str, Any]
+) -> None:
+    body = {"answers": valid_answers, "ruleset": {"id": "lumbar-rfa-cms"}}
+    with make_app(database_url) as app:
+        stored = _post(app.test_client(), "/v1/screenings", body).get_json()["id"]
+    tree = tmp_path / "rules"
+    shutil.copytree(RULES_ROOT, tree)
+    shutil.rmtree(tree / "lumbar-rfa-cms")
+    with make_app(database_url, RULES_DIR=str(tree)) as app:
+        client = app.test_client()
+        for query in ("ruleset=lumbar-rfa-cms", "ruleset=lumbar-rfa-cms&ruleset_version=1.0.0"):
+            response = client.get(f"/v1/screenings?{query}", headers=bearer("dr-c"))
+            assert response.status_code == 200, response.get_json()
+            assert [item["id"] for item in response.get_json()["items"]] == [stored]
+        for query in ("ruleset=lumbar-rfa-cms&ruleset_version=9.9.9", "ruleset=nothing"):
+            refused = client.get(f"/v1/screenings?{query}", headers=bearer("dr-c"))
+            assert refused.status_code == 422
