@@ -453,7 +453,7 @@ def answers_from_questionnaire_response(
     return answers, reader.errors
 
 
-def _response_answers(questionnaire: Questionnaire, item: Item, value: Any) -> list[dict[str, Any]]:
+def response_answers(questionnaire: Questionnaire, item: Item, value: Any) -> list[dict[str, Any]]:
     """The FHIR answer entries for one native answer."""
     values: Sequence[Any]
     if item.type == "multi_choice":
@@ -487,7 +487,7 @@ def questionnaire_response_from_answers(
     by_group: dict[str, list[dict[str, Any]]] = {}
     for item in questionnaire.items:
         value = answers.get(item.link_id)
-        fhir_answers = [] if value is None else _response_answers(questionnaire, item, value)
+        fhir_answers = [] if value is None else response_answers(questionnaire, item, value)
         # FHIR JSON has no empty arrays: an empty pick-all-that-fit list is left out.
         if not fhir_answers:
             continue

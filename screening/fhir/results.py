@@ -27,6 +27,7 @@ from datetime import datetime
 from typing import Any
 
 from screening.fhir.forms import questionnaire_response_from_answers
+from screening.fhir.forms import response_answers
 from screening.rules.questionnaire import Item
 from screening.rules.questionnaire import Questionnaire
 
@@ -100,25 +101,13 @@ def _summary_text(patient: Mapping[str, Any]) -> str:
 def _observation_values(
     questionnaire: Questionnaire, item: Item, value: Any
 ) -> list[dict[str, Any]]:
-    """The Observation value[x] for each answer (one per code of a pick-all-that-fit item)."""
-    if item.type == "integer":
-        return [{"valueInteger": value}]
-    if item.type == "boolean":
-        return [{"valueBoolean": value}]
-    codes = value if item.type == "multi_choice" else [value]
+    """The Observation value[x] for each answer (one per code of a pick-all-that-fit item):
+    the QuestionnaireResponse's answers, a Coding wrapped as Observation's CodeableConcept."""
     return [
-        {
-            "valueCodeableConcept": {
-                "coding": [
-                    {
-                        "system": questionnaire.code_system,
-                        "code": code,
-                        "display": item.display(code),
-                    }
-                ]
-            }
-        }
-        for code in codes
+        {"valueCodeableConcept": {"coding": [answer["valueCoding"]]}}
+        if "valueCoding" in answer
+        else answer
+        for answer in response_answers(questionnaire, item, value)
     ]
 
 

@@ -328,15 +328,21 @@ def _completeness_problems(
 
 
 def load_translations(
-    rules_dir: Path, questionnaire: Questionnaire, ruleset: Ruleset
+    rules_dir: Path,
+    questionnaire: Questionnaire,
+    ruleset: Ruleset,
+    schema_dir: Path | None = None,
 ) -> dict[str, Catalog]:
     """Load and check every ``rules/i18n/*.yaml``; return a catalog per supported language.
+
+    ``schema_dir``: the schemas the package's other files were checked with (found from
+    ``rules_dir`` when not given).
 
     Raises ``RulesError`` listing every problem, each naming the file and the
     group, item, option, outcome or rule it concerns.
     """
     folder = rules_dir / I18N_DIR
-    schema_dir = find_schema_dir(rules_dir)
+    schema_dir = schema_dir or find_schema_dir(rules_dir)
     found = {path.stem: path for path in sorted(folder.glob("*.yaml"))}
     problems: list[str] = []
     for language in SUPPORTED[1:]:

@@ -21,7 +21,6 @@ class Replay:
     """Counts for one candidate over a stream of stored screenings."""
 
     ruleset: Ruleset
-    screenings: int = 0
     changed: int = 0
     transitions: dict[tuple[str, str], int] = field(default_factory=dict)
 
@@ -32,7 +31,6 @@ class Replay:
         rule = decide(answers, self.ruleset)
         new_outcome, new_rule = rule.outcome, rule.id
         assert new_outcome is not None
-        self.screenings += 1
         pair = (outcome, new_outcome)
         self.transitions[pair] = self.transitions.get(pair, 0) + 1
         if new_outcome == outcome and new_rule == decided_by:
@@ -51,7 +49,7 @@ class Replay:
         ruleset = self.ruleset
         return {
             "candidate": {"id": ruleset.id, "version": ruleset.version, "sha256": ruleset.sha256},
-            "screenings": self.screenings,
+            "screenings": sum(self.transitions.values()),
             "changed": self.changed,
             "transitions": [
                 {"from": a, "to": b, "count": n} for (a, b), n in sorted(self.transitions.items())

@@ -119,7 +119,7 @@ def load_package(directory: Path | str, schema_dir: Path | None = None) -> Packa
     directory = Path(directory)
     schema_dir = schema_dir or find_schema_dir(directory)
     questionnaire, ruleset = load_files(directory, schema_dir)
-    catalogs = load_translations(directory, questionnaire, ruleset)
+    catalogs = load_translations(directory, questionnaire, ruleset, schema_dir)
     path = directory / PACKAGE_FILE
     has_file = path.is_file()
     data: dict[str, Any] = dict(_IMPLIED)
@@ -256,9 +256,12 @@ class Rulebook:
     _defaults: dict[tuple[str, str], Package] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
-    # Worked out once: the request path asks for both on every screening.
+    # Worked out once: the request path asks for these on every screening.
     _default: Package = field(init=False, repr=False, compare=False)
     _sorted: tuple[Package, ...] = field(init=False, repr=False, compare=False)
+    _shadows: dict[tuple[str, str], tuple[Package, ...]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         for package in self.packages:
@@ -270,6 +273,10 @@ class Rulebook:
         object.__setattr__(self, "_default", highest)
         by_version = sorted(self.packages, key=lambda p: (p.id, version_key(p.version)))
         object.__setattr__(self, "_sorted", tuple(by_version))
+        for package in by_version:
+            if package.status == "shadow":
+                ref = package.questionnaire_ref
+                self._shadows[ref] = (*self._shadows.get(ref, ()), package)
 
     # --- the default package ---------------------------------------------------------
 
@@ -312,9 +319,9 @@ class Rulebook:
                 return package
         return None
 
-    def sorted_packages(self) -> list[Package]:
+    def sorted_packages(self) -> tuple[Package, ...]:
         """Every package by ruleset id, then version."""
-        return list(self._sorted)
+        return self._sorted
 
     def questionnaire_versions(self) -> list[str]:
         """The questionnaire versions served (those with an active default), lowest first."""
@@ -333,12 +340,9 @@ class Rulebook:
             f"Served: {', '.join(self.questionnaire_versions())}.",
         )
 
-    def shadows(self, questionnaire: Questionnaire) -> list[Package]:
+    def shadows(self, questionnaire: Questionnaire) -> tuple[Package, ...]:
         """The shadow packages that apply to a questionnaire, by ruleset id and version."""
-        ref = (questionnaire.id, questionnaire.version)
-        return [
-            p for p in self.sorted_packages() if p.status == "shadow" and p.questionnaire_ref == ref
-        ]
+        return self._shadows.get((questionnaire.id, questionnaire.version), ())
 
     # --- choosing for a request --------------------------------------------------------
 

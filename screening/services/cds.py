@@ -31,7 +31,7 @@ import requests
 from screening.services.settings import http_url
 from screening.services.settings import json_array
 from screening.storage.store import Store
-from screening.storage.store import answers_digest
+from screening.storage.store import json_digest
 
 logger = logging.getLogger(__name__)
 
@@ -306,7 +306,6 @@ class CdsService:
         self, store: Store, clients: Sequence[CdsClient], public_url: str | None = None
     ) -> None:
         self.store = store
-        self.clients = tuple(clients)
         #: ``SCREENING_PUBLIC_URL``: the base of the URLs tokens' ``aud`` must name.
         self.public_url = public_url
         self.verifier = TokenVerifier(clients, store)
@@ -317,7 +316,7 @@ class CdsService:
 
     def screening_for(self, answers: Mapping[str, Any]) -> str | None:
         """The newest stored screening with exactly these (checked) answers, if any."""
-        return self.store.screening_with_answers(answers_digest(answers))
+        return self.store.screening_with_answers(json_digest(answers))
 
     def record_card(
         self,

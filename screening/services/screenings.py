@@ -7,8 +7,6 @@ stores and audits. None of it knows about HTTP beyond the problem errors it rais
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import secrets
 from collections.abc import Callable
@@ -43,11 +41,11 @@ from screening.storage.store import CursorError
 from screening.storage.store import ListFilters
 from screening.storage.store import Position
 from screening.storage.store import Store
-from screening.storage.store import answers_digest
 from screening.storage.store import decode_cursor
 from screening.storage.store import decode_triage_cursor
 from screening.storage.store import encode_cursor
 from screening.storage.store import encode_triage_cursor
+from screening.storage.store import json_digest
 
 logger = logging.getLogger(__name__)
 
@@ -88,8 +86,7 @@ class Page:
 
 def request_fingerprint(kind: str, body: Any) -> str:
     """A hash of what was asked, to tell a true retry from a reused key."""
-    canonical = json.dumps([kind, body], sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    return json_digest([kind, body])
 
 
 def _in_flight() -> ProblemError:
@@ -267,7 +264,7 @@ class ScreeningService:
             "outcome": submission.result["outcome"],
             "review_status": "pending",
             "answers": submission.answers,
-            "answers_sha256": answers_digest(submission.answers),
+            "answers_sha256": json_digest(submission.answers),
             "result": {k: v for k, v in submission.result.items() if k != "ruleset"},
             "source": submission.source,
         }

@@ -99,7 +99,7 @@ screenings = sa.Table(
     sa.Column("result", JSONDocument, nullable=False),
     # The document the answers came in, when it was not native JSON (FHIR).
     sa.Column("source", JSONDocument),
-    # ``answers_digest(answers)``: finds the stored screening a CDS card describes.
+    # ``json_digest(answers)``: finds the stored screening a CDS card describes.
     sa.Column("answers_sha256", sa.String(64)),
     sa.Index(None, "created_at", "id"),
     sa.Index(None, "outcome", "created_at"),
@@ -263,9 +263,10 @@ cds_feedback = sa.Table(
 )
 
 
-def answers_digest(answers: Any) -> str:
-    """The SHA-256 of a screening's answers in one canonical JSON form."""
-    canonical = json.dumps(answers, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+def json_digest(value: Any) -> str:
+    """The SHA-256 of ``value`` in one canonical JSON form (a screening's answers, a
+    request's kind and body)."""
+    canonical = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 

@@ -89,8 +89,9 @@ def get_ruleset() -> Response:
 def list_rulesets() -> Response:
     """Every loaded rule package: id, version, sha256, status, default, questionnaire, approval."""
     rulebook = registry.rulebook()
-    items = [package.summary() for package in rulebook.sorted_packages()]
-    etag = "-".join(f"{p.ruleset.sha256[:16]}{p.status[0]}" for p in rulebook.sorted_packages())
+    packages = rulebook.sorted_packages()
+    items = [package.summary() for package in packages]
+    etag = "-".join(f"{p.ruleset.sha256[:16]}{p.status[0]}" for p in packages)
     return _cacheable(jsonify(items=items), etag)
 
 

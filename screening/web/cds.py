@@ -129,9 +129,10 @@ def cds_caller(view: F) -> F:
     @wraps(view)
     def wrapped(*args: Any, **kwargs: Any) -> Any:
         token = _bearer_jwt()
+        client: CdsClient | None
         if token is not None:
-            client: CdsClient | None = _check_jwt(token)
-            name = client.iss if client is not None else ""
+            client = _check_jwt(token)
+            name = client.iss
         else:
             key = authenticate()
             authorize(key, ("clinician",))

@@ -95,12 +95,10 @@ class TraceRule:
     steps: tuple[TraceStep, ...]
 
 
-def package_of(view: dict[str, Any]) -> Package:
-    """The loaded package that computed a screening (any status), else the default one."""
-    rulebook = registry.rulebook()
+def loaded_package(view: dict[str, Any]) -> Package | None:
+    """The loaded package (any status) that computed a screening, if it is still loaded."""
     ruleset = view.get("ruleset") or {}
-    found = rulebook.package(str(ruleset.get("id")), str(ruleset.get("version")))
-    return found or rulebook.default
+    return registry.rulebook().package(str(ruleset.get("id")), str(ruleset.get("version")))
 
 
 def _pkg(package: Package | None) -> Package:
@@ -358,11 +356,11 @@ def ruleset_context(package: Package) -> dict[str, Any]:
     }
 
 
-def ruleset_notice(view: dict[str, Any]) -> str | None:
-    """Why the rules that decided a screening are not what a new one would get, if so."""
+def ruleset_notice(view: dict[str, Any], package: Package | None) -> str | None:
+    """Why the rules that decided a screening (its ``package``, None when no longer
+    loaded) are not what a new one would get, if so."""
     ruleset = view["ruleset"]
     named = f"{ruleset['id']} version {ruleset['version']}"
-    package = registry.rulebook().package(ruleset["id"], ruleset["version"])
     if package is None:
         return f"The rules that worked out this result ({named}) are no longer loaded."
     if package.ruleset.sha256 != ruleset["sha256"]:
@@ -377,7 +375,9 @@ def detail_context(view: dict[str, Any]) -> dict[str, Any]:
     """What the detail page shows, in words, from the full view of a screening."""
     clinician = view["summary"]["clinician"]
     stored_sources = {s["id"]: s["citation"] for s in clinician.get("sources", [])}
-    package = package_of(view)
+    loaded = loaded_package(view)
+    # Words for a screening whose rules are no longer loaded come from the default package.
+    package = loaded or registry.rulebook().default
     review = view["review"]
     shadows, agreed = _differing_shadows(view)
     return {
@@ -400,11 +400,8 @@ def detail_context(view: dict[str, Any]) -> dict[str, Any]:
         ],
         "due": None if review["due_at"] is None else when(review["due_at"]),
         "overdue": review["overdue"],
-        "ruleset_known": registry.rulebook().package(
-            view["ruleset"]["id"], view["ruleset"]["version"]
-        )
-        is not None,
-        "ruleset_notice": ruleset_notice(view),
+        "ruleset_known": loaded is not None,
+        "ruleset_notice": ruleset_notice(view, loaded),
         "shadows": shadows,
         "shadows_agreed": agreed,
         "note_limit": NOTE_LIMIT,

@@ -13,7 +13,7 @@ from alembic import op
 
 from screening.storage.store import JSONDocument
 from screening.storage.store import UTCDateTime
-from screening.storage.store import answers_digest
+from screening.storage.store import json_digest
 
 revision = "0007"
 down_revision = "0005"
@@ -77,7 +77,7 @@ def upgrade() -> None:
         conn.execute(
             screenings.update()
             .where(screenings.c.id == row.id)
-            .values(answers_sha256=answers_digest(row.answers))
+            .values(answers_sha256=json_digest(row.answers))
         )
     op.create_index("ix_screenings_answers_sha256", "screenings", ["answers_sha256"])
     # A CDS client's issuer is the actor of its cards and feedback in the audit log.
