@@ -179,7 +179,11 @@ def get_screening(screening_id: str) -> Response:
     # The FHIR form carries the clinician's findings: only clinicians may choose it.
     offered = [JSON, FHIR_JSON] if key.role == "clinician" else [JSON]
     if request.accept_mimetypes.best_match(offered, default=JSON) == FHIR_JSON:
-        response = jsonify(screening_bundle(record, registry.rulebook().questionnaire))
+        # The questionnaire it was answered on (a portal may be pinned to an older one).
+        rulebook = registry.rulebook()
+        package = rulebook.package(record["ruleset_id"], record["ruleset_version"])
+        questionnaire = (package or rulebook.default).questionnaire
+        response = jsonify(screening_bundle(record, questionnaire))
         response.mimetype = FHIR_JSON
     else:
         response = jsonify(views.caller_view(record, key.role))

@@ -450,3 +450,20 @@ def test_the_response_language_counts_only_when_the_request_names_none(
     response = fhir_post(client, "/v1/evaluate", resource, query_string=query, headers=headers)
     assert response.status_code == 200
     assert response.headers["Content-Language"] == language
+
+
+def test_a_fhir_bundle_names_the_questionnaire_version_it_was_answered_on(
+    client: FlaskClient, valid_answers: dict[str, Any]
+) -> None:
+    answers = {k: v for k, v in valid_answers.items() if k != "second_block_relief_percent"}
+    body = {"answers": answers, "questionnaire": {"id": "lumbar-rfa-screening", "version": "1.0.0"}}
+    created = client.post("/v1/screenings", json=body, headers=bearer("dr-c")).get_json()
+    bundle = client.get(
+        f"/v1/screenings/{created['id']}", headers={**bearer("dr-c"), "Accept": FHIR}
+    ).get_json()
+    [response] = [
+        e["resource"]
+        for e in bundle["entry"]
+        if e["resource"]["resourceType"] == "QuestionnaireResponse"
+    ]
+    assert response["questionnaire"].endswith("|1.0.0")
