@@ -270,15 +270,76 @@ def json_digest(value: Any) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-_INSERT_SCREENING = screenings.insert()
-_INSERT_DELIVERIES = webhook_deliveries.insert()
-_INSERT_AUDIT = audit_log.insert()
+@dataclass(frozen=True, slots=True)
+class _DriverInsert:
+    """An INSERT of one table's columns that SQLAlchemy compiles once and the driver runs.
+
+    On SQLite a POST's own inserts (the screening, its audit entry, its outbox rows) cost
+    more in SQLAlchemy's per-statement handling (parameters processed by name, an
+    execution context, a result set up) than in SQLite itself: measured inside a POST's
+    transaction, 20-45 us of SQLAlchemy on each, against 18-30 us for sqlite3's own
+    insert of an audit or outbox row. This keeps SQLAlchemy's SQL and its type processing
+    (``UTCDateTime``, JSON) and hands the rows to the driver's ``executemany`` on the
+    connection's open transaction (savepoints included). Driver errors are raised as
+    SQLAlchemy's, parameters hidden, as from any other statement. Columns the database
+    numbers itself are left out; a column missing from a row is NULL, as with SQLAlchemy.
+    """
+
+    sql: str
+    names: tuple[str, ...]
+    processors: tuple[Any, ...]
+
+    @classmethod
+    def compile(cls, table: sa.Table, dialect: sa.Dialect) -> _DriverInsert:
+        columns = [c for c in table.c if c is not table.autoincrement_column]
+        statement = table.insert().values(
+            {c.name: sa.bindparam(c.name, type_=c.type) for c in columns}
+        )
+        compiled = statement.compile(dialect=dialect)
+        names = tuple(compiled.positiontup or ())
+        if dialect.paramstyle != "qmark" or sorted(names) != sorted(c.name for c in columns):
+            raise ValueError(f"{dialect.name}: no positional INSERT for {table.name}")
+        processors = tuple(
+            table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names
+        )
+        return cls(str(compiled), names, processors)
+
+    def run(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
+        """Insert ``rows`` (dicts by column name)."""
+        pairs = tuple(zip(self.names, self.processors, strict=True))
+        # As SQLAlchemy binds: a value given (None too: JSON stores it as 'null') goes
+        # through its type's processor; a column not given is NULL.
+        values = [
+            tuple(
+                None if name not in row else row[name] if process is None else process(row[name])
+                for name, process in pairs
+            )
+            for row in rows
+        ]
+        driver = conn.connection.driver_connection
+        assert driver is not None
+        try:
+            driver.executemany(self.sql, values)
+        except conn.dialect.loaded_dbapi.Error as error:
+            raise sa.exc.DBAPIError.instance(
+                self.sql,
+                values,
+                error,
+                conn.dialect.loaded_dbapi.Error,
+                hide_parameters=True,
+                dialect=conn.dialect,
+            ) from error
+
+
 _FINISH_IDEMPOTENCY = idempotency_records.update().where(
     (idempotency_records.c.key_name == sa.bindparam("k_name"))
     & (idempotency_records.c.idempotency_key == sa.bindparam("k_key"))
     & (idempotency_records.c.claim == sa.bindparam("k_claim"))
     & (idempotency_records.c.state == "in_progress")
 )
+
+#: The tables a POST inserts into, which SQLite writes through ``_DriverInsert``.
+_DRIVER_TABLES = (screenings, audit_log, webhook_deliveries)
 
 _DELIVERY_COLUMNS = tuple(c for c in webhook_deliveries.c if c.name != "id")
 
@@ -537,6 +598,12 @@ class Store:
             if sqlite_file
             else nullcontext()
         )
+        #: SQLite: the request path's inserts through the driver (``_DriverInsert``).
+        self._driver_inserts = (
+            {t.name: _DriverInsert.compile(t, engine.dialect) for t in _DRIVER_TABLES}
+            if sqlite_file
+            else {}
+        )
         #: The writes each request makes (screenings, claims, reviews, audit entries)
         #: commit in groups: one flush to disk for all the requests writing at once.
         self._grouped = GroupCommit(self._write)
@@ -655,10 +722,10 @@ class Store:
                     _screening_with_events_parameters(row, deliveries),
                 )
             else:
-                conn.execute(_INSERT_SCREENING, row)
+                self._insert_rows(conn, screenings, [row])
                 self._audit(conn, row["created_by"], "create", [row["id"]], row["created_at"])
                 if deliveries:
-                    conn.execute(_INSERT_DELIVERIES, deliveries)
+                    self._insert_rows(conn, webhook_deliveries, deliveries)
             if idempotency is not None and response is not None:
                 finished = conn.execute(
                     _FINISH_IDEMPOTENCY,
@@ -862,7 +929,7 @@ class Store:
             )
             self._audit(conn, by, "review", [screening_id], now)
             if deliveries:
-                conn.execute(_INSERT_DELIVERIES, deliveries)
+                self._insert_rows(conn, webhook_deliveries, deliveries)
             return True
 
         return self._grouped.run(review)
@@ -1065,11 +1132,22 @@ class Store:
         screening_ids: Sequence[str | None],
         at: datetime,
     ) -> None:
-        conn.execute(
-            _INSERT_AUDIT,
+        self._insert_rows(
+            conn,
+            audit_log,
             [{"at": at, "actor": actor, "action": action, "screening_id": i} for i in screening_ids]
             or [{"at": at, "actor": actor, "action": action, "screening_id": None}],
         )
+
+    def _insert_rows(
+        self, conn: Connection, table: sa.Table, rows: Sequence[dict[str, Any]]
+    ) -> None:
+        """Insert ``rows`` into ``table``: through the driver where compiled for it."""
+        driver = self._driver_inserts.get(table.name)
+        if driver is not None:
+            driver.run(conn, rows)
+        else:
+            conn.execute(table.insert(), list(rows))
 
     def audit_entries(self, screening_id: str | None = None) -> list[dict[str, Any]]:
         """The audit trail, oldest first (optionally for one screening)."""

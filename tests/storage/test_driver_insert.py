@@ -1,0 +1,153 @@
+"""The SQLite request path's inserts through the driver (``_DriverInsert``): the same rows
+as SQLAlchemy's own INSERT writes, and the same errors, with nothing of the row in them."""
+
+from __future__ import annotations
+
+from datetime import UTC
+from datetime import datetime
+from datetime import timedelta
+from datetime import timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from flask.testing import FlaskClient
+
+from screening.storage import store as storage
+from screening.storage.store import Store
+from screening.storage.store import make_engine
+from tests.support.app import BOTH_DATABASES
+from tests.support.app import bearer
+
+# Not UTC on purpose: a stored time must come back as the same instant, in UTC.
+ELSEWHERE = timezone(timedelta(hours=-5))
+WHEN = datetime(2026, 3, 4, 5, 6, 7, 891011, tzinfo=ELSEWHERE)
+
+ROWS: dict[str, dict[str, Any]] = {
+    "screenings": {
+        "id": "a" * 32,
+        "created_at": WHEN,
+        "created_by": "portal-a",
+        "patient_ref": None,
+        "language": "es",
+        "questionnaire_id": "lumbar-rfa",
+        "questionnaire_version": "1.1.0",
+        "questionnaire_sha256": "1" * 64,
+        "ruleset_id": "lumbar-rfa",
+        "ruleset_version": "1.1.0",
+        "ruleset_sha256": "2" * 64,
+        "outcome": "urgent",
+        "review_status": "pending",
+        "answers": {"pain_months": 7, "tried": ["physical_therapy"], "note": "¿dolor? ✓"},
+        "result": {"outcome": "urgent", "trace": [{"rule": "r1", "matched": True}], "x": None},
+        "source": None,
+        "answers_sha256": "3" * 64,
+    },
+    "audit_log": {"at": WHEN, "actor": "portal-a", "action": "create", "screening_id": None},
+    "webhook_deliveries": {
+        "event_id": "msg_" + "b" * 32,
+        "event_type": "screening.created",
+        "endpoint": "ehr-inbox",
+        "screening_id": "a" * 32,
+        "payload": '{"type":"screening.created"}',
+        "status": "pending",
+        "attempts": 0,
+        "created_at": WHEN,
+        "scheduled_at": WHEN,
+        "next_attempt_at": WHEN + timedelta(seconds=30),
+        "lease": None,
+        "last_attempt_at": None,
+        "last_result": None,
+        "delivered_at": None,
+    },
+}
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Any:
+    """An empty SQLite database with the service's tables."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'driver.db'}")
+    storage.metadata.create_all(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def reference(tmp_path: Path) -> Any:
+    """A second one, written by SQLAlchemy's own INSERT."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'reference.db'}")
+    storage.metadata.create_all(engine)
+    yield engine
+    engine.dispose()
+
+
+def _stored(engine: sa.Engine, table: sa.Table) -> tuple[list[Any], list[dict[str, Any]]]:
+    """The table's rows as stored (raw) and as SQLAlchemy reads them."""
+    with engine.connect() as conn:
+        raw = [tuple(r) for r in conn.exec_driver_sql(f"SELECT * FROM {table.name}")]
+        read = [dict(r._mapping) for r in conn.execute(sa.select(table))]
+    return raw, read
+
+
+@pytest.mark.parametrize("table", storage._DRIVER_TABLES, ids=lambda t: t.name)
+def test_driver_rows_are_stored_as_sqlalchemys_are(
+    engine: sa.Engine, reference: sa.Engine, table: sa.Table
+) -> None:
+    row = ROWS[table.name]
+    with reference.begin() as conn:
+        conn.execute(table.insert(), [row])
+    with engine.begin() as conn:
+        storage._DriverInsert.compile(table, engine.dialect).run(conn, [row])
+    # The same bytes in the file (what a later reader or a migration sees)...
+    assert _stored(engine, table) == _stored(reference, table)
+    # ... and every time read back as the same instant, in UTC.
+    _, [read] = _stored(engine, table)
+    times = [name for name, value in row.items() if isinstance(value, datetime)]
+    assert times
+    for name in times:
+        assert read[name].tzinfo is UTC and read[name] == row[name]
+    numbered = table.autoincrement_column
+    assert {k: v for k, v in read.items() if numbered is None or k != numbered.name} == row
+
+
+def test_a_column_missing_from_a_row_is_null_and_a_required_one_is_refused(
+    engine: sa.Engine,
+) -> None:
+    insert = storage._DriverInsert.compile(storage.audit_log, engine.dialect)
+    with engine.begin() as conn:
+        insert.run(conn, [{"at": WHEN, "actor": "dr-c", "action": "review"}])
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(storage.audit_log.c.screening_id)).scalar_one() is None
+    with pytest.raises(sa.exc.IntegrityError) as refused, engine.begin() as conn:
+        insert.run(conn, [{"at": WHEN, "actor": "a-secret-actor-name"}])
+    # SQLAlchemy's error, with the statement but never the row's values.
+    assert "NOT NULL" in str(refused.value)
+    assert "a-secret-actor-name" not in str(refused.value)
+
+
+def test_only_an_insert_of_positional_parameters_is_compiled() -> None:
+    # psycopg binds by name: its rows would need their names, so it keeps SQLAlchemy's path.
+    postgres = sa.create_engine("postgresql+psycopg://nobody@127.0.0.1:1/none")
+    with pytest.raises(ValueError, match="no positional INSERT"):
+        storage._DriverInsert.compile(storage.audit_log, postgres.dialect)
+
+
+@BOTH_DATABASES
+def test_a_screening_stored_twice_fails_alone_and_changes_nothing(
+    client: FlaskClient, store: Store, valid_answers: dict[str, Any]
+) -> None:
+    created = client.post(
+        "/v1/screenings", json={"answers": valid_answers}, headers=bearer("portal-a")
+    )
+    assert created.status_code == 201
+    stored = store.get_screening(created.get_json()["id"])
+    assert stored is not None
+    stored.pop("reviews")
+    audit_before = store.audit_entries()
+    with pytest.raises(sa.exc.IntegrityError) as refused:
+        store.insert_screening({**stored, "patient_ref": "MRN-must-not-leak"})
+    assert "MRN-must-not-leak" not in str(refused.value)
+    again = store.get_screening(stored["id"])
+    assert again is not None and again["patient_ref"] == stored["patient_ref"]
+    assert store.audit_entries() == audit_before
