@@ -13,6 +13,7 @@ For SQLite and for PostgreSQL, in the same run:
 3. **Cost on the request path, under gunicorn.** ``POST /v1/screenings`` with wrk against
    two servers started side by side, one with an endpoint configured and one without,
    alternating A B A B so that the machine's noise hits both: the ratio of their rates.
+   ``--control`` serves both without an endpoint, to see how far that ratio moves by noise.
 
 The worker is not running during 2 and 3: the request path only writes the outbox row,
 so that row is the whole of what an endpoint adds to a POST.
@@ -268,7 +269,7 @@ def gunicorn_ratio(
         for label, url in zip(("plain", "hooked"), urls, strict=True):
             _fresh(url)
             env = {"SCREENING_DATABASE_URL": url, "SCREENING_API_KEYS": keys}
-            if label == "hooked":
+            if label == "hooked" and not args.control:
                 env["SCREENING_WEBHOOKS"] = _endpoints("http://127.0.0.1:9/hook")
                 env["SCREENING_PUBLIC_URL"] = "https://screening.example.org"
             servers.append(_serve("screening:create_app()", env, workdir / f"{label}.log"))
@@ -312,8 +313,9 @@ def report(name: str, urls: tuple[str, str], args: argparse.Namespace, workdir: 
         return
     plain, hooked = gunicorn_ratio(urls, args, workdir)
     ratios = [h / p for p, h in zip(plain, hooked, strict=True)]
+    control = " (control: neither server has an endpoint)" if args.control else ""
     print(
-        f"  gunicorn + wrk -c{args.connections}, {args.rounds} x {args.seconds}s each, "
+        f"  gunicorn + wrk -c{args.connections}, {args.rounds} x {args.seconds}s each{control}, "
         f"alternating: without {statistics.median(plain):,.0f} req/s, with "
         f"{statistics.median(hooked):,.0f} req/s; with / without per round "
         f"{', '.join(f'{r:.3f}' for r in ratios)} (median {statistics.median(ratios):.3f})"
@@ -329,6 +331,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--only", choices=("sqlite", "postgresql"), help="Run one database.")
+    parser.add_argument(
+        "--control",
+        action="store_true",
+        help="Serve both gunicorn servers without an endpoint (an A/A run): the ratio's "
+        "spread is then the machine's noise alone.",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         workdir = Path(folder)
