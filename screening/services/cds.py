@@ -186,14 +186,23 @@ class _CachedSet:
 @dataclass
 class KeySets:
     """The clients' JWK Sets: fetched from ``jwks_url``, kept ``JWKS_TTL_SECONDS``, fetched
-    again once when a token names a ``kid`` the cached set lacks."""
+    again once when a token names a ``kid`` the cached set lacks.
+
+    One lock per client: its calls wait for the one fetch under way rather than each
+    fetching, and a client whose JWK Set is slow to answer holds up no other EHR.
+    """
 
     fetch: Callable[[str], Any] = field(
         default=lambda url: _get(url, {"Accept": "application/json"}, MAX_JWKS_BYTES)
     )
     clock: Callable[[], float] = time.monotonic
     _cache: dict[str, _CachedSet] = field(default_factory=dict)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _locks: dict[str, threading.Lock] = field(default_factory=dict)
+    _locks_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def _lock(self, iss: str) -> threading.Lock:
+        with self._locks_lock:
+            return self._locks.setdefault(iss, threading.Lock())
 
     def _refresh(self, client: CdsClient, url: str) -> _CachedSet:
         try:
@@ -213,7 +222,7 @@ class KeySets:
             found = client.jwks.get(kid)
         else:
             assert client.jwks_url is not None
-            with self._lock:
+            with self._lock(client.iss):
                 now = self.clock()
                 cached = self._cache.get(client.iss)
                 if cached is None or now - cached.fetched_at >= JWKS_TTL_SECONDS:

@@ -6,6 +6,7 @@ import base64
 import hashlib
 import hmac
 import json
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC
@@ -335,6 +336,46 @@ def test_a_jwks_url_is_fetched_once_cached_and_fetched_again_for_a_new_kid(
             # A jku equal to the configured jwks_url is honoured.
             token = sign(first, jku=keys.url)
             assert client.post(SERVICE, json=body, headers=authorization(token)).status_code == 200
+
+
+def test_an_ehr_whose_key_set_is_slow_holds_up_no_other_ehr() -> None:
+    slow_key, quick_key = rsa_key("slow", "RS256"), rsa_key("quick", "RS256")
+    sets = {
+        "https://slow.example/jwks": jwk_set(slow_key),
+        "https://quick.example/jwks": jwk_set(quick_key),
+    }
+    answer_slow = threading.Event()
+    fetched: list[str] = []
+
+    def fetch(url: str) -> Any:
+        fetched.append(url)
+        if "slow" in url:
+            assert answer_slow.wait(10)
+        return sets[url]
+
+    keys = cds_service.KeySets(fetch=fetch)
+    slow = cds_service.CdsClient("https://slow.example", "https://slow.example/jwks", None)
+    quick = cds_service.CdsClient("https://quick.example", "https://quick.example/jwks", None)
+    found: dict[int, Any] = {}
+    waiting = [
+        threading.Thread(target=lambda n=n: found.setdefault(n, keys.key(slow, "slow")))
+        for n in range(3)
+    ]
+    for thread in waiting:
+        thread.start()
+    while "https://slow.example/jwks" not in fetched:
+        time.sleep(0.01)
+    # The slow EHR's fetch is under way: the other EHR is served meanwhile.
+    started = time.monotonic()
+    assert keys.key(quick, "quick")["kid"] == "quick"
+    assert time.monotonic() - started < 2
+    assert all(thread.is_alive() for thread in waiting)
+    answer_slow.set()
+    for thread in waiting:
+        thread.join(10)
+    # The slow EHR's calls shared its one fetch.
+    assert [found[n]["kid"] for n in range(3)] == ["slow"] * 3
+    assert fetched.count("https://slow.example/jwks") == 1
 
 
 @pytest.mark.parametrize(
