@@ -3,6 +3,7 @@ as SQLAlchemy's own INSERT writes, and the same errors, with nothing of the row 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC
 from datetime import datetime
 from datetime import timedelta
@@ -64,22 +65,24 @@ ROWS: dict[str, dict[str, Any]] = {
 }
 
 
-@pytest.fixture
-def engine(tmp_path: Path) -> Any:
-    """An empty SQLite database with the service's tables."""
-    engine = make_engine(f"sqlite:///{tmp_path / 'driver.db'}")
+def _empty_database(path: Path) -> Iterator[sa.Engine]:
+    """An empty SQLite database at ``path`` with the service's tables."""
+    engine = make_engine(f"sqlite:///{path}")
     storage.metadata.create_all(engine)
     yield engine
     engine.dispose()
 
 
 @pytest.fixture
-def reference(tmp_path: Path) -> Any:
+def engine(tmp_path: Path) -> Iterator[sa.Engine]:
+    """The database the driver writes."""
+    yield from _empty_database(tmp_path / "driver.db")
+
+
+@pytest.fixture
+def reference(tmp_path: Path) -> Iterator[sa.Engine]:
     """A second one, written by SQLAlchemy's own INSERT."""
-    engine = make_engine(f"sqlite:///{tmp_path / 'reference.db'}")
-    storage.metadata.create_all(engine)
-    yield engine
-    engine.dispose()
+    yield from _empty_database(tmp_path / "reference.db")
 
 
 def _stored(engine: sa.Engine, table: sa.Table) -> tuple[list[Any], list[dict[str, Any]]]:
