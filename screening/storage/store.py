@@ -280,9 +280,11 @@ class _DriverInsert:
     transaction, 20-45 us of SQLAlchemy on each, against 18-30 us for sqlite3's own
     insert of an audit or outbox row. This keeps SQLAlchemy's SQL and its type processing
     (``UTCDateTime``, JSON) and hands the rows to the driver's ``executemany`` on the
-    connection's open transaction (savepoints included). Driver errors are raised as
-    SQLAlchemy's, parameters hidden, as from any other statement. Columns the database
-    numbers itself are left out; a column missing from a row is NULL, as with SQLAlchemy.
+    connection's open transaction (savepoints included). Errors are raised as SQLAlchemy
+    raises them, parameters hidden, and a connection the driver reports closed is
+    invalidated, as after any other statement (SQLAlchemy's ``handle_error`` events,
+    which this service does not use, do not fire). Columns the database numbers itself
+    are left out; a column missing from a row is NULL, as with SQLAlchemy.
     """
 
     sql: str
@@ -307,27 +309,34 @@ class _DriverInsert:
     def run(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
         """Insert ``rows`` (dicts by column name)."""
         pairs = tuple(zip(self.names, self.processors, strict=True))
-        # As SQLAlchemy binds: a value given (None too: JSON stores it as 'null') goes
-        # through its type's processor; a column not given is NULL.
-        values = [
-            tuple(
-                None if name not in row else row[name] if process is None else process(row[name])
-                for name, process in pairs
-            )
-            for row in rows
-        ]
-        driver = conn.connection.driver_connection
-        assert driver is not None
+        dbapi_error = conn.dialect.loaded_dbapi.Error
         try:
+            # As SQLAlchemy binds: a value given (None too: JSON stores it as 'null') goes
+            # through its type's processor; a column not given is NULL.
+            values = [
+                tuple(
+                    None
+                    if name not in row
+                    else row[name]
+                    if process is None
+                    else process(row[name])
+                    for name, process in pairs
+                )
+                for row in rows
+            ]
+            driver = conn.connection.driver_connection
+            assert driver is not None
             driver.executemany(self.sql, values)
-        except conn.dialect.loaded_dbapi.Error as error:
+        except Exception as error:
+            # What SQLAlchemy raises for the same failure: a DBAPIError subclass for the
+            # driver's (IntegrityError, OperationalError...), a StatementError for a value
+            # its type could not bind; parameters hidden either way.
+            if isinstance(error, dbapi_error) and conn.dialect.is_disconnect(
+                error, conn.connection, None
+            ):
+                conn.invalidate(error)
             raise sa.exc.DBAPIError.instance(
-                self.sql,
-                values,
-                error,
-                conn.dialect.loaded_dbapi.Error,
-                hide_parameters=True,
-                dialect=conn.dialect,
+                self.sql, None, error, dbapi_error, hide_parameters=True, dialect=conn.dialect
             ) from error
 
 

@@ -3,6 +3,7 @@ as SQLAlchemy's own INSERT writes, and the same errors, with nothing of the row 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from collections.abc import Iterator
 from datetime import UTC
 from datetime import datetime
@@ -14,8 +15,10 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from flask.testing import FlaskClient
+from sqlalchemy.engine import Connection
 
 from screening.storage import store as storage
+from screening.storage.groupcommit import _Write
 from screening.storage.store import Store
 from screening.storage.store import make_engine
 from tests.support.app import BOTH_DATABASES
@@ -127,6 +130,51 @@ def test_a_column_missing_from_a_row_is_null_and_a_required_one_is_refused(
     # SQLAlchemy's error, with the statement but never the row's values.
     assert "NOT NULL" in str(refused.value)
     assert "a-secret-actor-name" not in str(refused.value)
+
+
+def test_a_value_its_type_cannot_store_is_sqlalchemys_error_without_the_row(
+    engine: sa.Engine,
+) -> None:
+    row = {**ROWS["screenings"], "answers": {"pain_months": {7}}, "patient_ref": "MRN-4411"}
+    insert = storage._DriverInsert.compile(storage.screenings, engine.dialect)
+    with pytest.raises(sa.exc.StatementError) as refused, engine.begin() as conn:
+        insert.run(conn, [row])
+    # What SQLAlchemy's own INSERT raises for it, so `except SQLAlchemyError` holds.
+    assert isinstance(refused.value, sa.exc.SQLAlchemyError)
+    assert "MRN-4411" not in str(refused.value)
+    with engine.connect() as conn:
+        assert (
+            conn.execute(sa.select(sa.func.count()).select_from(storage.screenings)).scalar() == 0
+        )
+
+
+def test_a_write_that_fails_in_a_shared_batch_takes_only_its_own_rows_back(
+    engine: sa.Engine,
+) -> None:
+    store = Store(engine)
+    audit = storage._DriverInsert.compile(storage.audit_log, engine.dialect)
+
+    def write(actor: str, fail: bool) -> Callable[[Connection], str]:
+        def work(conn: Connection) -> str:
+            audit.run(conn, [{**ROWS["audit_log"], "actor": actor}])
+            if fail:
+                raise RuntimeError("this write fails after its insert")
+            return actor
+
+        return work
+
+    # One batch, as group commit makes of writes arriving together: each in a savepoint.
+    batch = [
+        _Write(write("first", False)),
+        _Write(write("second", True)),
+        _Write(write("third", False)),
+    ]
+    store._grouped._commit(batch)
+    assert [w.value for w in batch] == ["first", None, "third"]
+    assert isinstance(batch[1].error, RuntimeError)
+    with engine.connect() as conn:
+        actors = conn.execute(sa.select(storage.audit_log.c.actor).order_by("id")).scalars()
+        assert list(actors) == ["first", "third"]
 
 
 def test_only_an_insert_of_positional_parameters_is_compiled() -> None:

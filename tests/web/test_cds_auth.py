@@ -363,7 +363,9 @@ def test_an_ehr_whose_key_set_is_slow_holds_up_no_other_ehr() -> None:
     ]
     for thread in waiting:
         thread.start()
+    deadline = time.monotonic() + 5
     while "https://slow.example/jwks" not in fetched:
+        assert time.monotonic() < deadline, "the slow EHR's fetch never started"
         time.sleep(0.01)
     # The slow EHR's fetch is under way: the other EHR is served meanwhile.
     started = time.monotonic()
@@ -373,6 +375,7 @@ def test_an_ehr_whose_key_set_is_slow_holds_up_no_other_ehr() -> None:
     answer_slow.set()
     for thread in waiting:
         thread.join(10)
+        assert not thread.is_alive()
     # The slow EHR's calls shared its one fetch.
     assert [found[n]["kid"] for n in range(3)] == ["slow"] * 3
     assert fetched.count("https://slow.example/jwks") == 1
