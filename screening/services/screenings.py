@@ -391,17 +391,13 @@ class ScreeningService:
                 raise ValidationProblem({"ruleset_version": ["Give ruleset with it."]})
             return
         versions = [p.version for p in self.rulebook.sorted_packages() if p.id == ruleset_id]
-        if (not versions or (version is not None and version not in versions)) and (
-            self.store.decided_by_ruleset(ruleset_id, version)
-        ):
+        loaded = bool(versions) and (version is None or version in versions)
+        if loaded or self.store.decided_by_ruleset(ruleset_id, version):
             return
         if not versions:
             known = sorted({p.id for p in self.rulebook.packages})
             raise ValidationProblem({"ruleset": [f"Must be one of: {', '.join(known)}."]})
-        if version is not None and version not in versions:
-            raise ValidationProblem(
-                {"ruleset_version": [f"Must be one of: {', '.join(versions)}."]}
-            )
+        raise ValidationProblem({"ruleset_version": [f"Must be one of: {', '.join(versions)}."]})
 
     # --- reviewing ------------------------------------------------------------------
 

@@ -288,8 +288,8 @@ class _DriverInsert:
     """
 
     sql: str
-    names: tuple[str, ...]
-    processors: tuple[Any, ...]
+    #: Each positional parameter's column name and bind processor (None: none needed).
+    columns: tuple[tuple[str, Any], ...]
 
     @classmethod
     def compile(cls, table: sa.Table, dialect: sa.Dialect) -> _DriverInsert:
@@ -301,14 +301,16 @@ class _DriverInsert:
         names = tuple(compiled.positiontup or ())
         if dialect.paramstyle != "qmark" or sorted(names) != sorted(c.name for c in columns):
             raise ValueError(f"{dialect.name}: no positional INSERT for {table.name}")
-        processors = tuple(
-            table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names
+        return cls(
+            str(compiled),
+            tuple(
+                (name, table.c[name].type.dialect_impl(dialect).bind_processor(dialect))
+                for name in names
+            ),
         )
-        return cls(str(compiled), names, processors)
 
     def run(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
         """Insert ``rows`` (dicts by column name)."""
-        pairs = tuple(zip(self.names, self.processors, strict=True))
         dbapi_error = conn.dialect.loaded_dbapi.Error
         try:
             # As SQLAlchemy binds: a value given (None too: JSON stores it as 'null') goes
@@ -320,7 +322,7 @@ class _DriverInsert:
                     else row[name]
                     if process is None
                     else process(row[name])
-                    for name, process in pairs
+                    for name, process in self.columns
                 )
                 for row in rows
             ]

@@ -312,23 +312,16 @@ def _differing_shadows(view: dict[str, Any]) -> tuple[list[ShadowView], int]:
             continue
         ruleset = entry["ruleset"]
         package = rulebook.package(ruleset["id"], ruleset["version"])
-        if package is None:
-            # No longer loaded: its codes as stored, not another package's words for them.
-            shown = ShadowView(
-                ruleset["id"],
-                ruleset["version"],
-                OutcomeView(entry["outcome"], entry["outcome"], "info"),
-                entry["decided_by"],
-                loaded=False,
-            )
-        else:
-            shown = ShadowView(
-                ruleset["id"],
-                ruleset["version"],
-                outcome(entry["outcome"], package),
-                rule_title(entry["decided_by"], package),
-                loaded=True,
-            )
+        # No longer loaded: its codes as stored, not another package's words for them.
+        shown = ShadowView(
+            ruleset["id"],
+            ruleset["version"],
+            OutcomeView(entry["outcome"], entry["outcome"], "info")
+            if package is None
+            else outcome(entry["outcome"], package),
+            entry["decided_by"] if package is None else rule_title(entry["decided_by"], package),
+            loaded=package is not None,
+        )
         differing.append(shown)
     return differing, agreed
 
