@@ -3,11 +3,14 @@
 Three servers run side by side under gunicorn with ``gunicorn.conf.py`` (the production
 configuration, with 2 workers unless WEB_CONCURRENCY says otherwise; rate limiting off): a
 bare Flask app answering ``{"status": "ok"}`` (the ceiling, ``bench/bare.py``), the service
-on SQLite and the service on PostgreSQL. wrk drives each endpoint in turn on the loopback
-interface, and the whole round is repeated (three times by default). For each endpoint it
-prints the median requests per second, p50 and p99, errors, and the ratio to the ceiling
-measured in the same round (the median of the rounds' ratios):
-the machine is shared and noisy, so only ratios within a round compare.
+on SQLite and the service on PostgreSQL, and on each database the floor of a durable write
+(``bench/floor.py``: a bare Flask app storing one screening-sized document per POST, committed
+as the service commits). wrk drives each endpoint in turn on the loopback interface, and the
+whole round is repeated (three times by default). For each endpoint it prints the median
+requests per second, p50 and p99, errors, the ratio to the ceiling measured in the same round
+and, for the service's POSTs, the ratio to the floor on the same database in the same round
+(medians of the rounds' ratios): the machine is shared and noisy, so only ratios within a
+round compare.
 """
 
 from __future__ import annotations
@@ -184,6 +187,8 @@ class Endpoint:
     label: str
     url: str
     script: Path | None
+    #: The label of the floor this endpoint is compared with too (a stored POST's).
+    floor: str | None = None
 
 
 def _service(
@@ -197,6 +202,14 @@ def _service(
     engine.dispose()
     env = {"SCREENING_DATABASE_URL": database_url, "SCREENING_API_KEYS": keys}
     return _serve("screening:create_app()", env, workdir / f"{name}.log")
+
+
+def _floor(name: str, database_url: str, workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """Serve the floor of a durable write (``bench/floor.py``) on a fresh ``database_url``."""
+    if database_url.startswith("sqlite:///"):
+        Path(database_url.removeprefix("sqlite:///")).unlink(missing_ok=True)
+    env = {"FLOOR_DATABASE_URL": database_url}
+    return _serve("bench.floor:create_app()", env, workdir / f"{name}.log")
 
 
 def _median_run(runs: list[Run]) -> Run:
@@ -219,41 +232,68 @@ def measure(args: argparse.Namespace, workdir: Path) -> None:
     )
     scripts = {}
     for who, token in (("portal", portal), ("clinician", clinician)):
-        for path in ("/v1/screenings", "/v1/evaluate"):
+        for path in ("/v1/screenings", "/v1/evaluate", "/write"):
             script = workdir / f"{who}{path.replace('/', '-')}.lua"
             script.write_text(_lua_script(token, path), encoding="utf-8")
             scripts[who, path] = script
     processes = []
+    schemas = []
     try:
         bare, bare_base = _serve("bench.bare:create_app()", {}, workdir / "bare.log")
         processes.append(bare)
         lite, lite_base = _service("sqlite", f"sqlite:///{workdir / 'bench.db'}", keys, workdir)
         processes.append(lite)
+        lite_floor, lite_floor_base = _floor(
+            "sqlite-floor", f"sqlite:///{workdir / 'floor.db'}", workdir
+        )
+        processes.append(lite_floor)
         screenings, evaluate = "/v1/screenings", "/v1/evaluate"
+        sqlite_floor = "SQLite floor: bare Flask + durable insert"
         endpoints = [
             Endpoint("bare Flask GET /healthz (ceiling)", f"{bare_base}/healthz", None),
             Endpoint("service GET /healthz", f"{lite_base}/healthz", None),
+            Endpoint(sqlite_floor, lite_floor_base, scripts["portal", "/write"]),
             Endpoint(
-                "SQLite POST /v1/screenings, portal", lite_base, scripts["portal", screenings]
+                "SQLite POST /v1/screenings, portal",
+                lite_base,
+                scripts["portal", screenings],
+                sqlite_floor,
             ),
             Endpoint(
-                "SQLite POST /v1/screenings, clinician", lite_base, scripts["clinician", screenings]
+                "SQLite POST /v1/screenings, clinician",
+                lite_base,
+                scripts["clinician", screenings],
+                sqlite_floor,
             ),
             Endpoint("POST /v1/evaluate, clinician", lite_base, scripts["clinician", evaluate]),
         ]
         postgres = None if args.only == "sqlite" else _postgres_database()
         if postgres is not None:
             url, schema = postgres
+            schemas.append(schema)
             pg, pg_base = _service("postgresql", url, keys, workdir)
             processes.append(pg)
+            floor_postgres = _postgres_database()
+            if floor_postgres is None:
+                raise SystemExit(f"{POSTGRES_URL} stopped answering")
+            floor_url, floor_schema = floor_postgres
+            schemas.append(floor_schema)
+            pg_floor, pg_floor_base = _floor("postgresql-floor", floor_url, workdir)
+            processes.append(pg_floor)
+            postgres_floor = "PostgreSQL floor: bare Flask + durable insert"
             endpoints += [
+                Endpoint(postgres_floor, pg_floor_base, scripts["portal", "/write"]),
                 Endpoint(
-                    "PostgreSQL POST /v1/screenings, portal", pg_base, scripts["portal", screenings]
+                    "PostgreSQL POST /v1/screenings, portal",
+                    pg_base,
+                    scripts["portal", screenings],
+                    postgres_floor,
                 ),
                 Endpoint(
                     "PostgreSQL POST /v1/screenings, clinician",
                     pg_base,
                     scripts["clinician", screenings],
+                    postgres_floor,
                 ),
             ]
         # Warm up: every worker loads and touches its code paths once.
@@ -261,31 +301,42 @@ def measure(args: argparse.Namespace, workdir: Path) -> None:
             _wrk(endpoint.url, args.connections, 2, endpoint.script)
         runs: dict[str, list[Run]] = {e.label: [] for e in endpoints}
         ratios: dict[str, list[float]] = {e.label: [] for e in endpoints}
+        to_floor: dict[str, list[float]] = {e.label: [] for e in endpoints if e.floor}
         for _ in range(args.rounds):
             round_runs = {
                 e.label: _wrk(e.url, args.connections, args.seconds, e.script) for e in endpoints
             }
             ceiling = round_runs[endpoints[0].label].requests_per_second
-            for label, run in round_runs.items():
-                runs[label].append(run)
-                ratios[label].append(run.requests_per_second / ceiling)
+            for endpoint in endpoints:
+                run = round_runs[endpoint.label]
+                runs[endpoint.label].append(run)
+                ratios[endpoint.label].append(run.requests_per_second / ceiling)
+                if endpoint.floor:
+                    floor = round_runs[endpoint.floor].requests_per_second
+                    to_floor[endpoint.label].append(run.requests_per_second / floor)
     finally:
         for process in processes:
             _stop(process)
-        if postgres is not None:
-            _drop_schema(postgres[1])
+        for schema in schemas:
+            _drop_schema(schema)
     workers = os.environ.get("WEB_CONCURRENCY", "2")
     print(
         f"\nHTTP: gunicorn.conf.py (WEB_CONCURRENCY={workers}), wrk -t2 -c{args.connections} "
         f"-d{args.seconds}s per endpoint, {args.rounds} rounds, medians"
     )
-    print(f"  {'endpoint':<44} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'errors':>6} {'ratio':>6}")
+    print(
+        f"  {'endpoint':<46} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'errors':>6} "
+        f"{'ratio':>6} {'to floor':>8}"
+    )
     for endpoint in endpoints:
         run = _median_run(runs[endpoint.label])
         ratio = statistics.median(ratios[endpoint.label])
+        floor_ratio = (
+            f"{statistics.median(to_floor[endpoint.label]):>8.2f}" if endpoint.floor else ""
+        )
         print(
-            f"  {endpoint.label:<44} {run.requests_per_second:>8,.0f} {run.p50_ms:>7.2f} "
-            f"{run.p99_ms:>7.2f} {run.errors:>6} {ratio:>6.2f}"
+            f"  {endpoint.label:<46} {run.requests_per_second:>8,.0f} {run.p50_ms:>7.2f} "
+            f"{run.p99_ms:>7.2f} {run.errors:>6} {ratio:>6.2f} {floor_ratio}"
         )
     if postgres is None and args.only != "sqlite":
         print(f"  PostgreSQL: skipped ({POSTGRES_URL} does not answer)")
