@@ -2,7 +2,10 @@
 
 One JSON line per request goes to stdout: request id, method, route template,
 status, duration and the caller's key name (also when the key was refused with
-403 or 429) or CDS client's issuer. Never the path's query string, a body, an
+403 or 429) or CDS client's issuer. A health probe that succeeds writes none: a load
+balancer asks several times a second, and those lines would bury the requests that
+matter and cost about a quarter of the probe's own time; one that fails is logged,
+and every probe is still counted in the metrics. Never the path's query string, a body, an
 answer, a note, a token or a patient_ref: the route template (for example
 ``/v1/screenings/<screening_id>``) stands in for the path. Metric labels take values
 from fixed sets only.
@@ -39,6 +42,8 @@ from screening.services.problems import ProblemError
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 _ACCESS_LOGGER = "screening.access"
+#: The probes whose successful answers are counted but not logged.
+QUIET_ENDPOINTS = frozenset({"ops.healthz", "ops.readyz"})
 
 # Label values come from fixed sets, whatever a client sends: a method name or a path
 # is anything a client types, and every new label value is a new series held in memory
@@ -135,6 +140,8 @@ def _finish(response: Response) -> Response:
     response.headers["X-Request-ID"] = g.get("request_id", "")
     # Everything not localized (errors, clinician views, operations) is English.
     response.headers.setdefault("Content-Language", "en")
+    if status < 400 and request.endpoint in QUIET_ENDPOINTS:
+        return response
     logging.getLogger(_ACCESS_LOGGER).info(
         "request",
         extra={

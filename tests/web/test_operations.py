@@ -57,6 +57,37 @@ def test_access_log_is_one_json_line_without_content(
     assert "MRN-LOGCHECK" not in text and "portal-a-token" not in text
 
 
+def _access_lines(capsys: pytest.CaptureFixture[str]) -> list[dict[str, Any]]:
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line]
+    return [line for line in lines if line.get("logger") == "screening.access"]
+
+
+def test_a_passing_probe_is_counted_but_not_logged(
+    database_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with make_app(database_url, METRICS_KEY=token_digest(METRICS_TOKEN)) as app:
+        client = app.test_client()
+        capsys.readouterr()
+        assert client.get("/healthz").status_code == 200
+        assert client.get("/readyz").status_code == 200
+        assert _access_lines(capsys) == []
+        # Any other route still writes its line.
+        client.get("/v1/questionnaire")
+        assert [line["route"] for line in _access_lines(capsys)] == ["/v1/questionnaire"]
+        metrics = client.get("/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
+        text = metrics.get_data(as_text=True)
+        assert 'screening_http_requests_total{method="GET",route="/healthz",status="200"}' in text
+        assert 'screening_http_requests_total{method="GET",route="/readyz",status="200"}' in text
+
+
+def test_a_failing_probe_is_logged(capsys: pytest.CaptureFixture[str]) -> None:
+    with make_app("sqlite:////nonexistent-folder/screening.db") as app:
+        capsys.readouterr()
+        assert app.test_client().get("/readyz").status_code == 503
+        [entry] = _access_lines(capsys)
+        assert entry["route"] == "/readyz" and entry["status"] == 503
+
+
 @pytest.fixture
 def metrics_app(database_url: str) -> Iterator[Flask]:
     """An app with a metrics token configured."""
