@@ -262,9 +262,20 @@ class Rulebook:
     _shadows: dict[tuple[str, str], tuple[Package, ...]] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
+    # By (ruleset id, version), and questionnaires by (id, version): read on every
+    # stored screening shown.
+    _by_ref: dict[tuple[str, str], Package] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+    _questionnaires: dict[tuple[str, str], Questionnaire] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         for package in self.packages:
+            self._by_ref[package.id, package.version] = package
+            # Packages naming the same questionnaire hold the same one (checked on load).
+            self._questionnaires.setdefault(package.questionnaire_ref, package.questionnaire)
             if package.status == "active" and package.default:
                 self._defaults[package.questionnaire_ref] = package
         if not self._defaults:
@@ -314,10 +325,20 @@ class Rulebook:
 
     def package(self, ruleset_id: str, version: str) -> Package | None:
         """The package of one ruleset id and version, whatever its status."""
-        for package in self.packages:
-            if (package.id, package.version) == (ruleset_id, version):
-                return package
-        return None
+        return self._by_ref.get((ruleset_id, version))
+
+    def package_or_default(self, ruleset_id: str, version: str) -> Package:
+        """The package of a ruleset id and version if still loaded, else the default one.
+
+        For words about a stored screening (outcome labels, rule titles): those of the
+        rules that decided it, while they are loaded.
+        """
+        return self._by_ref.get((ruleset_id, version), self._default)
+
+    def questionnaire_of(self, questionnaire_id: str, version: str) -> Questionnaire:
+        """A loaded questionnaire by id and version (whatever its packages' status), else
+        the default questionnaire."""
+        return self._questionnaires.get((questionnaire_id, version), self._default.questionnaire)
 
     def sorted_packages(self) -> tuple[Package, ...]:
         """Every package by ruleset id, then version."""
@@ -339,6 +360,13 @@ class Rulebook:
             f"No questionnaire version {version} is served. "
             f"Served: {', '.join(self.questionnaire_versions())}.",
         )
+
+    def for_canonical(self, url: str, version: str) -> Package | None:
+        """The default package of the served questionnaire with this canonical URL and version."""
+        for package in self._defaults.values():
+            if (package.questionnaire.url, package.questionnaire.version) == (url, version):
+                return package
+        return None
 
     def shadows(self, questionnaire: Questionnaire) -> tuple[Package, ...]:
         """The shadow packages that apply to a questionnaire, by ruleset id and version."""

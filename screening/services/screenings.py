@@ -60,10 +60,10 @@ class Submission:
     answers: dict[str, Any]
     patient_ref: str | None
     result: dict[str, Any]
+    #: The package whose questionnaire checked the answers and whose ruleset decided.
+    package: Package
     language: str = "en"
     source: dict[str, Any] | None = None
-    #: The package whose questionnaire checked the answers and whose ruleset decided.
-    package: Package | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,7 +147,7 @@ class ScreeningService:
             summary["patient"] = package.catalogs[catalog.language].patient_summary(
                 summary["patient"], result["decided_by"], result["matched_rules"]
             )
-        return Submission(answers, patient_ref, result, catalog.language, source, package)
+        return Submission(answers, patient_ref, result, package, catalog.language, source)
 
     def _shadows(self, package: Package, answers: dict[str, Any]) -> list[dict[str, Any]]:
         """Every shadow ruleset of the questionnaire, evaluated beside the deciding one.
@@ -225,10 +225,9 @@ class ScreeningService:
         reference = resource.get("questionnaire")
         if isinstance(reference, str) and "|" in reference:
             url, _, version = reference.rpartition("|")
-            for package in self.rulebook.packages:
-                q = package.questionnaire
-                if (q.url, q.version) == (url, version) and package.status == "active":
-                    return self.rulebook.for_questionnaire(version)
+            package = self.rulebook.for_canonical(url, version)
+            if package is not None:
+                return package
         return self.rulebook.default
 
     def check_fhir_submission(self, resource: dict[str, Any], catalog: Catalog) -> Submission:
@@ -247,7 +246,7 @@ class ScreeningService:
 
     def record(self, submission: Submission, key: ApiKey) -> Record:
         """The screening a submission makes, as it would be stored (not stored here)."""
-        package = submission.package or self.rulebook.default
+        package = submission.package
         questionnaire, ruleset = package.questionnaire, package.ruleset
         return {
             "id": secrets.token_hex(16),

@@ -180,9 +180,9 @@ def get_screening(screening_id: str) -> Response:
     offered = [JSON, FHIR_JSON] if key.role == "clinician" else [JSON]
     if request.accept_mimetypes.best_match(offered, default=JSON) == FHIR_JSON:
         # The questionnaire it was answered on (a portal may be pinned to an older one).
-        rulebook = registry.rulebook()
-        package = rulebook.package(record["ruleset_id"], record["ruleset_version"])
-        questionnaire = (package or rulebook.default).questionnaire
+        questionnaire = registry.rulebook().questionnaire_of(
+            record["questionnaire_id"], record["questionnaire_version"]
+        )
         response = jsonify(screening_bundle(record, questionnaire))
         response.mimetype = FHIR_JSON
     else:

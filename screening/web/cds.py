@@ -32,6 +32,7 @@ from flask import request
 
 from screening.fhir.forms import canonical_reference
 from screening.rules.i18n import DEFAULT
+from screening.rules.rulebook import Package
 from screening.rules.rulebook import Rulebook
 from screening.services import registry
 from screening.services.cds import CdsClient
@@ -208,7 +209,7 @@ def _check_request(body: dict[str, Any]) -> None:
         raise ValidationProblem(errors)
 
 
-def _detail(result: dict[str, Any], rulebook: Rulebook) -> str:
+def _detail(result: dict[str, Any]) -> str:
     """The card's Markdown: outcome, every finding with its sources, notes, citations."""
     clinician = result["summary"]["clinician"]
     lines = [f"**Outcome:** {clinician['outcome_label']}", "", "**Findings**"]
@@ -225,11 +226,11 @@ def _detail(result: dict[str, Any], rulebook: Rulebook) -> str:
 
 
 def card_for(
-    result: dict[str, Any], rulebook: Rulebook, review_url: str, *, stored: bool = False
+    result: dict[str, Any], package: Package, review_url: str, *, stored: bool = False
 ) -> dict[str, Any]:
-    """The one card for a result, linking to ``review_url`` (a screening's page when
-    ``stored``, else the list)."""
-    ruleset = rulebook.ruleset
+    """The one card for a result of ``package``'s rules, linking to ``review_url`` (a
+    screening's page when ``stored``, else the list)."""
+    ruleset = package.ruleset
     label = (
         "Open the stored screening with these answers"
         if stored
@@ -239,7 +240,7 @@ def card_for(
         "uuid": str(uuid.uuid4()),
         "summary": result["summary"]["clinician"]["card_summary"],
         "indicator": ruleset.outcomes[result["outcome"]].indicator,
-        "detail": _detail(result, rulebook),
+        "detail": _detail(result),
         "source": {"label": f"Screening rules {ruleset.id} {ruleset.version}"},
         "links": [{"label": label, "url": review_url, "type": "absolute"}],
     }
@@ -304,7 +305,7 @@ def patient_view() -> Response:
     cds = registry.cds()
     screening_id = cds.screening_for(submission.answers)
     review_url = _base_url() + "/review/" + (screening_id or "")
-    card = card_for(result, rulebook, review_url, stored=screening_id is not None)
+    card = card_for(result, submission.package, review_url, stored=screening_id is not None)
     cds.record_card(
         card,
         caller=g.cds_caller,

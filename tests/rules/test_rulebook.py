@@ -210,6 +210,25 @@ def test_choose_refuses_a_package_that_is_not_active(tree: Path, status: str) ->
     assert rulebook.choose(None, {"id": "lumbar-rfa"}).version == "1.1.0"
 
 
+def test_finding_a_stored_screenings_package_and_questionnaire() -> None:
+    older = SHIPPED.package("lumbar-rfa", "1.0.0")
+    assert older is not None and older.version == "1.0.0"
+    assert SHIPPED.package("lumbar-rfa", "9.9.9") is None
+    # Words for a screening whose rules are gone come from the default package.
+    assert SHIPPED.package_or_default("lumbar-rfa", "1.0.0") is older
+    assert SHIPPED.package_or_default("gone", "1.0.0") is SHIPPED.default
+    assert SHIPPED.questionnaire_of(Q, "1.0.0") is older.questionnaire
+    assert SHIPPED.questionnaire_of(Q, "9.9.9") is SHIPPED.questionnaire
+
+
+def test_a_canonical_reference_finds_its_questionnaires_default_package() -> None:
+    url = SHIPPED.questionnaire.url
+    assert SHIPPED.for_canonical(url, "1.0.0") is SHIPPED.for_questionnaire("1.0.0")
+    assert SHIPPED.for_canonical(url, "1.1.0") is SHIPPED.default
+    assert SHIPPED.for_canonical(url, "9.9.9") is None
+    assert SHIPPED.for_canonical("http://example.org/other", "1.1.0") is None
+
+
 def test_unknown_questionnaire_version() -> None:
     with pytest.raises(UnknownVersion, match="9.9.9"):
         SHIPPED.for_questionnaire("9.9.9")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 import re
+import shutil
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -32,6 +33,7 @@ from screening.storage.store import Store
 from screening.storage.store import review_sessions
 from tests.support.app import API_KEYS
 from tests.support.app import BOTH_DATABASES
+from tests.support.app import RULES_ROOT
 from tests.support.app import SECRET_KEY
 from tests.support.app import TOKENS
 from tests.support.app import app_store
@@ -773,6 +775,40 @@ def test_the_list_filters_by_ruleset_and_names_each_rows_rules(client: FlaskClie
     refused = client.get("/review/?ruleset=lumbar-rfa/9.9.9")
     assert refused.status_code == 422
     assert "ruleset_version: Must be one of" in refused.text
+
+
+def test_each_row_of_the_list_is_in_the_words_of_its_own_rules(
+    database_url: str, tmp_path: Path
+) -> None:
+    tree = tmp_path / "rules"
+    shutil.copytree(RULES_ROOT, tree)
+    ruleset = tree / "lumbar-rfa-cms" / "1.0.0" / "ruleset.yaml"
+    text = ruleset.read_text(encoding="utf-8")
+    ruleset.write_text(
+        text.replace("label: Continue conservative care", "label: Keep up conservative care"),
+        encoding="utf-8",
+    )
+    with make_app(database_url, RULES_DIR=str(tree)) as app:
+        client = FlaskClient(app, use_cookies=True)
+        default = _submit(client, {"pain_intensity": 4})
+        cms = client.post(
+            "/v1/screenings",
+            json={
+                "answers": {**base_answers(), "pain_interference": 4},
+                "ruleset": {"id": "lumbar-rfa-cms"},
+            },
+            headers=bearer("portal-a"),
+        ).get_json()["id"]
+        _sign_in(client)
+        page = client.get("/review/").text
+        rows = dict(
+            zip(_ROW_LINK.findall(page), page.split('<li class="screening ')[1:], strict=True)
+        )
+        assert set(rows) == {default, cms}
+        assert "Continue conservative care" in rows[default]
+        assert "Keep up conservative care" in rows[cms]
+        assert "Continue conservative care" not in rows[cms]
+        assert "Keep up conservative care" in client.get(f"/review/{cms}").text
 
 
 def _next_link(page: TestResponse) -> str:

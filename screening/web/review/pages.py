@@ -15,6 +15,7 @@ from flask import request
 from flask import url_for
 from flask.typing import ResponseReturnValue
 
+from screening.rules.rulebook import Package
 from screening.services import registry
 from screening.services.problems import ValidationProblem
 from screening.web import schemas
@@ -45,6 +46,16 @@ def _api_query(query: dict[str, str]) -> dict[str, str]:
     return api
 
 
+def _row(item: dict[str, Any], package: Package) -> dict[str, Any]:
+    """A list row in the words of the rules that decided it."""
+    return {
+        **item,
+        "received": words.when(item["created_at"]),
+        "outcome_view": words.outcome(item["outcome"], package),
+        "due": None if item["review_due_at"] is None else words.when(item["review_due_at"]),
+    }
+
+
 @bp.get("/")
 def index() -> ResponseReturnValue:
     """Screenings newest first or in triage order, with filters and a next page."""
@@ -56,17 +67,9 @@ def index() -> ResponseReturnValue:
     filters: dict[str, Any] = {k: v for k, v in query.items() if k in _FILTERS}
     if query["limit"] != str(PAGE_SIZE):
         filters["limit"] = query["limit"]
-    rows = [
-        {
-            **item,
-            "received": words.when(item["created_at"]),
-            "outcome_view": words.outcome(item["outcome"]),
-            "decided_by_title": words.rule_title(item["decided_by"]),
-            "due": None if item["review_due_at"] is None else words.when(item["review_due_at"]),
-        }
-        for item in page["items"]
-    ]
-    outcomes = [words.outcome(code) for code in registry.rulebook().ruleset.outcomes]
+    rows = [_row(item, words.words_package(item)) for item in page["items"]]
+    default = registry.rulebook().default
+    outcomes = [words.outcome(code, default) for code in default.ruleset.outcomes]
     next_url = None
     if page["next_cursor"] is not None:
         next_url = url_for("review.index", **filters, cursor=page["next_cursor"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC
 from datetime import datetime
@@ -95,44 +96,41 @@ class TraceRule:
     steps: tuple[TraceStep, ...]
 
 
-def loaded_package(view: dict[str, Any]) -> Package | None:
-    """The loaded package (any status) that computed a screening, if it is still loaded."""
-    ruleset = view.get("ruleset") or {}
-    return registry.rulebook().package(str(ruleset.get("id")), str(ruleset.get("version")))
+def words_package(view: Mapping[str, Any]) -> Package:
+    """The package whose words describe a stored screening (a view or a list row): the
+    one that decided it while loaded, else the default one."""
+    ruleset = view["ruleset"]
+    return registry.rulebook().package_or_default(ruleset["id"], ruleset["version"])
 
 
-def _pkg(package: Package | None) -> Package:
-    return package or registry.rulebook().default
-
-
-def outcome(code: str, package: Package | None = None) -> OutcomeView:
+def outcome(code: str, package: Package) -> OutcomeView:
     """An outcome code with its label and indicator from the rules data."""
-    outcome = _pkg(package).ruleset.outcomes.get(code)
+    outcome = package.ruleset.outcomes.get(code)
     if outcome is None:
         return OutcomeView(code, code, "info")
     return OutcomeView(code, outcome.label, outcome.indicator)
 
 
-def rule_title(rule_id: str, package: Package | None = None) -> str:
+def rule_title(rule_id: str, package: Package) -> str:
     """A rule's title, or its id for a rule the loaded ruleset no longer has."""
-    for rule in _pkg(package).ruleset.rules:
+    for rule in package.ruleset.rules:
         if rule.id == rule_id:
             return rule.title
     return rule_id
 
 
-def _item(link_id: str, package: Package | None = None) -> Item | None:
+def _item(link_id: str, package: Package) -> Item | None:
     """The questionnaire item with this linkId, if the loaded questionnaire has it."""
-    return _pkg(package).questionnaire.by_link_id.get(link_id)
+    return package.questionnaire.by_link_id.get(link_id)
 
 
-def _question(link_id: str, package: Package | None = None) -> str:
+def _question(link_id: str, package: Package) -> str:
     """The question as the patient read it, or its linkId."""
     item = _item(link_id, package)
     return item.text if item is not None else link_id
 
 
-def _words(link_id: str, value: Any, package: Package | None = None) -> str:
+def _words(link_id: str, value: Any, package: Package) -> str:
     """An answer (or an expected value) in the questionnaire's words."""
     if value is None:
         return "No answer"
@@ -368,9 +366,10 @@ def detail_context(view: dict[str, Any]) -> dict[str, Any]:
     """What the detail page shows, in words, from the full view of a screening."""
     clinician = view["summary"]["clinician"]
     stored_sources = {s["id"]: s["citation"] for s in clinician.get("sources", [])}
-    loaded = loaded_package(view)
+    ruleset = view["ruleset"]
+    loaded = registry.rulebook().package(ruleset["id"], ruleset["version"])
     # Words for a screening whose rules are no longer loaded come from the default package.
-    package = loaded or registry.rulebook().default
+    package = words_package(view)
     review = view["review"]
     shadows, agreed = _differing_shadows(view)
     return {
