@@ -22,14 +22,13 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Mapping
-from datetime import UTC
-from datetime import datetime
 from typing import Any
 
 from screening.fhir.forms import questionnaire_response_from_answers
 from screening.fhir.forms import response_answers
 from screening.rules.questionnaire import Item
 from screening.rules.questionnaire import Questionnaire
+from screening.timestamps import rfc3339
 
 OBSERVATION_CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
 # A subject copied from a submitted QuestionnaireResponse: a plain relative reference only.
@@ -44,11 +43,6 @@ def fhir_base(questionnaire: Questionnaire) -> str:
 def _full_url(screening_id: str, part: str) -> str:
     """A stable ``urn:uuid`` for one entry of one screening's Bundle."""
     return f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, f'screening:{screening_id}:{part}')}"
-
-
-def _instant(moment: datetime) -> str:
-    """An RFC 3339 / FHIR dateTime in UTC with a ``Z``."""
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def _subject(record: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -121,7 +115,7 @@ def screening_bundle(record: Mapping[str, Any], questionnaire: Questionnaire) ->
     ruleset_id = record["ruleset_id"]
     result = record["result"]
     base = fhir_base(questionnaire)
-    authored = _instant(record["created_at"])
+    authored = rfc3339(record["created_at"])
     subject = _subject(record)
     identifier = {"system": f"{base}/screening", "value": screening_id}
     response_url = _full_url(screening_id, "QuestionnaireResponse")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC
 from datetime import datetime
 from datetime import timedelta
 from typing import Any
@@ -24,11 +23,6 @@ MAX_URGENT_REVIEW_MINUTES = 7 * 24 * 60
 
 class TriageConfigError(ValueError):
     """``SCREENING_URGENT_REVIEW_MINUTES`` can't be used."""
-
-
-def rfc3339(moment: datetime) -> str:
-    """A UTC timestamp as RFC 3339 with a Z suffix."""
-    return moment.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def parse_review_minutes(value: Any) -> int:

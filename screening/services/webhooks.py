@@ -24,7 +24,7 @@ from standardwebhooks.webhooks import Webhook
 
 from screening.services.settings import http_url
 from screening.services.settings import json_array
-from screening.services.triage import rfc3339
+from screening.timestamps import rfc3339
 
 CREATED = "screening.created"
 REVIEWED = "screening.reviewed"

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from screening.services.screenings import Page
-from screening.services.triage import rfc3339
+from screening.timestamps import rfc3339
 
 
 def _maybe_rfc3339(moment: datetime | None) -> str | None:
