@@ -15,8 +15,12 @@ def alembic_config() -> Config:
 
 
 def migrate(engine: Engine, revision: str = "head") -> None:
-    """Upgrade the database behind ``engine`` to ``revision``."""
+    """Upgrade the database behind ``engine`` to ``revision``.
+
+    Each migration commits on its own (``env.py``), so one may build an index outside a
+    transaction; a migration that fails leaves the database at the one before it.
+    """
     config = alembic_config()
-    with engine.begin() as connection:
+    with engine.connect() as connection:
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
