@@ -158,10 +158,23 @@ def parse_cds_clients(value: Any) -> tuple[CdsClient, ...]:
     return tuple(clients)
 
 
+# One requests.Session per thread (a Session is not promised to be thread-safe): calls to
+# the same EHR's FHIR server or JWK Set reuse their keep-alive connection, so a CDS call
+# does not pay a new TCP (and TLS) handshake each time.
+_sessions = threading.local()
+
+
+def _session() -> requests.Session:
+    session: requests.Session | None = getattr(_sessions, "session", None)
+    if session is None:
+        session = _sessions.session = requests.Session()
+    return session
+
+
 def _get(url: str, headers: Mapping[str, str], limit: int) -> Any:
     """GET a JSON document: short timeout, no redirect, at most ``limit`` bytes."""
     try:
-        with requests.get(
+        with _session().get(
             url, headers=dict(headers), timeout=TIMEOUT, allow_redirects=False, stream=True
         ) as response:
             if response.status_code != 200:
@@ -248,10 +261,11 @@ class TokenVerifier:
     def verify(self, token: str, audience: str) -> CdsClient:
         """The client that signed ``token`` for ``audience``; ``TokenRefused`` otherwise."""
         try:
-            header = jwt.get_unverified_header(token)
-            unverified = jwt.decode(token, options={"verify_signature": False})
+            # Read once unverified, for what picks the key: alg, kid, jku and iss.
+            parts = jwt.decode_complete(token, options={"verify_signature": False})
         except jwt.PyJWTError:
             raise TokenRefused("not a JWT") from None
+        header, unverified = parts["header"], parts["payload"]
         alg = header.get("alg")
         if alg not in ALGORITHMS:
             raise TokenRefused("algorithm not allowed")

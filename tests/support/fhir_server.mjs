@@ -51,7 +51,13 @@ const server = http.createServer(async (req, res) => {
     return;
   }
   const [, kind, rest] = match;
-  seen.push({ method: req.method, path: req.url, authorization: req.headers.authorization ?? null });
+  seen.push({
+    method: req.method,
+    path: req.url,
+    authorization: req.headers.authorization ?? null,
+    // The client's end of the TCP connection: the same port again is a connection reused.
+    port: req.socket.remotePort,
+  });
   if (kind === 'moved') {
     res.writeHead(302, { Location: `/fhir/R4/${rest}` });
     res.end();

@@ -121,6 +121,19 @@ def test_without_prefetch_the_latest_response_is_fetched_with_the_ehrs_token(
     )
 
 
+def test_calls_to_one_fhir_server_reuse_their_connection(
+    ehr: FlaskClient, ehr_key: SigningKey, fhir: FhirServer
+) -> None:
+    before = len(fhir.requests())
+    for _ in range(3):
+        body = hook(fhir.base, fhir.token, patient="pat-nobody")
+        response = ehr.post(SERVICE, json=body, headers=authorization(sign(ehr_key)))
+        assert response.status_code == 200
+    ports = {r["port"] for r in _new_requests(fhir, before)}
+    assert len(_new_requests(fhir, before)) == 3
+    assert len(ports) == 1
+
+
 def test_a_patient_with_no_response_gets_no_card(
     ehr: FlaskClient, ehr_key: SigningKey, fhir: FhirServer
 ) -> None:
