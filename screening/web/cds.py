@@ -14,10 +14,8 @@ is public, but a JWT sent to it is checked like any other.
 from __future__ import annotations
 
 import logging
-import re
 import uuid
 from collections.abc import Callable
-from datetime import datetime
 from functools import wraps
 from typing import Any
 from typing import TypeVar
@@ -41,6 +39,7 @@ from screening.services.cds import TokenRefused
 from screening.services.cds import fetch_resource
 from screening.services.problems import ProblemError
 from screening.services.problems import ValidationProblem
+from screening.web import schemas
 from screening.web.auth import authenticate
 from screening.web.auth import authorize
 from screening.web.auth import presented_token
@@ -57,10 +56,6 @@ HOOK = "patient-view"
 PREFETCH_KEY = "questionnaireResponse"
 PATIENT_PLACEHOLDER = "{{context.patientId}}"
 #: Feedback entries per request, and the longest texts kept from one.
-MAX_FEEDBACK = 50
-MAX_COMMENT = 2000
-_OUTCOMES = ("accepted", "overridden")
-_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})\Z")
 NOT_A_DIAGNOSIS = (
     "_Informational decision support, not a diagnosis. It names whom the patient may talk "
     "to; review the answers and the basis before acting._"
@@ -323,103 +318,11 @@ def _moved(exc: ValidationProblem, where: str) -> ValidationProblem:
     return ValidationProblem({f"{where}.{key}": messages for key, messages in errors.items()})
 
 
-def _instant(value: Any) -> datetime | None:
-    """An RFC 3339 date-time with its offset, or None."""
-    if not isinstance(value, str) or not _RFC3339.match(value):
-        return None
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return moment if moment.utcoffset() is not None else None
-
-
-def _feedback_entry(entry: Any, at: str, errors: dict[str, list[str]]) -> dict[str, Any]:
-    """One CDS Hooks 2.0 feedback entry as a row, its problems added to ``errors``."""
-    if not isinstance(entry, dict):
-        errors[at] = ["Must be an object."]
-        return {}
-    unknown = sorted(
-        set(entry)
-        - {
-            "card",
-            "outcome",
-            "acceptedSuggestions",
-            "overrideReason",
-            "outcomeTimestamp",
-            "extension",
-        }
-    )
-    if unknown:
-        errors[at] = [f"Unknown field(s): {', '.join(k[:64] for k in unknown[:10])}."]
-    if not _short_text(entry.get("card"), 64):
-        errors[f"{at}.card"] = ["Must be the uuid of the card (a string)."]
-    outcome = entry.get("outcome")
-    if outcome not in _OUTCOMES:
-        errors[f"{at}.outcome"] = ["Must be accepted or overridden."]
-    moment = _instant(entry.get("outcomeTimestamp"))
-    if moment is None:
-        errors[f"{at}.outcomeTimestamp"] = ["Must be a date-time with a time zone (RFC 3339)."]
-    suggestions = entry.get("acceptedSuggestions", [])
-    if (
-        not isinstance(suggestions, list)
-        or len(suggestions) > 20
-        or not all(isinstance(s, dict) and _short_text(s.get("id")) for s in suggestions)
-    ):
-        errors[f"{at}.acceptedSuggestions"] = ['Must be a list of {"id": "..."} (at most 20).']
-    reason: dict[str, Any] | None = None
-    comment: str | None = None
-    if "overrideReason" in entry:
-        override = entry["overrideReason"]
-        if outcome == "accepted":
-            errors[f"{at}.overrideReason"] = ["Only for an overridden card."]
-        elif not isinstance(override, dict):
-            errors[f"{at}.overrideReason"] = ["Must be an object."]
-        else:
-            coding = override.get("reason", {})
-            if (
-                not isinstance(coding, dict)
-                or set(coding) - {"code", "system", "display"}
-                or not all(_short_text(coding[k], 1024) for k in coding)
-            ):
-                errors[f"{at}.overrideReason.reason"] = [
-                    "Must be a Coding: code, system and display as strings."
-                ]
-            else:
-                reason = coding or None
-            text = override.get("userComment", "")
-            if not isinstance(text, str) or len(text) > MAX_COMMENT:
-                errors[f"{at}.overrideReason.userComment"] = [
-                    f"Must be a string of at most {MAX_COMMENT} characters."
-                ]
-            else:
-                comment = text or None
-    return {
-        "card_uuid": entry.get("card"),
-        "outcome": outcome,
-        "outcome_at": moment,
-        "accepted_suggestions": suggestions,
-        "override_reason": reason,
-        "user_comment": comment,
-    }
-
-
-def _feedback_entries(body: dict[str, Any]) -> list[dict[str, Any]]:
-    entries = body.get("feedback")
-    if not isinstance(entries, list) or not 0 < len(entries) <= MAX_FEEDBACK:
-        raise ValidationProblem({"feedback": [f"Must be a list of 1 to {MAX_FEEDBACK} entries."]})
-    errors: dict[str, list[str]] = {}
-    rows = [_feedback_entry(e, f"feedback.{i}", errors) for i, e in enumerate(entries)]
-    if errors:
-        raise ValidationProblem(errors)
-    return rows
-
-
 @bp.post(f"/{SERVICE_ID}/feedback")
 @cds_caller
 def feedback() -> Response:
     """CDS Hooks 2.0 feedback on the cards shown: stored and audited, each entry."""
     _, body = json_object()
-    rows = _feedback_entries(body)
+    rows = schemas.load(schemas.feedback_request, body)["feedback"]
     unknown = registry.cds().record_feedback(g.cds_caller, rows)
     return jsonify(received=len(rows), unknown_cards=unknown)

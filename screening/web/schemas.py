@@ -7,6 +7,8 @@ module level and reused.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from datetime import UTC
 from datetime import datetime
 from typing import Any
@@ -15,6 +17,7 @@ from marshmallow import EXCLUDE
 from marshmallow import Schema
 from marshmallow import ValidationError
 from marshmallow import fields
+from marshmallow import post_load
 from marshmallow import validate
 from marshmallow import validates_schema
 
@@ -155,9 +158,130 @@ class ListQuerySchema(Schema):
     sort = fields.String(load_default="newest", validate=validate.OneOf(LIST_ORDERS))
 
 
+#: CDS Hooks feedback: entries per request, and the longest comment kept.
+MAX_FEEDBACK = 50
+MAX_COMMENT = 2000
+MAX_SUGGESTIONS = 20
+_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})\Z")
+
+
+def printable(most: int, what: str = "a string") -> Callable[[str], None]:
+    """A non-empty string of printable characters, at most ``most`` long."""
+
+    def check(value: str) -> None:
+        if not 0 < len(value) <= most or not value.isprintable():
+            raise ValidationError(f"Must be {what}: printable, 1 to {most} characters.")
+
+    return check
+
+
+class Rfc3339(fields.Field[datetime]):
+    """An RFC 3339 date-time with its offset (FHIR's ``instant``), as an aware datetime.
+
+    Stricter than marshmallow's ISO parsing, which takes a space for the ``T``, a time
+    without seconds and no offset at all.
+    """
+
+    default_error_messages = {  # noqa: RUF012 (marshmallow's own class attribute)
+        "invalid": "Must be a date-time with a time zone (RFC 3339)."
+    }
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> datetime:
+        if not isinstance(value, str) or not _RFC3339.match(value):
+            raise self.make_error("invalid")
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            raise self.make_error("invalid") from None
+        _utc_representable(moment)
+        return moment
+
+
+class CodingSchema(_Strict):
+    """A FHIR Coding, as CDS Hooks feedback's ``overrideReason.reason``."""
+
+    code = fields.String(validate=printable(1024))
+    system = fields.String(validate=printable(1024))
+    display = fields.String(validate=printable(1024))
+
+
+class OverrideReasonSchema(_Strict):
+    """Why a clinician overrode a card: a coded reason, a comment, both or neither."""
+
+    reason = fields.Nested(CodingSchema)
+    userComment = fields.String(  # noqa: N815 (the CDS Hooks name)
+        validate=[
+            validate.Length(
+                max=MAX_COMMENT, error=f"Must be a string of at most {MAX_COMMENT} characters."
+            ),
+            _storable_text,
+        ]
+    )
+
+
+class SuggestionSchema(Schema):
+    """An accepted suggestion: its ``id`` is kept, anything else about it is not."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    id = fields.String(required=True, validate=printable(255))
+
+
+class FeedbackEntrySchema(_Strict):
+    """One CDS Hooks 2.0 feedback entry, loaded as the row that stores it."""
+
+    card = fields.String(required=True, validate=printable(64, "the uuid of the card"))
+    outcome = fields.String(required=True, validate=validate.OneOf(("accepted", "overridden")))
+    outcomeTimestamp = Rfc3339(required=True)  # noqa: N815 (the CDS Hooks name)
+    acceptedSuggestions = fields.List(  # noqa: N815
+        fields.Nested(SuggestionSchema),
+        load_default=list,
+        validate=validate.Length(
+            max=MAX_SUGGESTIONS, error=f"Must list at most {MAX_SUGGESTIONS} suggestions."
+        ),
+    )
+    overrideReason = fields.Nested(OverrideReasonSchema)  # noqa: N815
+    # CDS Hooks lets a client add extensions; they are accepted and not kept.
+    extension = fields.Raw()
+
+    @validates_schema
+    def _reason_only_when_overridden(self, data: dict[str, Any], **_kwargs: Any) -> None:
+        if "overrideReason" in data and data.get("outcome") == "accepted":
+            raise ValidationError({"overrideReason": ["Only for an overridden card."]})
+
+    @post_load
+    def _row(self, data: dict[str, Any], **_kwargs: Any) -> dict[str, Any]:
+        override = data.get("overrideReason") or {}
+        return {
+            "card_uuid": data["card"],
+            "outcome": data["outcome"],
+            "outcome_at": data["outcomeTimestamp"],
+            "accepted_suggestions": data["acceptedSuggestions"],
+            "override_reason": override.get("reason") or None,
+            "user_comment": override.get("userComment") or None,
+        }
+
+
+class FeedbackRequestSchema(Schema):
+    """The body of ``POST /cds-services/{id}/feedback``: its entries, as rows."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    feedback = fields.List(
+        fields.Nested(FeedbackEntrySchema, error_messages={"type": "Must be an object."}),
+        required=True,
+        validate=validate.Length(
+            min=1, max=MAX_FEEDBACK, error=f"Must be a list of 1 to {MAX_FEEDBACK} entries."
+        ),
+    )
+
+
 screening_request = ScreeningRequestSchema()
 review_request = ReviewRequestSchema()
 list_query = ListQuerySchema()
+feedback_request = FeedbackRequestSchema()
 
 
 def load(schema: Schema, data: Any) -> dict[str, Any]:

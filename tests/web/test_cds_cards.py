@@ -198,6 +198,10 @@ def test_feedback_is_stored_audited_and_shown_on_the_review_page(
         ),
         (
             {"feedback": [_entry("c", acceptedSuggestions=[{"nope": 1}])]},
+            ["feedback.0.acceptedSuggestions.0.id"],
+        ),
+        (
+            {"feedback": [_entry("c", acceptedSuggestions=[{"id": "s"}] * 21)]},
             ["feedback.0.acceptedSuggestions"],
         ),
         # What the schema doesn't allow is refused, null included.
@@ -228,13 +232,13 @@ def test_feedback_is_stored_audited_and_shown_on_the_review_page(
         ),
         (
             {"feedback": [_entry("c", "overridden", overrideReason={"reason": {"code": ""}})]},
-            ["feedback.0.overrideReason.reason"],
+            ["feedback.0.overrideReason.reason.code"],
         ),
         (
             {"feedback": [_entry("c", "overridden", overrideReason={"userComment": None})]},
             ["feedback.0.overrideReason.userComment"],
         ),
-        ({"feedback": [_entry("c", colour="red")]}, ["feedback.0"]),
+        ({"feedback": [_entry("c", colour="red")]}, ["feedback.0.colour"]),
         ({"feedback": [_entry("c")] * 51}, ["feedback"]),
     ],
 )
@@ -254,6 +258,8 @@ def test_feedback_takes_what_the_schema_allows(client: FlaskClient, store: Store
             _entry("c", "overridden", overrideReason={}),
             _entry("c", "overridden", overrideReason={"userComment": ""}),
             _entry("c", "overridden", overrideReason={"reason": {"code": "x"}}),
+            # CDS Hooks extensions are taken (and not kept); so is more about a suggestion.
+            _entry("c", extension={"x-ehr": 1}, acceptedSuggestions=[{"id": "s", "label": "L"}]),
         ]
     }
     response = client.post(FEEDBACK, json=body, headers=bearer("dr-c"))
@@ -266,7 +272,9 @@ def test_feedback_takes_what_the_schema_allows(client: FlaskClient, store: Store
         (None, None),
         (None, None),
         ({"code": "x"}, None),
+        (None, None),
     ]
+    assert rows[-1]["accepted_suggestions"] == [{"id": "s"}]
 
 
 def test_feedback_needs_a_clinician_or_an_ehr(client: FlaskClient) -> None:
