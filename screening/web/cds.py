@@ -52,7 +52,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 bp = Blueprint("cds", __name__, url_prefix="/cds-services")
 
 SERVICE_ID = "lumbar-rfa-screening"
-HOOK = "patient-view"
+HOOK = schemas.CDS_HOOK
 PREFETCH_KEY = "questionnaireResponse"
 PATIENT_PLACEHOLDER = "{{context.patientId}}"
 #: Feedback entries per request, and the longest texts kept from one.
@@ -175,35 +175,6 @@ def _latest_response(prefetched: Any, reference: str) -> dict[str, Any] | None:
     return max(responses, key=lambda r: str(r.get("authored") or ""))
 
 
-def _short_text(value: Any, most: int = 255) -> bool:
-    return isinstance(value, str) and 0 < len(value) <= most and value.isprintable()
-
-
-def _check_request(body: dict[str, Any]) -> None:
-    errors: dict[str, list[str]] = {}
-    if body.get("hook") != HOOK:
-        errors["hook"] = [f"This service answers the {HOOK} hook."]
-    if not _short_text(body.get("hookInstance")):
-        errors["hookInstance"] = ["Must be a non-empty string of at most 255 characters."]
-    context = body.get("context")
-    if not isinstance(context, dict) or not _short_text(context.get("patientId")):
-        errors["context.patientId"] = ["Must be a non-empty string of at most 255 characters."]
-    prefetch = body.get("prefetch")
-    if prefetch is not None and not isinstance(prefetch, dict):
-        errors["prefetch"] = ["Must be an object."]
-    server = body.get("fhirServer")
-    if server is not None and not _short_text(server, 2048):
-        errors["fhirServer"] = ["Must be the FHIR server's base URL."]
-    authorization = body.get("fhirAuthorization")
-    if authorization is not None and (
-        not isinstance(authorization, dict)
-        or not _short_text(authorization.get("access_token"), 8192)
-    ):
-        errors["fhirAuthorization.access_token"] = ["Must be a non-empty string."]
-    if errors:
-        raise ValidationProblem(errors)
-
-
 def _detail(result: dict[str, Any]) -> str:
     """The card's Markdown: outcome, every finding with its sources, notes, citations."""
     clinician = result["summary"]["clinician"]
@@ -271,8 +242,8 @@ def _cannot_fetch() -> ProblemError:
 def patient_view() -> Response:
     """One card for the latest completed response in the prefetch (or fetched from the
     EHR's FHIR server when not prefetched), or none."""
-    _, body = json_object()
-    _check_request(body)
+    _, raw = json_object()
+    body = schemas.load(schemas.hook_request, raw)
     rulebook = registry.rulebook()
     prefetch = body.get("prefetch") or {}
     where = f"prefetch.{PREFETCH_KEY}"

@@ -197,6 +197,14 @@ class Rfc3339(fields.Field[datetime]):
         return moment
 
 
+class _Open(Schema):
+    """A CDS Hooks object: the fields this service reads are checked, the rest (a hook
+    request carries many the service has no use for) are left out."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+
 class CodingSchema(_Strict):
     """A FHIR Coding, as CDS Hooks feedback's ``overrideReason.reason``."""
 
@@ -219,11 +227,8 @@ class OverrideReasonSchema(_Strict):
     )
 
 
-class SuggestionSchema(Schema):
+class SuggestionSchema(_Open):
     """An accepted suggestion: its ``id`` is kept, anything else about it is not."""
-
-    class Meta:
-        unknown = EXCLUDE
 
     id = fields.String(required=True, validate=printable(255))
 
@@ -263,11 +268,42 @@ class FeedbackEntrySchema(_Strict):
         }
 
 
-class FeedbackRequestSchema(Schema):
-    """The body of ``POST /cds-services/{id}/feedback``: its entries, as rows."""
+#: The one CDS hook this service answers.
+CDS_HOOK = "patient-view"
 
-    class Meta:
-        unknown = EXCLUDE
+
+class HookContextSchema(_Open):
+    """A patient-view hook's ``context``: the patient is all this service needs."""
+
+    patientId = fields.String(required=True, validate=printable(255))  # noqa: N815
+
+
+class FhirAuthorizationSchema(_Open):
+    """The EHR's token for its FHIR server (sent only to one of the client's servers)."""
+
+    access_token = fields.String(required=True, validate=printable(8192))
+
+
+class HookRequestSchema(_Open):
+    """The body of ``POST /cds-services/{id}`` (CDS Hooks 2.0)."""
+
+    hook = fields.String(
+        required=True,
+        validate=validate.Equal(CDS_HOOK, error=f"This service answers the {CDS_HOOK} hook."),
+    )
+    hookInstance = fields.String(required=True, validate=printable(255))  # noqa: N815
+    context = fields.Nested(HookContextSchema, required=True)
+    prefetch = fields.Dict(load_default=None, allow_none=True)
+    fhirServer = fields.String(  # noqa: N815
+        load_default=None, allow_none=True, validate=printable(2048, "the FHIR server's base URL")
+    )
+    fhirAuthorization = fields.Nested(  # noqa: N815
+        FhirAuthorizationSchema, load_default=None, allow_none=True
+    )
+
+
+class FeedbackRequestSchema(_Open):
+    """The body of ``POST /cds-services/{id}/feedback``: its entries, as rows."""
 
     feedback = fields.List(
         fields.Nested(FeedbackEntrySchema, error_messages={"type": "Must be an object."}),
@@ -282,6 +318,7 @@ screening_request = ScreeningRequestSchema()
 review_request = ReviewRequestSchema()
 list_query = ListQuerySchema()
 feedback_request = FeedbackRequestSchema()
+hook_request = HookRequestSchema()
 
 
 def load(schema: Schema, data: Any) -> dict[str, Any]:

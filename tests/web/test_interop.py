@@ -313,6 +313,43 @@ def test_cds_request_problems_are_named(
     assert list(response.get_json()["errors"]) == ["prefetch.questionnaireResponse.rf_fever"]
 
 
+@pytest.mark.parametrize(
+    ("change", "fields"),
+    [
+        ({"hook": "order-sign"}, ["hook"]),
+        ({"hook": None}, ["hook"]),
+        ({"hookInstance": ""}, ["hookInstance"]),
+        ({"hookInstance": "x" * 256}, ["hookInstance"]),
+        ({"context": "Patient/1"}, ["context"]),
+        ({"context": {"userId": "Practitioner/1"}}, ["context.patientId"]),
+        ({"context": {"patientId": "tab\there"}}, ["context.patientId"]),
+        ({"prefetch": ["x"]}, ["prefetch"]),
+        ({"fhirServer": ""}, ["fhirServer"]),
+        ({"fhirAuthorization": "token"}, ["fhirAuthorization"]),
+        ({"fhirAuthorization": {"token_type": "Bearer"}}, ["fhirAuthorization.access_token"]),
+        ({"hook": "order-sign", "hookInstance": 5}, ["hook", "hookInstance"]),
+    ],
+)
+def test_each_unusable_hook_field_is_named(
+    client: FlaskClient, change: dict[str, Any], fields: list[str]
+) -> None:
+    body = {**hook_request(None), **change}
+    response = client.post("/cds-services/lumbar-rfa-screening", json=body, headers=bearer("dr-c"))
+    assert response.status_code == 422
+    assert sorted(response.get_json()["errors"]) == sorted(fields)
+
+
+def test_a_hook_request_may_carry_what_the_service_does_not_read(client: FlaskClient) -> None:
+    body = {
+        **hook_request(None),
+        "context": {"userId": "Practitioner/1", "patientId": "1", "encounterId": "E-9"},
+        "fhirAuthorization": None,
+        "extension": {"com.ehr.tenant": "north"},
+    }
+    response = client.post("/cds-services/lumbar-rfa-screening", json=body, headers=bearer("dr-c"))
+    assert response.status_code == 200, response.get_json()
+
+
 # --- FHIR results back to the EHR -----------------------------------------------------------
 
 LOINC_PAIN_SEVERITY = "72514-3"
