@@ -213,8 +213,9 @@ class CodingSchema(_Strict):
     display = fields.String(validate=printable(1024))
 
 
-class OverrideReasonSchema(_Strict):
-    """Why a clinician overrode a card: a coded reason, a comment, both or neither."""
+class OverrideReasonSchema(_Open):
+    """Why a clinician overrode a card: a coded reason, a comment, both or neither (as
+    ``openapi.yaml`` says, other fields are taken and not kept)."""
 
     reason = fields.Nested(CodingSchema)
     userComment = fields.String(  # noqa: N815 (the CDS Hooks name)

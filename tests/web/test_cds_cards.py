@@ -260,6 +260,7 @@ def test_feedback_takes_what_the_schema_allows(client: FlaskClient, store: Store
             _entry("c", "overridden", overrideReason={"reason": {"code": "x"}}),
             # CDS Hooks extensions are taken (and not kept); so is more about a suggestion.
             _entry("c", extension={"x-ehr": 1}, acceptedSuggestions=[{"id": "s", "label": "L"}]),
+            _entry("c", "overridden", overrideReason={"userComment": "ok", "x-note": 1}),
         ]
     }
     response = client.post(FEEDBACK, json=body, headers=bearer("dr-c"))
@@ -273,8 +274,9 @@ def test_feedback_takes_what_the_schema_allows(client: FlaskClient, store: Store
         (None, None),
         ({"code": "x"}, None),
         (None, None),
+        (None, "ok"),
     ]
-    assert rows[-1]["accepted_suggestions"] == [{"id": "s"}]
+    assert rows[-2]["accepted_suggestions"] == [{"id": "s"}]
 
 
 def test_feedback_needs_a_clinician_or_an_ehr(client: FlaskClient) -> None:
