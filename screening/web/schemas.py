@@ -238,7 +238,12 @@ class FeedbackEntrySchema(_Strict):
     """One CDS Hooks 2.0 feedback entry, loaded as the row that stores it."""
 
     card = fields.String(required=True, validate=printable(64, "the uuid of the card"))
-    outcome = fields.String(required=True, validate=validate.OneOf(("accepted", "overridden")))
+    outcome = fields.String(
+        required=True,
+        validate=validate.OneOf(
+            ("accepted", "overridden"), error="Must be accepted or overridden."
+        ),
+    )
     outcomeTimestamp = Rfc3339(required=True)  # noqa: N815 (the CDS Hooks name)
     acceptedSuggestions = fields.List(  # noqa: N815
         fields.Nested(SuggestionSchema),

@@ -251,6 +251,14 @@ def test_bad_feedback_is_422_naming_the_field_and_stores_nothing(
     assert _rows(store, cds_feedback) == []
 
 
+def test_a_bad_outcome_gets_the_message_openapi_shows(client: FlaskClient) -> None:
+    body = {"feedback": [_entry("c", "maybe")]}
+    response = client.post(FEEDBACK, json=body, headers=bearer("dr-c"))
+    assert response.get_json()["errors"] == {
+        "feedback.0.outcome": ["Must be accepted or overridden."]
+    }
+
+
 def test_feedback_takes_what_the_schema_allows(client: FlaskClient, store: Store) -> None:
     body = {
         "feedback": [
