@@ -55,7 +55,6 @@ SERVICE_ID = "lumbar-rfa-screening"
 HOOK = schemas.CDS_HOOK
 PREFETCH_KEY = "questionnaireResponse"
 PATIENT_PLACEHOLDER = "{{context.patientId}}"
-#: Feedback entries per request, and the longest texts kept from one.
 NOT_A_DIAGNOSIS = (
     "_Informational decision support, not a diagnosis. It names whom the patient may talk "
     "to; review the answers and the basis before acting._"

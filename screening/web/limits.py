@@ -24,10 +24,11 @@ from flask_limiter import Limiter
 from limits import parse_many
 
 from screening.web.auth import identify_request
+from screening.web.ops import PROBE_ENDPOINTS
 from screening.web.review import signed_in_key
 
 #: Routes that operators and load balancers call; never limited.
-EXEMPT_ENDPOINTS = frozenset({"ops.healthz", "ops.readyz", "metrics.metrics"})
+EXEMPT_ENDPOINTS = PROBE_ENDPOINTS | {"metrics.metrics"}
 #: What the limiter calls a request that matched no route (it skips requests it can't name).
 UNMATCHED = "<unmatched>"
 

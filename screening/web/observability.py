@@ -39,11 +39,10 @@ from screening.services import registry as services
 from screening.services.keys import token_digest
 from screening.services.metrics import DatabaseGauges
 from screening.services.problems import ProblemError
+from screening.web.ops import PROBE_ENDPOINTS
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 _ACCESS_LOGGER = "screening.access"
-#: The probes whose successful answers are counted but not logged.
-QUIET_ENDPOINTS = frozenset({"ops.healthz", "ops.readyz"})
 
 # Label values come from fixed sets, whatever a client sends: a method name or a path
 # is anything a client types, and every new label value is a new series held in memory
@@ -140,7 +139,7 @@ def _finish(response: Response) -> Response:
     response.headers["X-Request-ID"] = g.get("request_id", "")
     # Everything not localized (errors, clinician views, operations) is English.
     response.headers.setdefault("Content-Language", "en")
-    if status < 400 and request.endpoint in QUIET_ENDPOINTS:
+    if status < 400 and request.endpoint in PROBE_ENDPOINTS:
         return response
     logging.getLogger(_ACCESS_LOGGER).info(
         "request",

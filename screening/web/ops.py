@@ -17,6 +17,9 @@ from screening.web.errors import problem_response
 
 bp = Blueprint("ops", __name__)
 
+#: The health probes' endpoints: not rate limited, and logged only when they fail.
+PROBE_ENDPOINTS = frozenset({"ops.healthz", "ops.readyz"})
+
 
 @bp.get("/healthz")
 def healthz() -> Response:

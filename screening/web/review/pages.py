@@ -15,7 +15,6 @@ from flask import request
 from flask import url_for
 from flask.typing import ResponseReturnValue
 
-from screening.rules.rulebook import Package
 from screening.services import registry
 from screening.services.problems import ValidationProblem
 from screening.web import schemas
@@ -46,8 +45,9 @@ def _api_query(query: dict[str, str]) -> dict[str, str]:
     return api
 
 
-def _row(item: dict[str, Any], package: Package) -> dict[str, Any]:
+def _row(item: dict[str, Any]) -> dict[str, Any]:
     """A list row in the words of the rules that decided it."""
+    package = words.words_package(item)
     return {
         **item,
         "received": words.when(item["created_at"]),
@@ -67,7 +67,7 @@ def index() -> ResponseReturnValue:
     filters: dict[str, Any] = {k: v for k, v in query.items() if k in _FILTERS}
     if query["limit"] != str(PAGE_SIZE):
         filters["limit"] = query["limit"]
-    rows = [_row(item, words.words_package(item)) for item in page["items"]]
+    rows = [_row(item) for item in page["items"]]
     default = registry.rulebook().default
     outcomes = [words.outcome(code, default) for code in default.ruleset.outcomes]
     next_url = None

@@ -367,9 +367,10 @@ def detail_context(view: dict[str, Any]) -> dict[str, Any]:
     clinician = view["summary"]["clinician"]
     stored_sources = {s["id"]: s["citation"] for s in clinician.get("sources", [])}
     ruleset = view["ruleset"]
-    loaded = registry.rulebook().package(ruleset["id"], ruleset["version"])
+    rulebook = registry.rulebook()
+    loaded = rulebook.package(ruleset["id"], ruleset["version"])
     # Words for a screening whose rules are no longer loaded come from the default package.
-    package = words_package(view)
+    package = loaded or rulebook.default
     review = view["review"]
     shadows, agreed = _differing_shadows(view)
     return {
