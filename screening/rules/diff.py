@@ -39,6 +39,7 @@ def _rule_facts(rule: Rule) -> dict[str, Any]:
         "patient": list(rule.patient),
         "patient_note": rule.patient_note,
         "patient_note_for": list(rule.patient_note_for),
+        "with_outcomes": list(rule.with_outcomes),
         "clinician": rule.clinician,
         "sources": list(rule.sources),
     }

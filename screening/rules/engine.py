@@ -20,23 +20,38 @@ def evaluate(answers: Mapping[str, Any], ruleset: Ruleset) -> dict[str, Any]:
 
     The first decision rule that holds decides the outcome; every rule that
     holds, decision or note, is listed in ``matched_rules`` in rule order, and
-    the trace shows each comparison of each rule.
+    the trace shows each comparison of each rule. A note that names its outcomes
+    (``with_outcomes``) holds only on a result with one of them.
     """
     trace: list[dict[str, Any]] = []
     matched: list[Rule] = []
     decided: Rule | None = None
+    # Notes that name their outcomes and held: whether each goes with the result is
+    # known only once the outcome is (see below).
+    restricted: list[tuple[Rule, dict[str, Any]]] = []
     add_to_trace = trace.append
     # Each step holds the rule's compiled condition (see conditions.py): no tree walk here.
     for rule, rule_id, traced, decides in ruleset.steps:
         conditions: list[dict[str, Any]] = []
         held = traced(answers, conditions)
-        add_to_trace({"rule": rule_id, "matched": held, "conditions": conditions})
+        entry = {"rule": rule_id, "matched": held, "conditions": conditions}
+        add_to_trace(entry)
         if held:
             matched.append(rule)
-            if decides and decided is None:
-                decided = rule
+            if decides:
+                if decided is None:
+                    decided = rule
+            elif rule.with_outcomes:
+                restricted.append((rule, entry))
     # The loader guarantees the last decision rule always holds.
     assert decided is not None and decided.outcome is not None
+    # A note that does not go with the outcome holds nowhere: not matched, no line; its
+    # trace keeps the comparisons, marked so a reader sees why it did not match.
+    for rule, entry in restricted:
+        if not rule.goes_with(decided.outcome):
+            matched.remove(rule)
+            entry["matched"] = False
+            entry["outcome_fits"] = False
     return {
         "outcome": decided.outcome,
         "decided_by": decided.id,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import string
 from collections.abc import Iterable
 from collections.abc import Iterator
 from functools import cache
@@ -222,6 +223,26 @@ def _build_questionnaire(path: Path, data: dict[str, Any], raw: bytes) -> Questi
     )
 
 
+def _placeholders(text: str) -> list[str]:
+    """The ``{linkId}`` fields of a clinician text, in order (ValueError if malformed)."""
+    return [name for _, name, _, _ in string.Formatter().parse(text) if name is not None]
+
+
+def _placeholder_problems(where: str, text: str, questionnaire: Questionnaire) -> Iterator[str]:
+    """A clinician text may name answers as ``{linkId}``: each must be a plain field naming
+    an item of the questionnaire (a literal brace would be read as one)."""
+    try:
+        parsed = list(string.Formatter().parse(text))
+    except ValueError:
+        yield f"{where}: clinician: a brace does not enclose an item's linkId ({{linkId}})"
+        return
+    for _, name, spec, conversion in parsed:
+        if name is None:
+            continue
+        if spec or conversion or name not in questionnaire.by_link_id:
+            yield f"{where}: clinician: {{{name}}} names no item of the questionnaire"
+
+
 def _ruleset_problems(
     path: Path, data: dict[str, Any], questionnaire: Questionnaire
 ) -> Iterator[str]:
@@ -255,9 +276,11 @@ def _ruleset_problems(
             if source not in source_ids:
                 yield f"{where}: cites unknown source '{source}'"
         yield from _check_condition(where, rule["when"], questionnaire.by_link_id)
-        for code in rule.get("patient_note_for", ()):
-            if code not in outcomes:
-                yield f"{where}: patient_note_for names unknown outcome '{code}'"
+        for key in ("patient_note_for", "with_outcomes"):
+            for code in rule.get(key, ()):
+                if code not in outcomes:
+                    yield f"{where}: {key} names unknown outcome '{code}'"
+        yield from _placeholder_problems(where, rule["clinician"], questionnaire)
         if rule["kind"] == "decision":
             outcome = outcomes.get(rule["outcome"])
             used_outcomes.add(rule["outcome"])
@@ -299,6 +322,11 @@ def _build_ruleset(
             patient=tuple(r.get("patient", ())),
             patient_note=r.get("patient_note"),
             patient_note_for=tuple(r.get("patient_note_for", ())),
+            with_outcomes=tuple(r.get("with_outcomes", ())),
+            clinician_answers=tuple(
+                (link_id, questionnaire.by_link_id[link_id].display)
+                for link_id in dict.fromkeys(_placeholders(r["clinician"]))
+            ),
         )
         for r in data["rules"]
     )

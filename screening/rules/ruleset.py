@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from collections.abc import Mapping
 from dataclasses import dataclass
 from dataclasses import field
 from typing import Any
@@ -11,6 +12,9 @@ from screening.rules.conditions import Condition
 from screening.rules.conditions import Holds
 from screening.rules.conditions import Traced
 from screening.rules.questionnaire import Item
+
+#: How a clinician text names an item that has no answer.
+NOT_ASKED = "not asked"
 
 #: A key answer's linkId, the answer type whose words are known in advance, those words by
 #: answer, and the item's ``display`` for any other answer.
@@ -67,11 +71,38 @@ class Rule:
     patient_note: str | None = None
     #: The outcomes whose patient summary carries the note; empty: every outcome.
     patient_note_for: tuple[str, ...] = ()
+    #: A note rule's outcomes: it holds, and adds its lines, only on a result with one of
+    #: them (``with_outcomes`` in the rules data); empty: every outcome.
+    with_outcomes: tuple[str, ...] = ()
+    #: The items whose answers the clinician text names as ``{linkId}``, each with the
+    #: function that puts an answer in words; empty: the text is used as it is.
+    clinician_answers: tuple[tuple[str, Callable[[Any], str]], ...] = field(
+        default=(), compare=False
+    )
+
+    def goes_with(self, outcome: str) -> bool:
+        """Whether this rule may hold on a result with ``outcome`` (always, for a decision
+        rule or a note that names no outcomes)."""
+        return not self.with_outcomes or outcome in self.with_outcomes
 
     def note_fits(self, outcome: str) -> bool:
         """Whether this note rule's patient note belongs in a summary with ``outcome``."""
-        return bool(self.patient_note) and (
-            not self.patient_note_for or outcome in self.patient_note_for
+        return (
+            bool(self.patient_note)
+            and self.goes_with(outcome)
+            and (not self.patient_note_for or outcome in self.patient_note_for)
+        )
+
+    def clinician_text(self, answers: Mapping[str, Any]) -> str:
+        """The clinician text, with each ``{linkId}`` it names replaced by that answer in
+        words ("not asked" when the item has no answer)."""
+        if not self.clinician_answers:
+            return self.clinician
+        return self.clinician.format_map(
+            {
+                link_id: NOT_ASKED if answers.get(link_id) is None else display(answers[link_id])
+                for link_id, display in self.clinician_answers
+            }
         )
 
 
@@ -148,6 +179,12 @@ class Ruleset:
                     "outcome": rule.outcome,
                     "when": rule.condition_data,
                     "sources": list(rule.sources),
+                    # A note says which outcomes it goes with; a decision rule gives one.
+                    **(
+                        {"with_outcomes": list(rule.with_outcomes or self.outcomes)}
+                        if rule.kind == "note"
+                        else {}
+                    ),
                 }
                 for rule in self.rules
             ],

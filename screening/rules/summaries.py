@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from screening.rules.conditions import Always
+from screening.rules.ruleset import NOT_ASKED
 from screening.rules.ruleset import Rule
 from screening.rules.ruleset import Ruleset
 
@@ -27,11 +28,11 @@ def patient_summary(ruleset: Ruleset, decided: Rule, matched: Sequence[Rule]) ->
     }
 
 
-def _finding(rule: Rule) -> dict[str, Any]:
+def _finding(rule: Rule, answers: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "rule": rule.id,
         "title": rule.title,
-        "text": rule.clinician,
+        "text": rule.clinician_text(answers),
         "sources": list(rule.sources),
     }
 
@@ -61,9 +62,9 @@ def clinician_summary(
     # fallback that did not decide is no finding of this screening (states_a_finding).
     for rule in matched:
         if rule.kind == "note":
-            notes.append(_finding(rule))
+            notes.append(_finding(rule, answers))
         elif states_a_finding(rule, decided):
-            findings.append(_finding(rule))
+            findings.append(_finding(rule, answers))
         else:
             continue
         cited.update(rule.sources)
@@ -74,7 +75,7 @@ def clinician_summary(
             # A yes/no or a code: its words were looked up at load (the same text display() gives).
             text = words[value] if type(value) is known_type and value in words else display(value)
         else:
-            value, text = None, "Not asked"
+            value, text = None, NOT_ASKED.capitalize()
         key_answers.append({"linkId": link_id, "value": value, "display": text})
     return {
         "outcome_label": ruleset.outcomes[decided.outcome].label,

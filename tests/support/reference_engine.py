@@ -8,6 +8,7 @@ tests compare the engine's results with this one's, byte for byte as JSON.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -69,11 +70,19 @@ def holds(data: Mapping[str, Any], answers: Mapping[str, Any], trace: Trace | No
     return held
 
 
-def _finding(rule: Rule) -> dict[str, Any]:
+def _finding(rule: Rule, answers: Mapping[str, Any]) -> dict[str, Any]:
+    # Each {linkId} of the clinician text, in the words of its item's display.
+    displays = dict(rule.clinician_answers)
+    text = rule.clinician
+    for link_id in re.findall(r"\{([a-z0-9_]+)\}", text):
+        value = answers.get(link_id)
+        text = text.replace(
+            "{" + link_id + "}", "not asked" if value is None else displays[link_id](value)
+        )
     return {
         "rule": rule.id,
         "title": rule.title,
-        "text": rule.clinician,
+        "text": text,
         "sources": list(rule.sources),
     }
 
@@ -83,15 +92,23 @@ def evaluate(answers: Mapping[str, Any], ruleset: Ruleset) -> dict[str, Any]:
     trace: Trace = []
     matched: list[Rule] = []
     decided: Rule | None = None
+    held_by: dict[str, bool] = {}
     for rule in ruleset.rules:
         conditions: Trace = []
         held = holds(rule.condition_data, answers, conditions)
+        held_by[rule.id] = held
         trace.append({"rule": rule.id, "matched": held, "conditions": conditions})
-        if held:
-            matched.append(rule)
-            if decided is None and rule.kind == "decision":
-                decided = rule
+        if held and decided is None and rule.kind == "decision":
+            decided = rule
     assert decided is not None and decided.outcome is not None
+    # A note naming its outcomes holds only with one of them; its trace says so.
+    for rule, entry in zip(ruleset.rules, trace, strict=True):
+        fits = not rule.with_outcomes or decided.outcome in rule.with_outcomes
+        if held_by[rule.id] and fits:
+            matched.append(rule)
+        elif held_by[rule.id]:
+            entry["matched"] = False
+            entry["outcome_fits"] = False
     # A fallback (condition `always`) that did not decide states nothing about this
     # screening: it is in matched_rules only (rules-v1.md, issue 10 item 7).
     stated = [
@@ -99,8 +116,8 @@ def evaluate(answers: Mapping[str, Any], ruleset: Ruleset) -> dict[str, Any]:
         for rule in matched
         if rule.kind == "note" or rule is decided or "always" not in rule.condition_data
     ]
-    findings = [_finding(rule) for rule in stated if rule.kind == "decision"]
-    notes = [_finding(rule) for rule in stated if rule.kind == "note"]
+    findings = [_finding(rule, answers) for rule in stated if rule.kind == "decision"]
+    notes = [_finding(rule, answers) for rule in stated if rule.kind == "note"]
     cited = {source for rule in stated for source in rule.sources}
     return {
         "outcome": decided.outcome,

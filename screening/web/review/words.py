@@ -331,6 +331,8 @@ def ruleset_context(package: Package) -> dict[str, Any]:
             "id": rule.id,
             "title": rule.title,
             "outcome": outcome(rule.outcome, package) if rule.outcome is not None else None,
+            # A note that names its outcomes shows them; one that names none goes with all.
+            "with_outcomes": [outcome(code, package) for code in rule.with_outcomes],
         }
         for rule in package.ruleset.rules
     ]
