@@ -9,6 +9,7 @@ shared/spec/rules-lifecycle-v1.md.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -18,10 +19,12 @@ from pathlib import Path
 from typing import Any
 
 from screening.rules.cases import run_cases
+from screening.rules.i18n import I18N_DIR
 from screening.rules.i18n import Catalog
 from screening.rules.i18n import load_translations
 from screening.rules.loader import CASES_FILE
 from screening.rules.loader import QUESTIONNAIRE_FILE
+from screening.rules.loader import RULESET_FILE
 from screening.rules.loader import RulesError
 from screening.rules.loader import check_schema
 from screening.rules.loader import find_schema_dir
@@ -114,10 +117,47 @@ class Package:
         return f"{self.id} {self.version}"
 
 
+def _fingerprint(directory: Path, schema_dir: Path) -> str:
+    """A digest of everything a package's loading and case run read: its files and schemas."""
+    digest = hashlib.sha256()
+    names = (QUESTIONNAIRE_FILE, RULESET_FILE, CASES_FILE, PACKAGE_FILE)
+    files = [
+        *(directory / name for name in names),
+        *sorted((directory / I18N_DIR).glob("*.yaml")),
+        *sorted(schema_dir.glob("*.schema.json")),
+    ]
+    for path in files:
+        digest.update(str(path).encode())
+        try:
+            digest.update(path.read_bytes())
+        except OSError:
+            digest.update(b"\0missing")
+    return digest.hexdigest()
+
+
+#: Packages (and their case problems) already loaded in this process, by fingerprint: a
+#: package is immutable once loaded, and a process (a test run above all) loads the same
+#: folders again for every app it makes. Reading the files to fingerprint them is cheap
+#: beside parsing and checking them.
+_LOADED: dict[str, Package] = {}
+_CASE_PROBLEMS: dict[str, list[str]] = {}
+_LOADED_LIMIT = 64
+
+
 def load_package(directory: Path | str, schema_dir: Path | None = None) -> Package:
     """Load and check one package folder (questionnaire, ruleset, translations, package.yaml)."""
     directory = Path(directory)
     schema_dir = schema_dir or find_schema_dir(directory)
+    fingerprint = _fingerprint(directory, schema_dir)
+    if fingerprint not in _LOADED:
+        if len(_LOADED) >= _LOADED_LIMIT:
+            _LOADED.clear()
+            _CASE_PROBLEMS.clear()
+        _LOADED[fingerprint] = _load_package(directory, schema_dir)
+    return _LOADED[fingerprint]
+
+
+def _load_package(directory: Path, schema_dir: Path) -> Package:
     questionnaire, ruleset = load_files(directory, schema_dir)
     catalogs = load_translations(directory, questionnaire, ruleset, schema_dir)
     path = directory / PACKAGE_FILE
@@ -170,8 +210,13 @@ def _package_problems(path: Path, data: Mapping[str, Any]) -> Iterable[str]:
 
 def case_problems(package: Package) -> list[str]:
     """Where a package's own cases fail or leave a rule uncovered, each naming its file."""
-    report = run_cases(package)
-    return [f"{package.cases_path}: {line}" for line in report.failures + report.uncovered]
+    fingerprint = _fingerprint(package.directory, package.schema_dir)
+    if fingerprint not in _CASE_PROBLEMS:
+        report = run_cases(package)
+        _CASE_PROBLEMS[fingerprint] = [
+            f"{package.cases_path}: {line}" for line in report.failures + report.uncovered
+        ]
+    return list(_CASE_PROBLEMS[fingerprint])
 
 
 def find_package_dirs(root: Path) -> list[Path]:
