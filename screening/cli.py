@@ -130,9 +130,30 @@ def diff_command(old: Path, new: Path, output: str) -> None:
 @click.argument("candidate", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--since", type=click.DateTime(), help="Only screenings stored at or after (UTC).")
 @click.option("--until", type=click.DateTime(), help="Only screenings stored before (UTC).")
+@click.option(
+    "--answers-of",
+    "answers_of",
+    metavar="VERSION",
+    help="Replay the screenings of this earlier version of the candidate's questionnaire "
+    "whose answers are valid for the candidate's version (for a new questionnaire version, "
+    "which has no screenings of its own yet).",
+)
+@click.option(
+    "--decided-by",
+    "decided_by",
+    metavar="RULESET_ID",
+    help="Only screenings a version of this ruleset decided (leaves out another profile's "
+    "screenings of the same questionnaire, whose differences are the profile's, not the "
+    "change's).",
+)
 @click.option("--format", "output", type=click.Choice(["text", "json"]), default="text")
 def replay_command(
-    candidate: Path, since: datetime | None, until: datetime | None, output: str
+    candidate: Path,
+    since: datetime | None,
+    until: datetime | None,
+    answers_of: str | None,
+    decided_by: str | None,
+    output: str,
 ) -> None:
     """Re-decide every stored screening of CANDIDATE's questionnaire version with its
     ruleset and report what would change. Reads only; streams in bounded memory."""
@@ -141,16 +162,23 @@ def replay_command(
     except RulesError as exc:
         raise click.ClickException(str(exc)) from None
     q = package.questionnaire
+    stored = (q.id, answers_of or q.version)
     rows = registry.screenings().replay_rows(
-        (q.id, q.version),
+        stored,
         since.replace(tzinfo=UTC) if since else None,
         until.replace(tzinfo=UTC) if until else None,
+        ruleset_id=decided_by,
     )
-    replay = Replay(package.ruleset)
+    replay = Replay(package.ruleset, q if answers_of else None)
     if output == "json":
         _replay_json(replay, rows)
     else:
-        _replay_text(replay, rows, package.describe(), f"{q.id} {q.version}")
+        over = f"{stored[0]} {stored[1]}"
+        if decided_by:
+            over += f" decided by {decided_by}"
+        if answers_of:
+            over += f", whose answers are valid for version {q.version}"
+        _replay_text(replay, rows, package.describe(), over)
 
 
 def _replay_json(replay: Replay, rows: Any) -> None:
@@ -189,6 +217,13 @@ def _replay_text(replay: Replay, rows: Any, name: str, questionnaire: str) -> No
     if shown:
         click.echo("")
     click.echo(f"{summary['screenings']} screenings replayed, {summary['changed']} would change.")
+    if "not_replayed" in summary:
+        left = summary["not_replayed"]
+        items = ", ".join(f"{link_id}: {n}" for link_id, n in left["items"].items())
+        click.echo(
+            f"{left['count']} not replayed: the candidate's questionnaire needs answers they "
+            f"lack ({items or 'none'})."
+        )
     click.echo("")
     click.echo(f"{'from':<26} {'to':<26} {'count':>9}")
     for t in summary["transitions"]:

@@ -3,6 +3,12 @@
 Pure and streaming: ``Replay.add`` takes one stored screening at a time and keeps only
 counts; each change is handed back to the caller to print at once, so memory stays
 flat whatever the number of screenings.
+
+A candidate on a new questionnaire version has no screenings of its own before it is
+released. Given ``questionnaire``, a replay reads the answers of an earlier version
+against the candidate's questionnaire: each set that is valid there is decided again,
+and each that is not (the new version asks something they were not asked) is counted,
+by the items it lacks, and left out.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from dataclasses import field
 from typing import Any
 
 from screening.rules.engine import decide
+from screening.rules.questionnaire import Questionnaire
 from screening.rules.ruleset import Ruleset
 
 
@@ -21,13 +28,26 @@ class Replay:
     """Counts for one candidate over a stream of stored screenings."""
 
     ruleset: Ruleset
+    #: Set when the stored answers are of another questionnaire version: they are read
+    #: against this one (the candidate's) first.
+    questionnaire: Questionnaire | None = None
     changed: int = 0
     transitions: dict[tuple[str, str], int] = field(default_factory=dict)
+    #: Screenings left out, and how often each item made their answers invalid.
+    not_replayed: int = 0
+    not_replayed_items: dict[str, int] = field(default_factory=dict)
 
     def add(
         self, screening_id: str, answers: Mapping[str, Any], outcome: str, decided_by: str
     ) -> dict[str, str] | None:
         """Replay one screening; its change when the outcome or deciding rule differs."""
+        if self.questionnaire is not None:
+            answers, errors = self.questionnaire.validate(answers)
+            if errors:
+                self.not_replayed += 1
+                for link_id in errors:
+                    self.not_replayed_items[link_id] = self.not_replayed_items.get(link_id, 0) + 1
+                return None
         rule = decide(answers, self.ruleset)
         new_outcome, new_rule = rule.outcome, rule.id
         assert new_outcome is not None
@@ -47,7 +67,7 @@ class Replay:
     def summary(self) -> dict[str, Any]:
         """The totals, in the shape of rules-lifecycle-v1.md's JSON (without changes)."""
         ruleset = self.ruleset
-        return {
+        summary: dict[str, Any] = {
             "candidate": {"id": ruleset.id, "version": ruleset.version, "sha256": ruleset.sha256},
             "screenings": sum(self.transitions.values()),
             "changed": self.changed,
@@ -55,3 +75,9 @@ class Replay:
                 {"from": a, "to": b, "count": n} for (a, b), n in sorted(self.transitions.items())
             ],
         }
+        if self.questionnaire is not None:
+            summary["not_replayed"] = {
+                "count": self.not_replayed,
+                "items": dict(sorted(self.not_replayed_items.items())),
+            }
+        return summary

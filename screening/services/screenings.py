@@ -178,11 +178,16 @@ class ScreeningService:
         return shadows
 
     def replay_rows(
-        self, questionnaire: tuple[str, str], since: datetime | None, until: datetime | None
+        self,
+        questionnaire: tuple[str, str],
+        since: datetime | None,
+        until: datetime | None,
+        ruleset_id: str | None = None,
     ) -> Iterator[tuple[str, dict[str, Any], str, str]]:
         """(id, answers, outcome, decided_by) of each stored screening of a questionnaire
-        version, oldest first, streamed in bounded memory; reads only."""
-        return self.store.replay_rows(questionnaire, since, until)
+        version (decided by ``ruleset_id`` when given), oldest first, streamed in bounded
+        memory; reads only."""
+        return self.store.replay_rows(questionnaire, since, until, ruleset_id=ruleset_id)
 
     def choose(
         self, questionnaire: Mapping[str, str] | None, ruleset: Mapping[str, Any] | None

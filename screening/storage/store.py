@@ -779,10 +779,12 @@ class Store:
         since: datetime | None = None,
         until: datetime | None = None,
         batch: int = 5000,
+        ruleset_id: str | None = None,
     ) -> Iterator[tuple[str, dict[str, Any], str, str]]:
         """(id, answers, outcome, decided_by) of every screening of a questionnaire id and
-        version, oldest first, read in keyset batches: memory stays one batch, whatever
-        the table's size, and no transaction stays open between batches."""
+        version (decided by ``ruleset_id`` when given), oldest first, read in keyset
+        batches: memory stays one batch, whatever the table's size, and no transaction
+        stays open between batches."""
         c = screenings.c
         # The position as the driver reads it, handed back to the database untouched: no
         # conversion to an aware datetime per row, only to compare it again.
@@ -799,6 +801,8 @@ class Store:
             query = query.where(c.created_at >= since)
         if until is not None:
             query = query.where(c.created_at < until)
+        if ruleset_id is not None:
+            query = query.where(c.ruleset_id == ruleset_id)
         query = query.order_by(c.created_at, c.id).limit(batch)
         after: tuple[Any, str] | None = None
         loads = orjson.loads

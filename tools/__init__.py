@@ -1,0 +1,1 @@
+"""Development and release tools (run as scripts: python tools/<name>.py)."""
