@@ -14,16 +14,16 @@ from screening.rules.diff import diff_packages
 from screening.rules.rulebook import load_package
 from tests.support.app import RULES_ROOT
 
-DEFAULT = RULES_ROOT / "lumbar-rfa" / "1.1.0"
+DEFAULT = RULES_ROOT / "lumbar-rfa" / "1.2.0"
 
 
 def candidate(tmp_path: Path) -> Path:
-    """A rule author's copy of the default package: a draft 1.2.0, pain threshold 6."""
-    folder = tmp_path / "lumbar-rfa-1.2.0"
+    """A rule author's copy of the default package: a draft 1.3.0, pain threshold 6."""
+    folder = tmp_path / "lumbar-rfa-1.3.0"
     shutil.copytree(DEFAULT, folder)
     ruleset = folder / "ruleset.yaml"
     text = ruleset.read_text(encoding="utf-8").replace(
-        "version: 1.1.0\ntitle:", "version: 1.2.0\ntitle:"
+        "version: 1.2.0\ntitle:", "version: 1.3.0\ntitle:"
     )
     text = text.replace(
         "{item: pain_intensity, less_than: 5}", "{item: pain_intensity, less_than: 6}"
@@ -32,7 +32,7 @@ def candidate(tmp_path: Path) -> Path:
     es = folder / "i18n" / "es.yaml"
     es.write_text(
         es.read_text(encoding="utf-8").replace(
-            "ruleset: {id: lumbar-rfa, version: 1.1.0}", "ruleset: {id: lumbar-rfa, version: 1.2.0}"
+            "ruleset: {id: lumbar-rfa, version: 1.2.0}", "ruleset: {id: lumbar-rfa, version: 1.3.0}"
         ),
         encoding="utf-8",
     )
@@ -62,7 +62,7 @@ def test_a_changed_threshold_is_the_only_change(runner: FlaskCliRunner, tmp_path
     assert diff["texts"] == []
     text = runner.invoke(args=["rules", "diff", str(DEFAULT), str(candidate(tmp_path / "b"))])
     assert text.exit_code == 0, text.output
-    assert "From lumbar-rfa 1.1.0 to lumbar-rfa 1.2.0" in text.output
+    assert "From lumbar-rfa 1.2.0 to lumbar-rfa 1.3.0" in text.output
     assert "changed  pain_below_threshold condition:" in text.output
     assert text.output.count("no change") == 2
 
@@ -100,8 +100,8 @@ def test_a_missing_folder_is_named(runner: FlaskCliRunner, tmp_path: Path) -> No
 def test_a_long_text_change_is_shown_in_full(runner: FlaskCliRunner, tmp_path: Path) -> None:
     folder = candidate(tmp_path)
     ruleset = folder / "ruleset.yaml"
-    old_text = "pain, 5 or more on a 0-10 scale."
-    new_text = "pain, 6 or more on a 0-10 scale, as agreed at the audit of the year's screenings."
+    old_text = "moderate or severe pain, 5 or more on a 0-10 scale (NICE NG59 1.3.2)."
+    new_text = "pain of 6 or more on a 0-10 scale, as agreed at the audit of the year's screenings."
     text = ruleset.read_text(encoding="utf-8")
     assert old_text in text
     ruleset.write_text(text.replace(old_text, new_text), encoding="utf-8")
@@ -110,9 +110,9 @@ def test_a_long_text_change_is_shown_in_full(runner: FlaskCliRunner, tmp_path: P
     lines = result.output.splitlines()
     start = lines.index("  changed  pain_below_threshold clinician:")
     was = " ".join(line.strip() for line in lines[start + 1 : start + 3])
-    assert was.startswith("was: Usual pain intensity below 5/10")
+    assert was.startswith("was: Usual pain intensity {pain_intensity}/10: below the referral")
     shown = " ".join(line.strip() for line in lines[start + 1 :])
-    assert "now: Usual pain intensity below 5/10" in shown
+    assert "now: Usual pain intensity {pain_intensity}/10: below the referral" in shown
     assert new_text in shown
     assert "..." not in result.output
     assert all(len(line) <= 100 for line in lines)

@@ -1,5 +1,6 @@
-"""A rule change as README "Changing the rules" walks it: draft, diff, replay, shadow,
-approve and activate beside the old version, retire. Every step on a copy of ``rules/``."""
+"""A rule change as README "Changing the rules" walks it: the safety patch lumbar-rfa 1.1.1,
+from draft through diff, replay, shadow, approval and activation in place of 1.1.0, to
+1.1.0's retirement. Every step on a copy of ``rules/`` as it was before the update."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ from tests.support.app import BOTH_DATABASES
 from tests.support.app import RULES_ROOT
 from tests.support.app import bearer
 from tests.support.app import make_app
+from tests.test_safety_update import ADDED
+from tests.test_safety_update import RETIRED
 
 pytestmark = BOTH_DATABASES
 
@@ -38,33 +41,25 @@ def _package(folder: Path, change: Callable[[dict[str, Any]], None]) -> None:
 
 
 def _draft(tree: Path) -> Path:
-    """The README's step 1: lumbar-rfa 1.2.0, a draft whose pain threshold is 6 of 10."""
-    folder = tree / "lumbar-rfa" / "1.2.0"
-    shutil.copytree(tree / "lumbar-rfa" / "1.1.0", folder)
-    _edit(
-        folder / "ruleset.yaml",
-        ("version: 1.1.0\ntitle:", "version: 1.2.0\ntitle:"),
-        ("title: Pain intensity below 5 of 10", "title: Pain intensity below 6 of 10"),
-        ("{item: pain_intensity, less_than: 5}", "{item: pain_intensity, less_than: 6}"),
-    )
-    _edit(
-        folder / "i18n" / "es.yaml",
-        ("ruleset: {id: lumbar-rfa, version: 1.1.0}", "ruleset: {id: lumbar-rfa, version: 1.2.0}"),
-    )
-    _edit(
-        folder / "cases.yaml",
-        ("answers: {pain_intensity: 5}", "answers: {pain_intensity: 6}"),
-        ("answers: {pain_intensity: 4}", "answers: {pain_intensity: 5}"),
-    )
+    """The README's step 1: the rules before the safety update, with lumbar-rfa 1.1.1 a draft
+    beside the 1.1.0 it patches (the other packages the update added are left out)."""
+    for folder, state in RETIRED.items():
+
+        def restore(data: dict[str, Any], state: dict[str, Any] = state) -> None:
+            data.update(state)
+
+        _package(tree / folder, restore)
+    for folder in ADDED:
+        if folder != "lumbar-rfa/1.1.1":
+            shutil.rmtree(tree / folder)
+    candidate = tree / "lumbar-rfa" / "1.1.1"
 
     def draft(data: dict[str, Any]) -> None:
         data.update(status="draft", default=False)
         del data["approved_by"], data["approved_on"]
-        change = "Pain intensity must now be 6 of 10 or more, not 5."
-        data["changelog"].insert(0, {"version": "1.2.0", "date": "2026-12-02", "changes": [change]})
 
-    _package(folder, draft)
-    return folder
+    _package(candidate, draft)
+    return candidate
 
 
 def _post(app: Flask, path: str, body: dict[str, Any], who: str = "portal-a") -> Any:
@@ -78,90 +73,95 @@ def _decided(app: Flask, answers: dict[str, Any], **named: Any) -> tuple[str, st
     return data["ruleset"]["id"], data["ruleset"]["version"], data["outcome"]
 
 
-def test_a_threshold_change_from_draft_to_retirement(
+def test_a_safety_patch_from_draft_to_retirement(
     database_url: str, tmp_path: Path, valid_answers: dict[str, Any]
 ) -> None:
     tree = tmp_path / "rules"
     shutil.copytree(RULES_ROOT, tree)
     candidate = _draft(tree)
-    pain5 = {**valid_answers, "pain_intensity": 5}
+    # A crash years ago, pain for over a year: 1.1.0 sends this person to the emergency room.
+    crash = {**valid_answers, "rf_major_trauma": True}
     config = {"RULES_DIR": str(tree)}
 
     # Draft: loaded and checked, never used.
     with make_app(database_url, **config) as app:
         stored = {
-            pain: _post(
-                app, "/v1/screenings", {"answers": {**valid_answers, "pain_intensity": p}}
-            ).get_json()["id"]
-            for pain, p in [("low", 3), ("five", 5), ("high", 8)]
+            name: _post(app, "/v1/screenings", {"answers": answers}).get_json()["id"]
+            for name, answers in [
+                ("crash", crash),
+                ("elsewhere", {**valid_answers, "pain_location": "other"}),
+                ("plain", valid_answers),
+            ]
         }
-        refused = _post(
-            app,
-            "/v1/evaluate",
-            {"answers": pain5, "ruleset": {"id": "lumbar-rfa", "version": "1.2.0"}},
-        )
+        named = {"ruleset": {"id": "lumbar-rfa", "version": "1.1.1"}}
+        refused = _post(app, "/v1/evaluate", {"answers": crash, **named})
         assert refused.status_code == 422
         assert "draft" in refused.get_json()["errors"]["ruleset"][0]
         runner = app.test_cli_runner()
         check = runner.invoke(args=["rules", "check"])
         assert check.exit_code == 0, check.output
-        assert "ruleset lumbar-rfa 1.2.0 (24 rules)" in check.output
+        assert "ruleset lumbar-rfa 1.1.1 (32 rules)" in check.output
         assert "; draft;" in check.output
 
-        # Diff: the threshold and its title, nothing else.
+        # Diff: the rules added, the trauma rule that changed, the label that changed.
         before = str(tree / "lumbar-rfa" / "1.1.0")
         diff = runner.invoke(args=["rules", "diff", before, str(candidate), "--format", "json"])
         report = json.loads(diff.output)
-        [changed] = report["rules"]["changed"]
-        assert changed["id"] == "pain_below_threshold"
-        assert {c["field"] for c in changed["changes"]} == {"condition", "title"}
-        assert report["items"]["changed"] == report["texts"] == []
+        assert {"earlier_major_trauma", "pain_outside_low_back", "discordant_blocks"} <= set(
+            report["rules"]["added"]
+        )
+        changed = {c["id"]: {f["field"] for f in c["changes"]} for c in report["rules"]["changed"]}
+        assert "condition" in changed["major_trauma"]
+        assert "with_outcomes" in changed["imaging_on_record"]
+        assert report["items"]["changed"] == []
+        labels = [t for t in report["texts"] if t["id"] == "outcome discuss_with_specialist label"]
+        assert labels[0]["to"] == "Discuss with a spine specialist"
 
-        # Replay: exactly the screening with pain 5 of 10 would change.
+        # Replay: the crash and the pain elsewhere would change; the plain screening not.
         replay = runner.invoke(args=["rules", "replay", str(candidate), "--format", "json"])
         assert replay.exit_code == 0, replay.output
-        replayed = json.loads(replay.output)
-        assert [c["id"] for c in replayed["changes"]] == [stored["five"]]
-        assert replayed["changes"][0]["to"] == "continue_conservative_care"
+        replayed = {c["id"]: c for c in json.loads(replay.output)["changes"]}
+        assert set(replayed) == {stored["crash"], stored["elsewhere"]}
+        assert (replayed[stored["crash"]]["from"], replayed[stored["crash"]]["to"]) == (
+            "urgent_care",
+            "see_primary_care",
+        )
+        assert replayed[stored["elsewhere"]]["decided_by_to"] == "pain_outside_low_back"
 
     # Shadow, once approved: decided as before, the candidate's outcome kept beside it.
     def shadow(data: dict[str, Any]) -> None:
         data.update(
-            status="shadow", approved_by="Clinical safety officer", approved_on="2026-12-02"
+            status="shadow", approved_by="Clinical safety officer", approved_on="2026-12-07"
         )
 
     _package(candidate, shadow)
     with make_app(database_url, **config) as app:
-        created = _post(app, "/v1/screenings", {"answers": pain5}).get_json()
-        assert created["outcome"] == "discuss_with_specialist"
+        created = _post(app, "/v1/screenings", {"answers": crash}).get_json()
+        assert created["outcome"] == "urgent_care"
         assert "shadow" not in created
         view = app.test_client().get(f"/v1/screenings/{created['id']}", headers=bearer("dr-c"))
         [entry] = view.get_json()["shadow"]
-        assert (entry["ruleset"]["version"], entry["outcome"]) == (
-            "1.2.0",
-            "continue_conservative_care",
-        )
+        assert (entry["ruleset"]["version"], entry["outcome"]) == ("1.1.1", "see_primary_care")
 
-    # Active and the default, beside 1.1.0; a portal pinned to questionnaire 1.0.0 keeps working.
+    # Active and the default in place of 1.1.0: portals sending the same requests get it.
     _package(candidate, lambda data: data.update(status="active", default=True))
     _package(tree / "lumbar-rfa" / "1.1.0", lambda data: data.update(default=False))
+    old = {"ruleset": {"id": "lumbar-rfa", "version": "1.1.0"}}
     with make_app(database_url, **config) as app:
-        assert _decided(app, pain5) == ("lumbar-rfa", "1.2.0", "continue_conservative_care")
-        pinned = {"questionnaire": {"id": Q, "version": "1.0.0"}}
-        assert _decided(app, pain5, **pinned) == ("lumbar-rfa", "1.0.0", "discuss_with_specialist")
-        named = {"ruleset": {"id": "lumbar-rfa", "version": "1.1.0"}}
-        assert _decided(app, pain5, **named) == ("lumbar-rfa", "1.1.0", "discuss_with_specialist")
-        assert app.test_client().get("/v1/questionnaire").get_json()["version"] == "1.1.0"
+        assert _decided(app, crash) == ("lumbar-rfa", "1.1.1", "see_primary_care")
+        pinned = {"questionnaire": {"id": Q, "version": "1.1.0"}}
+        assert _decided(app, crash, **pinned) == ("lumbar-rfa", "1.1.1", "see_primary_care")
+        assert _decided(app, crash, **old) == ("lumbar-rfa", "1.1.0", "urgent_care")
 
     # Retired: refused when named, its screenings still read as they were worked out.
     _package(tree / "lumbar-rfa" / "1.1.0", lambda data: data.update(status="retired"))
     with make_app(database_url, **config) as app:
-        refused = _post(app, "/v1/evaluate", {"answers": pain5, **named})
+        refused = _post(app, "/v1/evaluate", {"answers": crash, **old})
         assert refused.status_code == 422
         assert "retired" in refused.get_json()["errors"]["ruleset"][0]
-        old = app.test_client().get(f"/v1/screenings/{stored['five']}", headers=bearer("dr-c"))
-        assert old.status_code == 200
-        assert (old.get_json()["ruleset"]["version"], old.get_json()["outcome"]) == (
+        kept = app.test_client().get(f"/v1/screenings/{stored['crash']}", headers=bearer("dr-c"))
+        assert kept.status_code == 200
+        assert (kept.get_json()["ruleset"]["version"], kept.get_json()["outcome"]) == (
             "1.1.0",
-            "discuss_with_specialist",
+            "urgent_care",
         )

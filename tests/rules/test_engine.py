@@ -8,18 +8,24 @@ from typing import Any
 
 from hypothesis import given
 from hypothesis import settings
-from hypothesis import strategies as st
 
 from screening import PROJECT_ROOT
 from screening.rules.cases import load_cases
 from screening.rules.engine import decide
 from screening.rules.engine import evaluate
 from screening.rules.rulebook import Rulebook
+from screening.rules.rulebook import load_package
 from screening.rules.rulebook import load_rules
+from tests.support.answers import valid_answers
 from tests.support.app import RULES_DIR
 from tests.support.app import RULES_ROOT
+from tests.support.app import base_answers
 
 RULEBOOK = load_rules(RULES_DIR)
+#: lumbar-rfa 1.1.0 holds rules-v1.md exactly; it is retired (clinical-safety-v1.md changed
+#: what later packages decide: tests/rules/test_clinical_safety.py holds them to their own
+#: oracle) and stays loaded, so its screenings read as they were decided.
+RULES_V1 = load_package(RULES_ROOT / "lumbar-rfa" / "1.1.0")
 
 
 def spec_oracle(a: dict[str, Any]) -> tuple[str, str, list[str]]:
@@ -93,39 +99,12 @@ def spec_oracle(a: dict[str, Any]) -> tuple[str, str, list[str]]:
     return outcome, rule, matched
 
 
-@st.composite
-def valid_answers(draw: st.DrawFn) -> dict[str, Any]:
-    """Any valid submission, built from the questionnaire data."""
-    answers: dict[str, Any] = {}
-    for item in RULEBOOK.questionnaire.items:
-        if item.enable_when is not None and not item.enable_when.evaluate(answers):
-            continue
-        codes = [o.code for o in item.options]
-        if item.type == "integer":
-            assert item.minimum is not None and item.maximum is not None
-            answers[item.link_id] = draw(st.integers(item.minimum, item.maximum))
-        elif item.type == "boolean":
-            answers[item.link_id] = draw(st.booleans())
-        elif item.type == "choice":
-            answers[item.link_id] = draw(st.sampled_from(codes))
-        else:
-            exclusive = [o.code for o in item.options if o.exclusive]
-            others = [c for c in codes if c not in exclusive]
-            answers[item.link_id] = draw(
-                st.one_of(
-                    st.sampled_from(exclusive).map(lambda c: [c]),
-                    st.lists(st.sampled_from(others), min_size=1, unique=True),
-                )
-            )
-    return answers
-
-
 @settings(max_examples=400, deadline=None)
-@given(valid_answers())
+@given(valid_answers(RULES_V1.questionnaire))
 def test_any_valid_answers_give_what_rules_v1_specifies(answers: dict[str, Any]) -> None:
-    clean, errors = RULEBOOK.questionnaire.validate(answers)
+    clean, errors = RULES_V1.questionnaire.validate(answers)
     assert errors == {}
-    result = evaluate(clean, RULEBOOK.ruleset)
+    result = evaluate(clean, RULES_V1.ruleset)
     outcome, decided_by, matched = spec_oracle(clean)
     assert (result["outcome"], result["decided_by"], result["matched_rules"]) == (
         outcome,
@@ -135,7 +114,7 @@ def test_any_valid_answers_give_what_rules_v1_specifies(answers: dict[str, Any])
     clinician = result["summary"]["clinician"]
     assert len(clinician["card_summary"]) <= 140
     assert [f["rule"] for f in clinician["findings"]][0] == decided_by
-    assert decide(clean, RULEBOOK.ruleset).id == decided_by
+    assert decide(clean, RULES_V1.ruleset).id == decided_by
 
 
 def test_decide_gives_the_rule_evaluate_decides_by_on_every_case_of_every_package() -> None:
@@ -174,7 +153,7 @@ def test_result_shape(rulebook: Rulebook, valid_answers: dict[str, Any]) -> None
     ]
     assert result["ruleset"] == {
         "id": "lumbar-rfa",
-        "version": "1.1.0",
+        "version": "1.2.0",
         "sha256": rulebook.ruleset.sha256,
     }
     patient = result["summary"]["patient"]
@@ -184,11 +163,13 @@ def test_result_shape(rulebook: Rulebook, valid_answers: dict[str, Any]) -> None
     assert len(patient["notes"]) == 2  # blood thinners, imaging; both marked for patients
     assert patient["disclaimer"] == rulebook.ruleset.disclaimer
     clinician = result["summary"]["clinician"]
-    assert clinician["card_summary"].startswith("May discuss RF denervation")
+    assert clinician["card_summary"].startswith("Discuss with a spine specialist: ")
     # The fallback matched too, but did not decide: it is no finding of this screening.
     assert "more finding" not in clinician["card_summary"]
     assert [f["rule"] for f in clinician["findings"]] == ["positive_block"]
     assert clinician["findings"][0]["sources"] == ["S1", "S8", "S2"]
+    # The clinician text names the answers it rests on ({linkId} in the rules data).
+    assert "first 50, second not asked" in clinician["findings"][0]["text"]
     assert [n["rule"] for n in clinician["notes"]] == ["takes_blood_thinners", "imaging_on_record"]
     assert {s["id"] for s in clinician["sources"]} == {"S1", "S2", "S8", "S10"}
     key = {k["linkId"]: k for k in clinician["key_answers"]}
@@ -264,3 +245,53 @@ def test_engine_modules_import_nothing_from_flask_or_the_database() -> None:
             for alias in node.names
         }
         assert screening_imports <= {f"screening.rules.{n}" for n in pure}, name
+
+
+def test_a_note_holds_only_with_the_outcomes_it_names(rulebook: Rulebook) -> None:
+    """with_outcomes: the pregnancy note for a visit is not on an urgent result; the one for
+    the staff who see the person today is, and the trace says why the other did not match."""
+    answers, errors = rulebook.questionnaire.validate(
+        {**base_answers(), "pregnant": "yes", "rf_saddle_numbness": True}
+    )
+    assert errors == {}
+    result = evaluate(answers, rulebook.ruleset)
+    assert result["outcome"] == "urgent_care"
+    assert "pregnancy" not in result["matched_rules"]
+    assert "pregnancy_tell_staff" in result["matched_rules"]
+    trace = {entry["rule"]: entry for entry in result["trace"]}
+    assert trace["pregnancy"]["matched"] is False
+    assert trace["pregnancy"]["outcome_fits"] is False
+    assert all(c["held"] for c in trace["pregnancy"]["conditions"])
+    assert "outcome_fits" not in trace["pregnancy_tell_staff"]
+    notes = result["summary"]["clinician"]["notes"]
+    assert [n["rule"] for n in notes] == ["pregnancy_tell_staff"]
+    assert result["summary"]["patient"]["notes"] == [
+        rule.patient_note for rule in rulebook.ruleset.rules if rule.id == "pregnancy_tell_staff"
+    ]
+    # The same answers with a specialist result: the visit note, not the staff one.
+    calm, _ = rulebook.questionnaire.validate({**base_answers(), "pregnant": "yes"})
+    calm_result = evaluate(calm, rulebook.ruleset)
+    assert "pregnancy" in calm_result["matched_rules"]
+    assert "pregnancy_tell_staff" not in calm_result["matched_rules"]
+
+
+def test_a_clinician_text_names_the_answers_it_rests_on(rulebook: Rulebook) -> None:
+    answers, _ = rulebook.questionnaire.validate(
+        {
+            **base_answers(),
+            "medial_branch_block": "yes_twice_or_more",
+            "block_relief_percent": 90,
+            "second_block_relief_percent": 20,
+        }
+    )
+    result = evaluate(answers, rulebook.ruleset)
+    [finding] = result["summary"]["clinician"]["findings"]
+    assert finding["rule"] == "discordant_blocks"
+    assert "first 90%, second 20%" in finding["text"]
+    assert "{" not in finding["text"]
+    # An item with no answer is named as not asked.
+    one, _ = rulebook.questionnaire.validate(
+        {**base_answers(), "medial_branch_block": "yes_once", "block_relief_percent": 70}
+    )
+    [positive] = evaluate(one, rulebook.ruleset)["summary"]["clinician"]["findings"]
+    assert "first 70, second not asked" in positive["text"]

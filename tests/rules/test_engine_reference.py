@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import settings
 from hypothesis import strategies as st
@@ -17,9 +18,15 @@ from hypothesis import strategies as st
 from screening.rules import conditions
 from screening.rules.cases import load_cases
 from screening.rules.engine import evaluate
+from screening.rules.rulebook import Package
+from screening.rules.rulebook import load_rules
 from tests.rules.test_engine import RULEBOOK
-from tests.rules.test_engine import valid_answers
 from tests.support import reference_engine
+from tests.support.answers import valid_answers
+from tests.support.app import RULES_ROOT
+
+#: Every loaded package, retired ones too: their screenings are still read.
+PACKAGES = load_rules(RULES_ROOT).sorted_packages()
 
 
 def same(left: Any, right: Any) -> bool:
@@ -27,25 +34,30 @@ def same(left: Any, right: Any) -> bool:
     return json.dumps(left) == json.dumps(right)
 
 
-def test_every_case_gives_the_reference_result() -> None:
+@pytest.mark.parametrize("package", PACKAGES, ids=[p.describe() for p in PACKAGES])
+def test_every_case_gives_the_reference_result(package: Package) -> None:
     compared = 0
-    for case in load_cases(RULEBOOK):
-        clean, errors = RULEBOOK.questionnaire.validate(case.answers)
+    for case in load_cases(package):
+        clean, errors = package.questionnaire.validate(case.answers)
         if errors:
             continue
-        result = evaluate(clean, RULEBOOK.ruleset)
-        assert same(result, reference_engine.evaluate(clean, RULEBOOK.ruleset)), case.name
+        result = evaluate(clean, package.ruleset)
+        assert same(result, reference_engine.evaluate(clean, package.ruleset)), case.name
         compared += 1
     assert compared >= 40
 
 
-@settings(max_examples=500, deadline=None)
-@given(valid_answers())
-def test_generated_answers_give_the_reference_result(answers: dict[str, Any]) -> None:
-    clean, errors = RULEBOOK.questionnaire.validate(answers)
-    assert errors == {}
-    expected = reference_engine.evaluate(clean, RULEBOOK.ruleset)
-    assert same(evaluate(clean, RULEBOOK.ruleset), expected)
+@pytest.mark.parametrize("package", PACKAGES, ids=[p.describe() for p in PACKAGES])
+def test_generated_answers_give_the_reference_result(package: Package) -> None:
+    @settings(max_examples=150, deadline=None)
+    @given(valid_answers(package.questionnaire))
+    def check(answers: dict[str, Any]) -> None:
+        clean, errors = package.questionnaire.validate(answers)
+        assert errors == {}
+        expected = reference_engine.evaluate(clean, package.ruleset)
+        assert same(evaluate(clean, package.ruleset), expected)
+
+    check()
 
 
 def test_results_share_no_mutable_parts() -> None:

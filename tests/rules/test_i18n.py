@@ -255,7 +255,7 @@ BREAKS: list[tuple[str, Edit, list[str]]] = [
     (
         "older ruleset version",
         lambda d: d["translates"]["ruleset"].update(version="0.9.0"),
-        ["es.yaml", "translates ruleset lumbar-rfa 0.9.0", "1.1.0"],
+        ["es.yaml", "translates ruleset lumbar-rfa 0.9.0", "1.2.0"],
     ),
     (
         "language differs from the file name",

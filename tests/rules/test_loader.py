@@ -122,6 +122,31 @@ RULESET_BREAKS: list[tuple[str, Edit, list[str]]] = [
         lambda d: d["questionnaire"].update(version="2.0.0"),
         ["ruleset.yaml", "2.0.0"],
     ),
+    (
+        "note for an unknown outcome",
+        lambda d: _rule(d, "pregnancy").update(with_outcomes=["see_a_wizard"]),
+        ["rule 'pregnancy'", "with_outcomes names unknown outcome 'see_a_wizard'"],
+    ),
+    (
+        "schema: a decision rule naming note outcomes",
+        lambda d: _rule(d, "under_18").update(with_outcomes=["urgent_care"]),
+        ["ruleset.yaml", "rule 'under_18'", "with_outcomes"],
+    ),
+    (
+        "clinician text naming an unknown item",
+        lambda d: _rule(d, "under_18").update(clinician="Age {age} is under 18."),
+        ["rule 'under_18'", "{age} names no item of the questionnaire"],
+    ),
+    (
+        "clinician text with a stray brace",
+        lambda d: _rule(d, "under_18").update(clinician="Age {age_years is under 18."),
+        ["rule 'under_18'", "a brace does not enclose an item's linkId"],
+    ),
+    (
+        "clinician text with a format spec",
+        lambda d: _rule(d, "under_18").update(clinician="Age {age_years:>5} is under 18."),
+        ["rule 'under_18'", "{age_years} names no item"],
+    ),
 ]
 
 

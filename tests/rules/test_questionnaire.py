@@ -154,10 +154,10 @@ def test_a_non_object_is_refused(rulebook: Rulebook, answers: Any) -> None:
 
 def test_json_form_lists_items_in_display_order(rulebook: Rulebook) -> None:
     data = rulebook.questionnaire.to_json()
-    assert (data["id"], data["version"]) == ("lumbar-rfa-screening", "1.1.0")
+    assert (data["id"], data["version"]) == ("lumbar-rfa-screening", "1.2.0")
     items = {item["linkId"]: item for item in data["items"]}
     assert list(items)[:3] == ["age_years", "pregnant", "pain_location"]
-    assert len(items) == 27
+    assert len(items) == 29
     assert items["age_years"]["min"] == 0 and items["age_years"]["max"] == 120
     assert items["leg_symptoms"]["options"][0] == {
         "code": "none",

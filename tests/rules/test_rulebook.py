@@ -13,6 +13,7 @@ from screening.rules.loader import RulesError
 from screening.rules.rulebook import ChoiceError
 from screening.rules.rulebook import Rulebook
 from screening.rules.rulebook import UnknownVersion
+from screening.rules.rulebook import load_package
 from screening.rules.rulebook import load_rules
 from tests.support.app import RULES_ROOT
 from tests.support.app import make_app
@@ -60,16 +61,19 @@ def test_every_shipped_package_is_loaded() -> None:
     assert {(p.id, p.version) for p in SHIPPED.packages} >= {
         ("lumbar-rfa", "1.0.0"),
         ("lumbar-rfa", "1.1.0"),
+        ("lumbar-rfa", "1.2.0"),
     }
-    assert SHIPPED.questionnaire.version == "1.1.0"
-    assert (SHIPPED.ruleset.id, SHIPPED.ruleset.version) == ("lumbar-rfa", "1.1.0")
-    assert SHIPPED.for_questionnaire("1.0.0").version == "1.0.0"
+    assert SHIPPED.questionnaire.version == "1.2.0"
+    assert (SHIPPED.ruleset.id, SHIPPED.ruleset.version) == ("lumbar-rfa", "1.2.0")
+    # The safety patches stand in for what they patch.
+    assert SHIPPED.for_questionnaire("1.0.0").version == "1.0.1"
+    assert SHIPPED.for_questionnaire("1.1.0").version == "1.1.1"
 
 
 def test_one_package_folder_loads_as_before(tree: Path) -> None:
-    alone = load_rules(tree / "lumbar-rfa" / "1.0.0")
-    assert [(p.id, p.version) for p in alone.packages] == [("lumbar-rfa", "1.0.0")]
-    assert alone.ruleset.sha256 == SHIPPED.package("lumbar-rfa", "1.0.0").ruleset.sha256  # type: ignore[union-attr]
+    alone = load_rules(tree / "lumbar-rfa" / "1.0.1")
+    assert [(p.id, p.version) for p in alone.packages] == [("lumbar-rfa", "1.0.1")]
+    assert alone.ruleset.sha256 == SHIPPED.package("lumbar-rfa", "1.0.1").ruleset.sha256  # type: ignore[union-attr]
 
 
 def test_a_folder_without_package_file_is_the_active_default(tree: Path) -> None:
@@ -101,24 +105,24 @@ def test_active_and_shadow_packages_need_approval(tree: Path, status: str) -> No
 
 
 def test_a_draft_needs_no_approval_and_may_fail_its_cases(tree: Path) -> None:
-    draft = new_version(tree, "1.1.0", "1.2.0", approved_by=None, approved_on=None)
+    draft = new_version(tree, "1.2.0", "1.3.0", approved_by=None, approved_on=None)
     _edit_yaml(
         draft / "cases.yaml", lambda d: d["cases"][0]["expect"].update(outcome="urgent_care")
     )
     rulebook = load_rules(tree)
-    assert rulebook.package("lumbar-rfa", "1.2.0").status == "draft"  # type: ignore[union-attr]
-    assert rulebook.ruleset.version == "1.1.0"
+    assert rulebook.package("lumbar-rfa", "1.3.0").status == "draft"  # type: ignore[union-attr]
+    assert rulebook.ruleset.version == "1.2.0"
 
 
 def test_an_active_package_whose_cases_fail_is_refused(tree: Path) -> None:
-    cases = tree / "lumbar-rfa" / "1.1.0" / "cases.yaml"
+    cases = tree / "lumbar-rfa" / "1.2.0" / "cases.yaml"
     _edit_yaml(cases, lambda d: d["cases"][0]["expect"].update(outcome="urgent_care"))
     message = _problems(tree)
     assert f"{cases}: case 'no findings - discuss with a specialist': outcome is" in message
 
 
 def test_an_active_package_with_an_uncovered_rule_is_refused(tree: Path) -> None:
-    cases = tree / "lumbar-rfa" / "1.1.0" / "cases.yaml"
+    cases = tree / "lumbar-rfa" / "1.2.0" / "cases.yaml"
     _edit_yaml(
         cases,
         lambda d: d.update(cases=[c for c in d["cases"] if "rf_fever" not in c.get("answers", {})]),
@@ -127,17 +131,17 @@ def test_an_active_package_with_an_uncovered_rule_is_refused(tree: Path) -> None
 
 
 def test_two_defaults_for_one_questionnaire_are_refused(tree: Path) -> None:
-    new_version(tree, "1.1.0", "1.1.1", status="active", default=True)
-    assert f"questionnaire {Q} 1.1.0: 2 packages are the default" in _problems(tree)
+    new_version(tree, "1.2.0", "1.2.1", status="active", default=True)
+    assert f"questionnaire {Q} 1.2.0: 2 packages are the default" in _problems(tree)
 
 
 def test_active_packages_without_a_default_are_refused(tree: Path) -> None:
-    _edit_yaml(tree / "lumbar-rfa" / "1.0.0" / "package.yaml", lambda d: d.update(default=False))
+    _edit_yaml(tree / "lumbar-rfa" / "1.0.1" / "package.yaml", lambda d: d.update(default=False))
     assert f"questionnaire {Q} 1.0.0: no active package is the default" in _problems(tree)
 
 
 def test_the_default_must_be_active(tree: Path) -> None:
-    path = tree / "lumbar-rfa" / "1.0.0" / "package.yaml"
+    path = tree / "lumbar-rfa" / "1.0.1" / "package.yaml"
     _edit_yaml(path, lambda d: d.update(status="retired"))
     assert f"{path}: default: true needs status 'active'" in _problems(tree)
 
@@ -152,11 +156,12 @@ def test_the_same_ruleset_version_twice_is_refused_naming_both(tree: Path) -> No
 
 
 def test_one_questionnaire_version_with_two_contents_is_refused_naming_both(tree: Path) -> None:
-    copy = new_version(tree, "1.0.0", "1.0.1")
+    copy = new_version(tree, "1.0.1", "1.0.2")
     q = copy / "questionnaire.yaml"
     q.write_text(q.read_text(encoding="utf-8").replace("How old", "How old exactly"), "utf-8")
     message = _problems(tree)
     assert f"questionnaire {Q} 1.0.0 differs from the one in" in message
+    # The first package found with that questionnaire version is named beside it.
     assert str(copy) in message and str(tree / "lumbar-rfa" / "1.0.0") in message
 
 
@@ -174,11 +179,13 @@ def _ref(version: str) -> dict[str, str]:
 
 
 def test_choose_defaults() -> None:
-    assert SHIPPED.choose(None, None).version == "1.1.0"
-    assert SHIPPED.choose(_ref("1.0.0"), None).version == "1.0.0"
-    assert SHIPPED.choose(None, {"id": "lumbar-rfa"}).version == "1.1.0"
-    assert SHIPPED.choose(_ref("1.0.0"), {"id": "lumbar-rfa"}).version == "1.0.0"
-    assert SHIPPED.choose(None, {"id": "lumbar-rfa", "version": "1.0.0"}).version == "1.0.0"
+    assert SHIPPED.choose(None, None).version == "1.2.0"
+    assert SHIPPED.choose(_ref("1.0.0"), None).version == "1.0.1"
+    assert SHIPPED.choose(None, {"id": "lumbar-rfa"}).version == "1.2.0"
+    assert SHIPPED.choose(_ref("1.0.0"), {"id": "lumbar-rfa"}).version == "1.0.1"
+    assert SHIPPED.choose(None, {"id": "lumbar-rfa", "version": "1.0.1"}).version == "1.0.1"
+    assert SHIPPED.choose(_ref("1.1.0"), {"id": "lumbar-rfa-cms"}).version == "1.0.1"
+    assert SHIPPED.choose(None, {"id": "lumbar-rfa-cms"}).version == "1.1.0"
 
 
 @pytest.mark.parametrize(
@@ -188,7 +195,8 @@ def test_choose_defaults() -> None:
         ({"id": "other", "version": "1.0.0"}, None, "questionnaire"),
         (None, {"id": "nothing"}, "ruleset"),
         (None, {"id": "lumbar-rfa", "version": "9.9.9"}, "ruleset"),
-        (_ref("1.1.0"), {"id": "lumbar-rfa", "version": "1.0.0"}, "ruleset"),
+        (_ref("1.1.0"), {"id": "lumbar-rfa", "version": "1.0.1"}, "ruleset"),
+        (None, {"id": "lumbar-rfa", "version": "1.1.0"}, "ruleset"),
     ],
 )
 def test_choose_refuses(
@@ -201,13 +209,13 @@ def test_choose_refuses(
 
 @pytest.mark.parametrize("status", ["draft", "shadow", "retired"])
 def test_choose_refuses_a_package_that_is_not_active(tree: Path, status: str) -> None:
-    new_version(tree, "1.1.0", "1.2.0", status=status)
+    new_version(tree, "1.2.0", "1.3.0", status=status)
     rulebook: Rulebook = load_rules(tree)
     with pytest.raises(ChoiceError, match=f"is {status}") as caught:
-        rulebook.choose(None, {"id": "lumbar-rfa", "version": "1.2.0"})
+        rulebook.choose(None, {"id": "lumbar-rfa", "version": "1.3.0"})
     assert caught.value.field == "ruleset"
     # Without a version, the highest active one is used.
-    assert rulebook.choose(None, {"id": "lumbar-rfa"}).version == "1.1.0"
+    assert rulebook.choose(None, {"id": "lumbar-rfa"}).version == "1.2.0"
 
 
 def test_finding_a_stored_screenings_package_and_questionnaire() -> None:
@@ -224,9 +232,9 @@ def test_finding_a_stored_screenings_package_and_questionnaire() -> None:
 def test_a_canonical_reference_finds_its_questionnaires_default_package() -> None:
     url = SHIPPED.questionnaire.url
     assert SHIPPED.for_canonical(url, "1.0.0") is SHIPPED.for_questionnaire("1.0.0")
-    assert SHIPPED.for_canonical(url, "1.1.0") is SHIPPED.default
+    assert SHIPPED.for_canonical(url, "1.2.0") is SHIPPED.default
     assert SHIPPED.for_canonical(url, "9.9.9") is None
-    assert SHIPPED.for_canonical("http://example.org/other", "1.1.0") is None
+    assert SHIPPED.for_canonical("http://example.org/other", "1.2.0") is None
 
 
 def test_unknown_questionnaire_version() -> None:
@@ -235,7 +243,7 @@ def test_unknown_questionnaire_version() -> None:
 
 
 def test_rules_check_reports_a_drafts_failing_case_once(tree: Path, database_url: str) -> None:
-    draft = new_version(tree, "1.1.0", "1.2.0", approved_by=None, approved_on=None)
+    draft = new_version(tree, "1.2.0", "1.3.0", approved_by=None, approved_on=None)
     _edit_yaml(
         draft / "cases.yaml", lambda d: d["cases"][0]["expect"].update(outcome="urgent_care")
     )
@@ -243,6 +251,22 @@ def test_rules_check_reports_a_drafts_failing_case_once(tree: Path, database_url
     with make_app(database_url, RULES_DIR=str(tree)) as app:
         result = app.test_cli_runner().invoke(args=["rules", "check"])
     assert result.exit_code == 1
-    failing = [line for line in result.output.splitlines() if "1.2.0/cases.yaml" in line]
+    failing = [line for line in result.output.splitlines() if "1.3.0/cases.yaml" in line]
     assert len(failing) == 1, result.output
     assert "urgent_care" in failing[0]
+
+
+def test_a_package_loaded_again_unchanged_is_the_same_and_an_edit_is_read(tree: Path) -> None:
+    folder = tree / "lumbar-rfa" / "1.2.0"
+    first = load_package(folder)
+    assert load_package(folder) is first
+    ruleset = folder / "ruleset.yaml"
+    ruleset.write_text(
+        ruleset.read_text(encoding="utf-8").replace(
+            "title: Under 18 years old", "title: Younger than 18"
+        ),
+        encoding="utf-8",
+    )
+    again = load_package(folder)
+    assert again is not first
+    assert "Younger than 18" in {rule.title for rule in again.ruleset.rules}

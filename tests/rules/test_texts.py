@@ -116,10 +116,15 @@ def test_the_procedure_is_named_as_the_spec_names_it() -> None:
 
 def test_patient_lines_follow_the_spec() -> None:
     with_patient_line = {r.id for r in RULESET.rules if r.kind == "note" and r.patient_note}
+    # rules-v1's four, each also phrased for the staff who see the person first
+    # (clinical-safety-v1.md, 1), but imaging, which is only for a later visit.
     assert with_patient_line == {
         "takes_blood_thinners",
+        "blood_thinners_tell_staff",
         "implanted_device",
+        "implanted_device_tell_staff",
         "pregnancy",
+        "pregnancy_tell_staff",
         "imaging_on_record",
     }
 

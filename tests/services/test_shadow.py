@@ -21,7 +21,7 @@ pytestmark = BOTH_DATABASES
 
 def _disagreements() -> float:
     value = REGISTRY.get_sample_value(
-        "screening_shadow_disagreements_total", {"ruleset": "lumbar-rfa", "version": "1.2.0"}
+        "screening_shadow_disagreements_total", {"ruleset": "lumbar-rfa", "version": "1.3.0"}
     )
     return value or 0.0
 
@@ -36,9 +36,9 @@ def test_a_shadow_result_is_stored_shown_to_clinicians_and_counted(
         created = client.post(
             "/v1/screenings", json={"answers": answers}, headers=bearer("dr-c")
         ).get_json()
-        assert created["ruleset"]["version"] == "1.1.0"
+        assert created["ruleset"]["version"] == "1.2.0"
         [shadow] = created["shadow"]
-        assert (shadow["ruleset"]["id"], shadow["ruleset"]["version"]) == ("lumbar-rfa", "1.2.0")
+        assert (shadow["ruleset"]["id"], shadow["ruleset"]["version"]) == ("lumbar-rfa", "1.3.0")
         assert shadow["outcome"] == "continue_conservative_care"
         assert shadow["decided_by"] == "pain_below_threshold"
         assert created["outcome"] != shadow["outcome"]
@@ -47,7 +47,7 @@ def test_a_shadow_result_is_stored_shown_to_clinicians_and_counted(
         assert read["shadow"] == created["shadow"]
         portal = client.get(f"/v1/screenings/{created['id']}", headers=bearer("portal-a"))
         assert "shadow" not in portal.get_json()
-        assert "1.2.0" not in portal.get_data(as_text=True)
+        assert "1.3.0" not in portal.get_data(as_text=True)
         # Agreeing with the default is stored too, and not counted.
         agreed = client.post(
             "/v1/screenings",
@@ -77,7 +77,7 @@ def test_a_failing_shadow_never_fails_the_request(
     real = engine.evaluate
 
     def broken_for_the_shadow(answers: dict[str, Any], ruleset: Any) -> dict[str, Any]:
-        if ruleset.version == "1.2.0":
+        if ruleset.version == "1.3.0":
             raise RuntimeError("a broken shadow ruleset")
         return real(answers, ruleset)
 

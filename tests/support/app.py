@@ -23,7 +23,7 @@ from tests.support.spec import SpecCheckingClient
 #: The shipped rules: a folder of rule packages.
 RULES_ROOT = PROJECT_ROOT / "rules"
 #: The default package (the default questionnaire's default ruleset), a package folder of its own.
-RULES_DIR = RULES_ROOT / "lumbar-rfa" / "1.1.0"
+RULES_DIR = RULES_ROOT / "lumbar-rfa" / "1.2.0"
 
 
 POSTGRES_URL = os.environ.get(
@@ -104,20 +104,20 @@ def base_answers() -> dict[str, Any]:
 
 
 def shadow_tree(tmp_path: Path) -> Path:
-    """The shipped packages plus lumbar-rfa 1.2.0 in shadow: pain 6 of 10 is now below threshold."""
+    """The shipped packages plus lumbar-rfa 1.3.0 in shadow: pain 6 of 10 is now below threshold."""
     tree = tmp_path / "rules"
     shutil.copytree(RULES_ROOT, tree)
-    candidate = tree / "lumbar-rfa" / "1.2.0"
-    shutil.copytree(tree / "lumbar-rfa" / "1.1.0", candidate)
+    candidate = tree / "lumbar-rfa" / "1.3.0"
+    shutil.copytree(tree / "lumbar-rfa" / "1.2.0", candidate)
     package = yaml.safe_load((candidate / "package.yaml").read_text(encoding="utf-8"))
     package.update(status="shadow", default=False)
     (candidate / "package.yaml").write_text(yaml.safe_dump(package), encoding="utf-8")
     for name in ("ruleset.yaml", "i18n/es.yaml"):
         path = candidate / name
         text = path.read_text(encoding="utf-8")
-        text = text.replace("version: 1.1.0\ntitle:", "version: 1.2.0\ntitle:")
+        text = text.replace("version: 1.2.0\ntitle:", "version: 1.3.0\ntitle:")
         text = text.replace(
-            "ruleset: {id: lumbar-rfa, version: 1.1.0}", "ruleset: {id: lumbar-rfa, version: 1.2.0}"
+            "ruleset: {id: lumbar-rfa, version: 1.2.0}", "ruleset: {id: lumbar-rfa, version: 1.3.0}"
         )
         text = text.replace(
             "{item: pain_intensity, less_than: 5}", "{item: pain_intensity, less_than: 7}"

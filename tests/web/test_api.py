@@ -34,7 +34,7 @@ def test_ruleset(client: FlaskClient, rulebook: Rulebook) -> None:
     data = client.get("/v1/ruleset").get_json()
     assert (data["id"], data["version"], data["sha256"]) == (
         "lumbar-rfa",
-        "1.1.0",
+        "1.2.0",
         rulebook.ruleset.sha256,
     )
     rules = {rule["id"]: rule for rule in data["rules"]}
@@ -48,6 +48,13 @@ def test_ruleset(client: FlaskClient, rulebook: Rulebook) -> None:
         "sources": ["S1"],
     }
     assert rules["pregnancy"]["kind"] == "note" and rules["pregnancy"]["outcome"] is None
+    # A note names the outcomes it goes with; a decision rule gives its outcome instead.
+    assert rules["pregnancy"]["with_outcomes"] == [
+        "continue_conservative_care",
+        "discuss_with_specialist",
+    ]
+    assert rules["pregnancy_tell_staff"]["with_outcomes"] == ["urgent_care", "see_primary_care"]
+    assert "with_outcomes" not in rules["under_18"]
     assert [s["id"] for s in data["sources"]][:3] == ["S1", "S2", "S3"]
 
 

@@ -236,7 +236,7 @@ def hook_request(prefetched: Any) -> dict[str, Any]:
         ({"rf_bladder_or_bowel_change": True}, "critical", "Urgent - medical help today"),
         ({"rf_cancer_history": True}, "warning", "See own doctor first"),
         ({"pain_intensity": 3}, "info", "Continue conservative care"),
-        ({}, "info", "May discuss RF denervation with a spine specialist"),
+        ({}, "info", "Discuss with a spine specialist"),
     ],
 )
 def test_one_card_for_the_latest_response(
@@ -271,7 +271,7 @@ def test_one_card_for_the_latest_response(
     assert f"**Outcome:** {outcome_label}" in card["detail"]
     assert "not a diagnosis" in card["detail"]
     assert "S1:" in card["detail"] or "S4:" in card["detail"] or "S5:" in card["detail"]
-    assert card["source"]["label"] == "Screening rules lumbar-rfa 1.1.0"
+    assert card["source"]["label"] == "Screening rules lumbar-rfa 1.2.0"
     assert card["links"][0]["url"].endswith("/review/")
     assert card["links"][0]["type"] == "absolute"
 

@@ -757,17 +757,17 @@ def test_the_list_filters_by_ruleset_and_names_each_rows_rules(client: FlaskClie
 
     every = client.get("/review/")
     assert _ROW_LINK.findall(every.text) == [cms, older, default]
-    assert "<dt>Rules</dt><dd>lumbar-rfa-cms 1.0.0</dd>" in every.text
+    assert "<dt>Rules</dt><dd>lumbar-rfa-cms 1.1.0</dd>" in every.text
     for value, label in [
         ("lumbar-rfa", "lumbar-rfa, any version"),
-        ("lumbar-rfa/1.0.0", "lumbar-rfa 1.0.0 (in use)"),
-        ("lumbar-rfa-cms/1.0.0", "lumbar-rfa-cms 1.0.0 (in use)"),
+        ("lumbar-rfa/1.0.1", "lumbar-rfa 1.0.1 (in use)"),
+        ("lumbar-rfa-cms/1.1.0", "lumbar-rfa-cms 1.1.0 (in use)"),
     ]:
         assert f'<option value="{value}">{label}</option>' in every.text
     assert _ROW_LINK.findall(client.get("/review/?ruleset=lumbar-rfa").text) == [older, default]
-    one = client.get("/review/?ruleset=lumbar-rfa/1.0.0")
+    one = client.get("/review/?ruleset=lumbar-rfa/1.0.1")
     assert _ROW_LINK.findall(one.text) == [older]
-    assert '<option value="lumbar-rfa/1.0.0" selected>' in one.text
+    assert '<option value="lumbar-rfa/1.0.1" selected>' in one.text
     assert _ROW_LINK.findall(client.get("/review/?ruleset=lumbar-rfa-cms").text) == [cms]
     # The choice is kept on the next page's link.
     paged = client.get("/review/?ruleset=lumbar-rfa&limit=1")
@@ -782,7 +782,7 @@ def test_each_row_of_the_list_is_in_the_words_of_its_own_rules(
 ) -> None:
     tree = tmp_path / "rules"
     shutil.copytree(RULES_ROOT, tree)
-    ruleset = tree / "lumbar-rfa-cms" / "1.0.0" / "ruleset.yaml"
+    ruleset = tree / "lumbar-rfa-cms" / "1.1.0" / "ruleset.yaml"
     text = ruleset.read_text(encoding="utf-8")
     ruleset.write_text(
         text.replace("label: Continue conservative care", "label: Keep up conservative care"),
@@ -823,24 +823,26 @@ def test_the_detail_page_names_its_rules_and_links_their_changelog(
     screening_id = _submit(client)
     _sign_in(client)
     page = client.get(f"/review/{screening_id}").text
-    link = "/review/rulesets/lumbar-rfa/1.1.0#changelog"
+    link = "/review/rulesets/lumbar-rfa/1.2.0#changelog"
     assert (
-        "<dt>Decided by the rules</dt><dd>lumbar-rfa version 1.1.0 "
+        "<dt>Decided by the rules</dt><dd>lumbar-rfa version 1.2.0 "
         f'(<a href="{link}">what changed in this version</a>)</dd>'
     ) in page
     assert "Rules in shadow" not in page
-    ruleset_page = client.get("/review/rulesets/lumbar-rfa/1.1.0")
+    ruleset_page = client.get("/review/rulesets/lumbar-rfa/1.2.0")
     assert ruleset_page.status_code == 200
     text = ruleset_page.text
-    package = rulebook.package("lumbar-rfa", "1.1.0")
+    package = rulebook.package("lumbar-rfa", "1.2.0")
     assert package is not None
     assert "<dd>In use</dd>" in text
-    assert f"By {escape(package.approved_by)} on 2026-11-20" in text
+    assert f"By {escape(package.approved_by)} on 2026-12-07" in text
     for entry in package.changelog:
         assert f"<h3>Version {entry['version']}, {entry['date']}</h3>" in text
         for change in entry["changes"]:
             assert f"<li>{escape(change)}</li>" in text
     assert text.count('<li class="finding">') == len(package.ruleset.rules)
+    # A note says which outcomes it goes with.
+    assert "Note, only with " in text
     assert '<a href="/review/rulesets/lumbar-rfa/1.0.0">1.0.0</a>' in text
     missing = client.get("/review/rulesets/lumbar-rfa/9.9.9")
     assert missing.status_code == 404
@@ -852,14 +854,14 @@ def test_the_detail_page_shows_a_shadow_outcome_only_where_it_differs(
 ) -> None:
     with make_app(database_url, RULES_DIR=str(shadow_tree(tmp_path))) as app:
         client = FlaskClient(app, use_cookies=True)
-        # Pain 6 of 10: enough for 1.1.0, below the shadow 1.2.0's new threshold of 7.
+        # Pain 6 of 10: enough for 1.2.0, below the shadow 1.3.0's new threshold of 7.
         differs = _submit(client, {"pain_intensity": 6})
         agrees = _submit(client, {"pain_intensity": 9})
         _sign_in(client)
         page = client.get(f"/review/{differs}").text
         assert "Rules in shadow would decide differently" in page
         shadow = page[page.index('id="shadow"') : page.index('id="findings"')]
-        assert '<a href="/review/rulesets/lumbar-rfa/1.2.0">lumbar-rfa version 1.2.0</a>' in shadow
+        assert '<a href="/review/rulesets/lumbar-rfa/1.3.0">lumbar-rfa version 1.3.0</a>' in shadow
         assert 'would give <span class="outcome outcome-' in shadow
         assert ">Continue conservative care</span>" in shadow
         # The copied rule keeps its title; its threshold is what the shadow package changed.
@@ -867,7 +869,7 @@ def test_the_detail_page_shows_a_shadow_outcome_only_where_it_differs(
         assert "not shown to the patient" in shadow
         same = client.get(f"/review/{agrees}").text
         assert "Rules in shadow would decide differently" not in same
-        ruleset_page = client.get("/review/rulesets/lumbar-rfa/1.2.0").text
+        ruleset_page = client.get("/review/rulesets/lumbar-rfa/1.3.0").text
         assert "In shadow: checked beside the rules in use" in ruleset_page
     # The shadow package taken out again: its stored outcome is shown as stored, unlinked.
     with make_app(database_url) as app:
@@ -875,7 +877,7 @@ def test_the_detail_page_shows_a_shadow_outcome_only_where_it_differs(
         _sign_in(client)
         page = client.get(f"/review/{differs}").text
         shadow = page[page.index('id="shadow"') : page.index('id="findings"')]
-        assert "lumbar-rfa version 1.2.0 (no longer loaded) would give" in shadow
+        assert "lumbar-rfa version 1.3.0 (no longer loaded) would give" in shadow
         assert ">continue_conservative_care</span>" in shadow
         assert 'decided by the rule "pain_below_threshold"' in shadow
-        assert "/review/rulesets/lumbar-rfa/1.2.0" not in shadow
+        assert "/review/rulesets/lumbar-rfa/1.3.0" not in shadow

@@ -31,7 +31,7 @@ def _edit_yaml(path: Path, change: Any) -> None:
 
 
 def test_questionnaire_default_and_by_version(client: FlaskClient) -> None:
-    assert client.get("/v1/questionnaire").get_json()["version"] == "1.1.0"
+    assert client.get("/v1/questionnaire").get_json()["version"] == "1.2.0"
     older = client.get("/v1/questionnaire?version=1.0.0")
     assert older.status_code == 200
     data = older.get_json()
@@ -55,24 +55,25 @@ def test_unknown_questionnaire_version_is_404_naming_it(client: FlaskClient) -> 
 def test_rulesets_lists_every_package(client: FlaskClient) -> None:
     items = client.get("/v1/rulesets").get_json()["items"]
     by_key = {(i["id"], i["version"]): i for i in items}
-    assert by_key[("lumbar-rfa", "1.1.0")]["default"] is True
-    assert by_key[("lumbar-rfa", "1.1.0")]["questionnaire"] == {"id": Q, "version": "1.1.0"}
-    assert by_key[("lumbar-rfa", "1.0.0")]["status"] == "active"
+    assert by_key[("lumbar-rfa", "1.2.0")]["default"] is True
+    assert by_key[("lumbar-rfa", "1.1.1")]["questionnaire"] == {"id": Q, "version": "1.1.0"}
+    assert by_key[("lumbar-rfa", "1.0.0")]["status"] == "retired"
     assert by_key[("lumbar-rfa", "1.0.0")]["approved_on"] == "2026-01-15"
+    assert by_key[("lumbar-rfa", "1.0.1")]["status"] == "active"
     assert len(items) == len(SHIPPED.packages)
 
 
 def test_one_ruleset_with_status_and_changelog(client: FlaskClient) -> None:
-    data = client.get("/v1/rulesets/lumbar-rfa/1.0.0").get_json()
-    assert (data["id"], data["version"], data["status"]) == ("lumbar-rfa", "1.0.0", "active")
-    assert data["changelog"][0]["version"] == "1.0.0"
+    data = client.get("/v1/rulesets/lumbar-rfa/1.0.1").get_json()
+    assert (data["id"], data["version"], data["status"]) == ("lumbar-rfa", "1.0.1", "active")
+    assert [entry["version"] for entry in data["changelog"]] == ["1.0.1", "1.0.0"]
     assert data["questionnaire"] == {"id": Q, "version": "1.0.0"}
     assert client.get("/v1/rulesets/lumbar-rfa/9.9.9").status_code == 404
     assert client.get("/v1/rulesets/nothing/1.0.0").status_code == 404
 
 
 def test_ruleset_keeps_showing_the_default(client: FlaskClient, rulebook: Rulebook) -> None:
-    assert client.get("/v1/ruleset").get_json()["version"] == "1.1.0"
+    assert client.get("/v1/ruleset").get_json()["version"] == "1.2.0"
 
 
 def test_a_portal_pinned_to_the_old_questionnaire_keeps_working(
@@ -83,7 +84,7 @@ def test_a_portal_pinned_to_the_old_questionnaire_keeps_working(
     assert response.status_code == 201
     data = response.get_json()
     assert data["questionnaire"] == {"id": Q, "version": "1.0.0"}
-    assert (data["ruleset"]["id"], data["ruleset"]["version"]) == ("lumbar-rfa", "1.0.0")
+    assert (data["ruleset"]["id"], data["ruleset"]["version"]) == ("lumbar-rfa", "1.0.1")
     # An item only 1.1.0 asks is unknown to 1.0.0.
     body["answers"] = {**valid_answers, "second_block_relief_percent": 10}
     response = _post(client, "/v1/evaluate", body)
@@ -95,8 +96,8 @@ def test_the_default_is_used_when_nothing_is_named(
     client: FlaskClient, valid_answers: dict[str, Any]
 ) -> None:
     data = _post(client, "/v1/evaluate", {"answers": valid_answers}).get_json()
-    assert data["questionnaire"] == {"id": Q, "version": "1.1.0"}
-    assert data["ruleset"]["version"] == "1.1.0"
+    assert data["questionnaire"] == {"id": Q, "version": "1.2.0"}
+    assert data["ruleset"]["version"] == "1.2.0"
 
 
 @pytest.mark.parametrize(
@@ -106,7 +107,7 @@ def test_the_default_is_used_when_nothing_is_named(
         ({"ruleset": {"id": "lumbar-rfa", "version": "0.1.0"}}, "ruleset"),
         (
             {
-                "ruleset": {"id": "lumbar-rfa", "version": "1.0.0"},
+                "ruleset": {"id": "lumbar-rfa", "version": "1.0.1"},
                 "questionnaire": {"id": Q, "version": "1.1.0"},
             },
             "ruleset",
@@ -133,8 +134,8 @@ def test_a_named_ruleset_without_version_takes_the_highest_active_for_the_questi
         "ruleset": {"id": "lumbar-rfa"},
         "questionnaire": {"id": Q, "version": "1.0.0"},
     }
-    assert _post(client, "/v1/evaluate", body).get_json()["ruleset"]["version"] == "1.0.0"
-    body = {"answers": valid_answers, "ruleset": {"id": "lumbar-rfa", "version": "1.0.0"}}
+    assert _post(client, "/v1/evaluate", body).get_json()["ruleset"]["version"] == "1.0.1"
+    body = {"answers": valid_answers, "ruleset": {"id": "lumbar-rfa", "version": "1.0.1"}}
     data = _post(client, "/v1/evaluate", body).get_json()
     assert data["questionnaire"] == {"id": Q, "version": "1.0.0"}
 
@@ -152,8 +153,8 @@ def test_the_cms_profile_gives_its_own_outcome_on_the_same_answers(
     assert cms.status_code in (200, 201), cms.get_json()
     profile = cms.get_json()
     assert default["decided_by"] == "positive_block"
-    assert (profile["ruleset"]["id"], profile["ruleset"]["version"]) == ("lumbar-rfa-cms", "1.0.0")
-    assert profile["questionnaire"] == {"id": Q, "version": "1.1.0"}
+    assert (profile["ruleset"]["id"], profile["ruleset"]["version"]) == ("lumbar-rfa-cms", "1.1.0")
+    assert profile["questionnaire"] == {"id": Q, "version": "1.2.0"}
     assert profile["decided_by"] == "block_under_80_percent"
     # Little interference with daily tasks: no functional deficit, so not yet under the LCD.
     answers["pain_interference"] = 3
@@ -163,18 +164,18 @@ def test_the_cms_profile_gives_its_own_outcome_on_the_same_answers(
     assert default["outcome"] == "discuss_with_specialist"
     assert profile["outcome"] == "continue_conservative_care"
     assert profile["decided_by"] == "no_functional_deficit"
-    # The profile is for questionnaire 1.1.0 only.
+    # The profile has no version for questionnaire 1.0.0.
     body["questionnaire"] = {"id": Q, "version": "1.0.0"}
     refused = _post(client, path, body)
     assert refused.status_code == 422
     assert list(refused.get_json()["errors"]) == ["ruleset"]
 
 
-def _retire_1_0_0(tmp_path: Path) -> Path:
+def _retire_1_0_1(tmp_path: Path) -> Path:
     tree = tmp_path / "rules"
     shutil.copytree(RULES_ROOT, tree)
     _edit_yaml(
-        tree / "lumbar-rfa" / "1.0.0" / "package.yaml",
+        tree / "lumbar-rfa" / "1.0.1" / "package.yaml",
         lambda d: d.update(status="retired", default=False),
     )
     return tree
@@ -186,7 +187,7 @@ def test_an_old_screening_stays_readable_after_its_package_is_retired(
     body = {"answers": valid_answers, "questionnaire": {"id": Q, "version": "1.0.0"}}
     with make_app(database_url) as app:
         created = _post(app.test_client(), "/v1/screenings", body).get_json()
-    with make_app(database_url, RULES_DIR=str(_retire_1_0_0(tmp_path))) as app:
+    with make_app(database_url, RULES_DIR=str(_retire_1_0_1(tmp_path))) as app:
         client = app.test_client()
         response = client.get(f"/v1/screenings/{created['id']}", headers=bearer("dr-c"))
         assert response.status_code == 200
@@ -194,11 +195,11 @@ def test_an_old_screening_stays_readable_after_its_package_is_retired(
         assert response.get_json()["summary"] == created["summary"]
         refused = _post(client, "/v1/evaluate", body)
         assert list(refused.get_json()["errors"]) == ["questionnaire"]
-        named = {"answers": valid_answers, "ruleset": {"id": "lumbar-rfa", "version": "1.0.0"}}
+        named = {"answers": valid_answers, "ruleset": {"id": "lumbar-rfa", "version": "1.0.1"}}
         refused = _post(client, "/v1/evaluate", named)
         assert "retired" in refused.get_json()["errors"]["ruleset"][0]
         listed = client.get("/v1/rulesets").get_json()["items"]
-        assert {"lumbar-rfa 1.0.0 retired"} <= {
+        assert {"lumbar-rfa 1.0.1 retired"} <= {
             f"{i['id']} {i['version']} {i['status']}" for i in listed
         }
 
@@ -219,7 +220,7 @@ def test_the_list_filters_by_ruleset_and_version(
         return {item["id"] for item in response.get_json()["items"]}
 
     assert listed("ruleset=lumbar-rfa") == {made["default"], made["older"]}
-    assert listed("ruleset=lumbar-rfa&ruleset_version=1.0.0") == {made["older"]}
+    assert listed("ruleset=lumbar-rfa&ruleset_version=1.0.1") == {made["older"]}
     assert listed("ruleset=lumbar-rfa-cms") == {made["cms"]}
     assert listed("ruleset=lumbar-rfa-cms&outcome=urgent_care") == set()
     assert listed("") == set(made.values())
@@ -254,7 +255,7 @@ def test_screenings_of_rules_no_longer_loaded_can_still_be_listed(
     shutil.rmtree(tree / "lumbar-rfa-cms")
     with make_app(database_url, RULES_DIR=str(tree)) as app:
         client = app.test_client()
-        for query in ("ruleset=lumbar-rfa-cms", "ruleset=lumbar-rfa-cms&ruleset_version=1.0.0"):
+        for query in ("ruleset=lumbar-rfa-cms", "ruleset=lumbar-rfa-cms&ruleset_version=1.1.0"):
             response = client.get(f"/v1/screenings?{query}", headers=bearer("dr-c"))
             assert response.status_code == 200, response.get_json()
             assert [item["id"] for item in response.get_json()["items"]] == [stored]
