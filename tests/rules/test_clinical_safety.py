@@ -239,6 +239,17 @@ SPANISH_DEFECTS = [
 ]
 
 
+def test_a_spanish_urgent_result_promises_no_review_to_wait_for() -> None:
+    """The English disclaimer dropped "A doctor or nurse will look at your answers" (someone
+    sent for help today could wait for it); the Spanish must say no more."""
+    old = package("lumbar-rfa", "1.1.0")
+    _, result = result_for(old, {"rf_fever": True})
+    assert any("Spanish suggests later care" in p for p in spanish_problems(old, result))
+    for new in IN_USE:
+        _, result = result_for(new, {"rf_fever": True})
+        assert spanish_problems(new, result) == [], new.describe()
+
+
 @pytest.mark.parametrize(("wording", "retired", "rule_id"), SPANISH_DEFECTS)
 def test_spanish_that_changed_meaning_is_gone(
     wording: str, retired: tuple[str, str], rule_id: str

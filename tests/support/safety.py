@@ -77,7 +77,9 @@ def _urgent_flag(answers: Mapping[str, Any]) -> bool:
 def _notes_fit(outcome: str, patient: Mapping[str, Any], clinician: Mapping[str, Any]) -> list[str]:
     found = []
     if outcome in (URGENT, PRIMARY):
-        texts = [*patient["notes"]] + ([*patient["body"]] if outcome == URGENT else [])
+        texts = [*patient["notes"], patient["disclaimer"]]
+        if outcome == URGENT:
+            texts += patient["body"]
         for text in texts:
             if "Do not wait" in text:
                 text = text.replace("Do not wait", "")
@@ -226,6 +228,11 @@ def problems(package: Package, answers: Mapping[str, Any], result: Mapping[str, 
 SPANISH_MISREADINGS = re.compile(
     r"bajó el dolor a la mitad|casi todas|casi siempre|no le bajó", re.IGNORECASE
 )
+#: The Spanish of LATER: a visit, a specialist, reports to bring, someone to wait for.
+SPANISH_LATER = re.compile(
+    r"\b(cita|especialista|experto|lleve|informes|más tarde|revisar sus respuestas)\b",
+    re.IGNORECASE,
+)
 MIN_FERNANDEZ_HUERTA = 70.0
 
 
@@ -249,6 +256,16 @@ def spanish_problems(package: Package, result: Mapping[str, Any]) -> list[str]:
         textstat.set_lang("en_US")
     if score < MIN_FERNANDEZ_HUERTA:
         found.append(f"Spanish summary at Fernández-Huerta {score:.0f}")
-    if len(summary["notes"]) != len(result["summary"]["patient"]["notes"]):
+    english = result["summary"]["patient"]
+    if len(summary["notes"]) != len(english["notes"]):
         found.append("Spanish and English carry different notes")
+    if len(sentences(summary["disclaimer"])) != len(sentences(english["disclaimer"])):
+        found.append("the Spanish disclaimer does not say what the English one says")
+    if result["outcome"] in (URGENT, PRIMARY):
+        texts = [*summary["notes"], summary["disclaimer"]]
+        if result["outcome"] == URGENT:
+            texts += summary["body"]
+        for text in texts:
+            if SPANISH_LATER.search(text):
+                found.append(f"{result['outcome']}: Spanish suggests later care: {text!r}")
     return found
