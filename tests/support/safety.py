@@ -77,9 +77,7 @@ def _urgent_flag(answers: Mapping[str, Any]) -> bool:
 def _notes_fit(outcome: str, patient: Mapping[str, Any], clinician: Mapping[str, Any]) -> list[str]:
     found = []
     if outcome in (URGENT, PRIMARY):
-        texts = [*patient["notes"], patient["disclaimer"]]
-        if outcome == URGENT:
-            texts += patient["body"]
+        texts = [*patient["notes"], patient["disclaimer"], *patient["body"]]
         for text in texts:
             if "Do not wait" in text:
                 text = text.replace("Do not wait", "")
@@ -137,7 +135,7 @@ def _true_to_answers(answers: Mapping[str, Any], body: str) -> list[str]:
         if "heat treatment" in sentence and months is not None:
             if "lasted six months or more" in sentence and months < 6:
                 found.append(f"{sentence!r} with relief lasting {months} months")
-            if "lasted less than six months" in sentence and months >= 6:
+            if "did not ease your pain for as long as six months" in sentence and months >= 6:
                 found.append(f"{sentence!r} with relief lasting {months} months")
         if "heat treatment" in sentence and percent is not None:
             if "did not ease your pain by half or more" in sentence and percent >= 50:
@@ -262,9 +260,7 @@ def spanish_problems(package: Package, result: Mapping[str, Any]) -> list[str]:
     if len(sentences(summary["disclaimer"])) != len(sentences(english["disclaimer"])):
         found.append("the Spanish disclaimer does not say what the English one says")
     if result["outcome"] in (URGENT, PRIMARY):
-        texts = [*summary["notes"], summary["disclaimer"]]
-        if result["outcome"] == URGENT:
-            texts += summary["body"]
+        texts = [*summary["notes"], summary["disclaimer"], *summary["body"]]
         for text in texts:
             if SPANISH_LATER.search(text):
                 found.append(f"{result['outcome']}: Spanish suggests later care: {text!r}")
