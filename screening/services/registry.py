@@ -28,6 +28,7 @@ from screening.services.webhooks import Endpoint
 from screening.services.webhooks import Notifier
 from screening.storage.store import Store
 from screening.storage.store import make_engine
+from screening.storage.store import refresh_sqlite_statistics
 
 RULES_EXTENSION = "screening.rules"
 I18N_EXTENSION = "screening.i18n"
@@ -54,7 +55,9 @@ def install(
     app.extensions[RULES_EXTENSION] = rulebook
     app.extensions[I18N_EXTENSION] = dict(catalogs)
     app.extensions[AUTH_EXTENSION] = Authenticator(keys)
-    store = Store(make_engine(database_url))
+    engine = make_engine(database_url)
+    refresh_sqlite_statistics(engine)
+    store = Store(engine)
     notifier = Notifier(endpoints, public_url)
     clock = ReviewClock.for_ruleset(rulebook.ruleset, review_minutes)
     app.extensions[SCREENINGS_EXTENSION] = ScreeningService(store, rulebook, notifier, clock)

@@ -6,6 +6,8 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy.engine import Engine
 
+from screening.storage.store import refresh_sqlite_statistics
+
 
 def alembic_config() -> Config:
     """An Alembic configuration pointing at the package's migrations."""
@@ -24,3 +26,5 @@ def migrate(engine: Engine, revision: str = "head") -> None:
     with engine.connect() as connection:
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
+    # Planner statistics for the tables as they are now (SQLite gathers none itself).
+    refresh_sqlite_statistics(engine)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,6 +16,9 @@ from screening.storage.migrate import migrate
 from screening.storage.store import make_engine
 from screening.storage.store import metadata
 from tests.support.app import BOTH_DATABASES
+from tests.support.app import base_answers
+from tests.support.app import bearer
+from tests.support.app import make_app
 
 #: The PostgreSQL database alone (what only PostgreSQL does).
 POSTGRES_ONLY = pytest.mark.parametrize(
@@ -50,20 +54,28 @@ def _index_valid(engine: sa.Engine, name: str) -> bool | None:
 
 
 @POSTGRES_ONLY
-def test_the_ruleset_index_is_built_outside_a_transaction_replacing_a_failed_build(
-    database_url: str,
+@pytest.mark.parametrize(
+    ("before", "revision", "name"),
+    [
+        ("0007", "0008", "ix_screenings_ruleset_id_ruleset_version_created_at"),
+        ("0008", "0009", "ix_screenings_review_status_outcome_created_at_id"),
+        ("0008", "0009", "ix_screenings_ruleset_id_created_at_id"),
+        ("0008", "0009", "ix_screenings_review_status_created_at_id"),
+    ],
+)
+def test_an_index_on_screenings_is_built_outside_a_transaction_replacing_a_failed_build(
+    database_url: str, before: str, revision: str, name: str
 ) -> None:
-    name = "ix_screenings_ruleset_id_ruleset_version_created_at"
     engine = make_engine(database_url)
     statements: list[str] = []
 
     def seen(_conn: sa.Connection, _cursor: Any, statement: str, *_args: Any) -> None:
-        if "INDEX" in statement:
+        if "INDEX" in statement and name in statement:
             statements.append(statement)
 
     sa.event.listen(engine, "before_cursor_execute", seen)
     try:
-        _downgrade(engine, "0007")
+        _downgrade(engine, before)
         assert _index_valid(engine, name) is None
         # What a concurrent build stopped halfway leaves: an index marked invalid.
         with engine.begin() as conn:
@@ -76,10 +88,11 @@ def test_the_ruleset_index_is_built_outside_a_transaction_replacing_a_failed_bui
         statements.clear()
         # PostgreSQL refuses CONCURRENTLY inside a transaction block: this passing is the
         # proof that the build ran outside one.
-        migrate(engine)
+        migrate(engine, revision)
         assert _index_valid(engine, name) is True
+        migrate(engine)
         assert _differences(engine) == []
-        assert [sql.split()[:3] for sql in statements] == [
+        assert [sql.split()[:3] for sql in statements[:2]] == [
             ["DROP", "INDEX", "CONCURRENTLY"],
             ["CREATE", "INDEX", "CONCURRENTLY"],
         ]
@@ -103,5 +116,36 @@ def test_the_last_migration_goes_down_and_up_again(database_url: str) -> None:
         assert _differences(engine) != []
         migrate(engine)
         assert _differences(engine) == []
+    finally:
+        engine.dispose()
+
+
+def test_sqlite_gets_planner_statistics_after_migrations_and_when_an_app_starts(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path / 'screening.db'}"
+    engine = make_engine(url)
+
+    def analysed() -> set[str]:
+        with engine.connect() as conn:
+            rows = conn.exec_driver_sql(
+                "SELECT idx FROM sqlite_stat1 WHERE tbl = 'screenings'"
+            ).all()
+        return {row[0] for row in rows}
+
+    try:
+        migrate(engine)
+        # The table is empty: ANALYZE ran (sqlite_stat1 exists) but found nothing to count.
+        assert analysed() == set()
+        with make_app(url) as app:
+            client = app.test_client()
+            for pain in (3, 7):
+                body = {"answers": {**base_answers(), "pain_intensity": pain}}
+                response = client.post("/v1/screenings", json=body, headers=bearer("dr-c"))
+                assert response.status_code == 201
+        # The next app to start (a gunicorn worker restarting) counts what is there now.
+        with make_app(url):
+            pass
+        assert "ix_screenings_review_status_outcome_created_at_id" in analysed()
     finally:
         engine.dispose()
