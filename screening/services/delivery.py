@@ -32,6 +32,7 @@ from screening.services.triage import ReviewClock
 from screening.services.webhooks import REVIEW_OVERDUE
 from screening.services.webhooks import Endpoint
 from screening.services.webhooks import Notifier
+from screening.storage.outbox import OVERDUE_BATCH
 from screening.storage.outbox import Claimed
 from screening.storage.outbox import Outbox
 
@@ -84,6 +85,11 @@ class Attempt:
     result: str
 
 
+#: How far before the last moment a scan covered the next one looks again: a screening
+#: committed after that scan (a slow request, another server's clock) is still found.
+OVERDUE_RESCAN = timedelta(minutes=10)
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -110,6 +116,9 @@ class Deliverer:
         self.lease = timedelta(seconds=lease_seconds)
         self._rng = rng or random.SystemRandom()
         self._rng_lock = threading.Lock()
+        #: Every urgent screening created up to this moment that became overdue has been
+        #: noticed (None: nothing known yet, the next scan reads everything).
+        self._overdue_covered: datetime | None = None
 
     # --- one attempt ------------------------------------------------------------------
 
@@ -206,15 +215,30 @@ class Deliverer:
     # --- overdue reviews --------------------------------------------------------------
 
     def notice_overdue(self) -> int:
-        """Record ``screening.review_overdue`` once for each newly overdue screening."""
+        """Record ``screening.review_overdue`` once for each newly overdue screening.
+
+        The first scan reads every pending urgent screening past its due time; once a scan
+        finds all there was, the next ones read only those that became due since (less
+        ``OVERDUE_RESCAN``), so a scan costs the same however many overdue screenings wait
+        unreviewed. A scan that fails leaves the next one to read everything again.
+        """
         now = _now()
+        cutoff = self.clock.cutoff(now)
 
         def deliveries(screening: Mapping[str, Any]) -> list[dict[str, Any]]:
             return self.notifier.deliveries(REVIEW_OVERDUE, screening, "pending", now)
 
-        return self.outbox.notice_overdue(
-            self.clock.urgent, self.clock.cutoff(now), now, deliveries
+        covered = self._overdue_covered
+        noticed = self.outbox.notice_overdue(
+            self.clock.urgent,
+            cutoff,
+            now,
+            deliveries,
+            since=None if covered is None else covered - OVERDUE_RESCAN,
         )
+        if noticed < OVERDUE_BATCH:
+            self._overdue_covered = cutoff
+        return noticed
 
     # --- the long-running worker ------------------------------------------------------
 

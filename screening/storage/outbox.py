@@ -45,6 +45,9 @@ class Claimed:
     scheduled_at: datetime
 
 
+#: How many overdue screenings one scan marks at most.
+OVERDUE_BATCH = 100
+
 class Outbox:
     """The delivery workers' side of the ``webhook_deliveries`` table."""
 
@@ -132,10 +135,12 @@ class Outbox:
         cutoff: datetime,
         now: datetime,
         deliveries: Callable[[Mapping[str, Any]], list[dict[str, Any]]],
-        limit: int = 100,
+        limit: int = OVERDUE_BATCH,
+        since: datetime | None = None,
     ) -> int:
-        """Mark pending screenings with ``outcomes`` created at or before ``cutoff`` overdue,
-        once each, writing ``deliveries(screening)`` in the same transaction; return how many.
+        """Mark pending screenings with ``outcomes`` created at or before ``cutoff`` (and
+        after ``since``, when given) overdue, once each, writing ``deliveries(screening)``
+        in the same transaction; return how many (at most ``limit``).
 
         Once holds with any number of workers: a screening is marked by inserting its id
         into ``overdue_reviews``, whose primary key admits it once.
@@ -158,6 +163,7 @@ class Outbox:
                 s.outcome.in_(outcomes),
                 s.review_status == "pending",
                 s.created_at <= cutoff,
+                s.created_at > since if since is not None else sa.true(),
                 ~sa.exists().where(overdue_reviews.c.screening_id == s.id),
             )
             .order_by(s.created_at)

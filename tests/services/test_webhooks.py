@@ -570,6 +570,49 @@ def test_an_overdue_urgent_screening_emits_its_event_once_whatever_number_of_wor
     assert recent["id"] != late["id"]
 
 
+def test_after_a_full_scan_the_next_reads_only_what_became_due_since(
+    hooked: Flask, valid_answers: dict[str, Any]
+) -> None:
+    """The first scan reads every overdue screening; the next ones only those that became
+    due after it (less OVERDUE_RESCAN), so a scan costs the same however many urgent
+    screenings wait unreviewed. A new worker reads everything again."""
+    client = hooked.test_client()
+    store = app_store(hooked)
+    deliverer = _deliverer(hooked)
+    waiting = _post(client, {**valid_answers, "rf_fever": True})
+    _age(store, waiting["id"], 31 + 60 * 24)
+    assert deliverer.notice_overdue() == 1
+    # Due since: found by the next scan of the same worker.
+    fresh = _post(client, {**valid_answers, "rf_fever": True})
+    _age(store, fresh["id"], 31)
+    statements: list[str] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if "overdue_reviews" in statement and statement.lstrip().startswith("SELECT"):
+            statements.append(statement)
+
+    sa.event.listen(store.engine, "before_cursor_execute", seen)
+    try:
+        assert deliverer.notice_overdue() == 1
+    finally:
+        sa.event.remove(store.engine, "before_cursor_execute", seen)
+    # The scan asked for screenings created after a moment: a bounded range of the index.
+    assert any(statement.count("created_at >") == 1 for statement in statements)
+    # Committed late, just before the last moment covered: still found (OVERDUE_RESCAN).
+    late = _post(client, {**valid_answers, "rf_fever": True})
+    _age(store, late["id"], 31 + 5)
+    # Long before it, unnoticed (a database restored from a backup, say): the next scan of
+    # this worker does not look that far back; a worker that starts does.
+    old = _post(client, {**valid_answers, "rf_fever": True})
+    _age(store, old["id"], 31 + 60 * 24 * 3)
+    assert deliverer.notice_overdue() == 1
+    assert _deliverer(hooked, seed=2).notice_overdue() == 1
+    overdue = {
+        r["screening_id"] for r in _rows(store) if r["event_type"] == "screening.review_overdue"
+    }
+    assert overdue == {waiting["id"], fresh["id"], late["id"], old["id"]}
+
+
 def test_a_claim_sends_only_while_a_whole_attempt_fits_in_its_lease(
     hooked: Flask, receiver: Receiver, valid_answers: dict[str, Any]
 ) -> None:
