@@ -66,6 +66,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/load.py
 	$(BIN)/python bench/webhooks.py
 	$(BIN)/python bench/replay.py
+	$(BIN)/python bench/scale.py
 
 clean:
 	rm -rf $(VENV) node_modules .mypy_cache .pytest_cache .ruff_cache .hypothesis
