@@ -48,6 +48,7 @@ class Claimed:
 #: How many overdue screenings one scan marks at most.
 OVERDUE_BATCH = 100
 
+
 class Outbox:
     """The delivery workers' side of the ``webhook_deliveries`` table."""
 
