@@ -31,6 +31,7 @@ from screening.rules.loader import find_schema_dir
 from screening.rules.loader import load_files
 from screening.rules.loader import read_yaml
 from screening.rules.questionnaire import Questionnaire
+from screening.rules.ruleset import Outcome
 from screening.rules.ruleset import Ruleset
 
 PACKAGE_FILE = "package.yaml"
@@ -245,6 +246,16 @@ def _catalog_problems(packages: list[Package]) -> Iterable[str]:
                 f"{package.directory}: questionnaire {q_id} {q_version} differs from the one "
                 f"in {first.directory} (same id and version, different content)"
             )
+    indicators: dict[str, tuple[str, Package]] = {}
+    for package in packages:
+        for outcome in package.ruleset.outcomes.values():
+            indicator, declared = indicators.setdefault(outcome.code, (outcome.indicator, package))
+            if indicator != outcome.indicator:
+                yield (
+                    f"{package.directory}: outcome '{outcome.code}' is '{outcome.indicator}', "
+                    f"but '{indicator}' in {declared.directory}: an outcome code sorts into one "
+                    "triage band, whichever package decided"
+                )
     for (q_id, q_version), _ in questionnaires.items():
         active = [
             p for p in packages if p.questionnaire_ref == (q_id, q_version) and p.status == "active"
@@ -315,10 +326,20 @@ class Rulebook:
     _questionnaires: dict[tuple[str, str], Questionnaire] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
+    #: Each outcome code any package declares, and the package whose words name it (the
+    #: default's where it declares the code).
+    _outcome_words: dict[str, Package] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+    _outcomes: dict[str, Outcome] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         for package in self.packages:
             self._by_ref[package.id, package.version] = package
+            for code in package.ruleset.outcomes:
+                self._outcome_words.setdefault(code, package)
             # Packages naming the same questionnaire hold the same one (checked on load).
             self._questionnaires.setdefault(package.questionnaire_ref, package.questionnaire)
             if package.status == "active" and package.default:
@@ -327,6 +348,11 @@ class Rulebook:
             raise RulesError([f"{self.directory}: no active default package"])
         highest = max(self._defaults.values(), key=lambda p: version_key(p.questionnaire.version))
         object.__setattr__(self, "_default", highest)
+        # The default package's words first, in its order; then codes only others declare.
+        words = {code: highest for code in highest.ruleset.outcomes}
+        object.__setattr__(self, "_outcome_words", {**words, **self._outcome_words, **words})
+        outcomes = {code: p.ruleset.outcomes[code] for code, p in self._outcome_words.items()}
+        object.__setattr__(self, "_outcomes", outcomes)
         by_version = sorted(self.packages, key=lambda p: (p.id, version_key(p.version)))
         object.__setattr__(self, "_sorted", tuple(by_version))
         for package in by_version:
@@ -365,6 +391,17 @@ class Rulebook:
     def schema_dir(self) -> Path:
         """The default package's schemas."""
         return self.default.schema_dir
+
+    @property
+    def outcomes(self) -> dict[str, Outcome]:
+        """Every outcome any package declares, by code: the default package's first, in its
+        order, then those only other packages declare (a stored screening may carry any).
+        Each in the words of the default package where it declares the code."""
+        return self._outcomes
+
+    def outcome_package(self, code: str) -> Package | None:
+        """The package whose words name an outcome code (None: no package declares it)."""
+        return self._outcome_words.get(code)
 
     # --- finding packages ------------------------------------------------------------
 

@@ -15,7 +15,10 @@ from screening.rules.rulebook import Rulebook
 from screening.rules.rulebook import UnknownVersion
 from screening.rules.rulebook import load_package
 from screening.rules.rulebook import load_rules
+from tests.support.app import FIFTH_OUTCOME
+from tests.support.app import FIFTH_PACKAGE
 from tests.support.app import RULES_ROOT
+from tests.support.app import fifth_outcome_tree
 from tests.support.app import make_app
 
 SHIPPED = load_rules(RULES_ROOT)
@@ -163,6 +166,32 @@ def test_one_questionnaire_version_with_two_contents_is_refused_naming_both(tree
     assert f"questionnaire {Q} 1.0.0 differs from the one in" in message
     # The first package found with that questionnaire version is named beside it.
     assert str(copy) in message and str(tree / "lumbar-rfa" / "1.0.0") in message
+
+
+def test_one_outcome_code_with_two_indicators_is_refused_naming_both(tree: Path) -> None:
+    # A draft too: a screening it decides in replay or shadow is triaged by the code.
+    copy = new_version(tree, "1.2.0", "1.3.0")
+
+    def demote(data: dict[str, Any]) -> None:
+        (outcome,) = [o for o in data["outcomes"] if o["code"] == "urgent_care"]
+        outcome["indicator"] = "warning"
+
+    _edit_yaml(copy / "ruleset.yaml", demote)
+    message = _problems(tree)
+    assert "outcome 'urgent_care' is 'warning', but 'critical' in" in message
+    assert str(copy) in message
+
+
+def test_the_outcomes_of_every_package_the_newest_defaults_words_first(tmp_path: Path) -> None:
+    assert list(SHIPPED.outcomes) == list(SHIPPED.ruleset.outcomes)
+    rulebook = load_rules(fifth_outcome_tree(tmp_path))
+    assert list(rulebook.outcomes) == [*SHIPPED.ruleset.outcomes, FIFTH_OUTCOME]
+    physio = rulebook.outcome_package(FIFTH_OUTCOME)
+    assert physio is not None and (physio.id, physio.version) == FIFTH_PACKAGE
+    assert rulebook.outcomes[FIFTH_OUTCOME].indicator == "warning"
+    # A code every package declares is named in the newest default package's words.
+    assert rulebook.outcome_package("urgent_care") is rulebook.default
+    assert rulebook.outcome_package("sunshine") is None
 
 
 def test_package_file_is_schema_checked(tree: Path) -> None:

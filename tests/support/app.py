@@ -125,3 +125,77 @@ def shadow_tree(tmp_path: Path) -> Path:
         path.write_text(text, encoding="utf-8")
     # Its cases are not re-stated here: only active packages must pass their own cases.
     return tree
+
+
+#: The outcome only the fixture package below declares, and its words.
+FIFTH_OUTCOME = "physio_first"
+FIFTH_LABEL = "Physical therapy first"
+FIFTH_PACKAGE = ("lumbar-rfa-physio", "1.0.0")
+
+
+def fifth_outcome_tree(tmp_path: Path) -> Path:
+    """The shipped packages plus lumbar-rfa-physio 1.0.0: lumbar-rfa 1.1.1 with a fifth
+    outcome, ``physio_first`` (indicator ``warning``), for people who tried no conservative
+    care, and the default package of questionnaire 1.1.0 in lumbar-rfa 1.1.1's place.
+
+    Its outcome is neither the newest default package's nor any shipped package's, so
+    whatever takes outcomes from the default package alone fails on it.
+    """
+    tree = tmp_path / "rules"
+    shutil.copytree(RULES_ROOT, tree)
+    replaced = tree / "lumbar-rfa" / "1.1.1" / "package.yaml"
+    replaced.write_text(
+        replaced.read_text(encoding="utf-8").replace("default: true", "default: false"),
+        encoding="utf-8",
+    )
+    ruleset_id, version = FIFTH_PACKAGE
+    package = tree / ruleset_id / version
+    shutil.copytree(tree / "lumbar-rfa" / "1.1.1", package)
+    edits = {
+        "ruleset.yaml": [
+            ("id: lumbar-rfa\nversion: 1.1.1\n", f"id: {ruleset_id}\nversion: {version}\n"),
+            (
+                "  - code: discuss_with_specialist\n",
+                f"  - code: {FIFTH_OUTCOME}\n    indicator: warning\n"
+                f"    label: {FIFTH_LABEL}\n"
+                "    headline: Please try physical therapy first.\n"
+                "  - code: discuss_with_specialist\n",
+            ),
+            (
+                "              - acupuncture\n    outcome: continue_conservative_care\n",
+                f"              - acupuncture\n    outcome: {FIFTH_OUTCOME}\n",
+            ),
+        ],
+        "i18n/es.yaml": [
+            (
+                "ruleset: {id: lumbar-rfa, version: 1.1.1}",
+                f"ruleset: {{id: {ruleset_id}, version: {version}}}",
+            ),
+            (
+                "    discuss_with_specialist: ",
+                f"    {FIFTH_OUTCOME}: Por favor, pruebe primero la fisioterapia.\n"
+                "    discuss_with_specialist: ",
+            ),
+        ],
+        "cases.yaml": [
+            (
+                "      outcome: continue_conservative_care\n"
+                "      decided_by: no_conservative_care_yet\n",
+                f"      outcome: {FIFTH_OUTCOME}\n      decided_by: no_conservative_care_yet\n",
+            )
+        ],
+    }
+    for name, changes in edits.items():
+        path = package / name
+        text = path.read_text(encoding="utf-8")
+        for old, new in changes:
+            assert old in text, (name, old)
+            text = text.replace(old, new)
+        path.write_text(text, encoding="utf-8")
+    release = yaml.safe_load((package / "package.yaml").read_text(encoding="utf-8"))
+    release["default"] = True
+    release["changelog"] = [
+        {"version": version, "date": "2026-12-07", "changes": ["A fifth outcome, for tests."]}
+    ]
+    (package / "package.yaml").write_text(yaml.safe_dump(release), encoding="utf-8")
+    return tree
