@@ -62,7 +62,12 @@ NOT_A_DIAGNOSIS = (
 
 
 def _prefetch_query(rulebook: Rulebook) -> str:
-    """The FHIR search for the patient's latest completed response to our questionnaire."""
+    """The FHIR search for the patient's latest completed response to our questionnaire.
+
+    It names the current version: servers differ on whether a canonical without a version
+    matches versioned references (Medplum's does not), so an unversioned search could miss
+    every response. A prefetch the EHR builds itself may still carry earlier served versions.
+    """
     reference = canonical_reference(rulebook.questionnaire)
     return (
         f"QuestionnaireResponse?subject=Patient/{PATIENT_PLACEHOLDER}"
@@ -148,8 +153,17 @@ def discovery() -> Response:
     return jsonify(services=[_service(registry.rulebook())])
 
 
-def _latest_response(prefetched: Any, reference: str) -> dict[str, Any] | None:
-    """The most recently authored completed response to our questionnaire, if any.
+def _served(reference: Any, rulebook: Rulebook) -> bool:
+    """Whether a response's ``questionnaire`` names a version of ours that is served."""
+    if not isinstance(reference, str):
+        return False
+    url, _, version = reference.partition("|")
+    return rulebook.for_canonical(url, version) is not None
+
+
+def _latest_response(prefetched: Any, rulebook: Rulebook) -> dict[str, Any] | None:
+    """The most recently authored completed response to a served version of our
+    questionnaire, if any (it is decided by that version's default package).
 
     The prefetch may be a search Bundle or a single resource.
     """
@@ -165,7 +179,7 @@ def _latest_response(prefetched: Any, reference: str) -> dict[str, Any] | None:
         for resource in candidates
         if isinstance(resource, dict)
         and resource.get("resourceType") == "QuestionnaireResponse"
-        and resource.get("questionnaire") == reference
+        and _served(resource.get("questionnaire"), rulebook)
         and resource.get("status") == "completed"
     ]
     if not responses:
@@ -254,7 +268,7 @@ def patient_view() -> Response:
         prefetched = _fetched(body, _prefetch_query(rulebook))
         where = f"fhirServer.{PREFETCH_KEY}"
     try:
-        latest = _latest_response(prefetched, canonical_reference(rulebook.questionnaire))
+        latest = _latest_response(prefetched, rulebook)
     except ValidationProblem as exc:
         raise _moved(exc, where) from None
     if latest is None:

@@ -14,8 +14,10 @@ from screening.fhir.forms import answers_from_questionnaire_response
 from screening.fhir.forms import canonical_reference
 from screening.fhir.forms import questionnaire_response_from_answers
 from screening.rules.rulebook import Rulebook
+from screening.rules.rulebook import load_rules
 from screening.storage.store import Store
 from tests.support.app import BOTH_DATABASES
+from tests.support.app import RULES_ROOT
 from tests.support.app import bearer
 
 FHIR = "application/fhir+json"
@@ -274,6 +276,29 @@ def test_one_card_for_the_latest_response(
     assert card["source"]["label"] == "Screening rules lumbar-rfa 1.2.0"
     assert card["links"][0]["url"].endswith("/review/")
     assert card["links"][0]["type"] == "absolute"
+
+
+def test_a_prefetched_response_to_an_earlier_served_version_gets_its_own_card(
+    client: FlaskClient, valid_answers: dict[str, Any]
+) -> None:
+    # An EHR whose own prefetch carries a response from a portal still on questionnaire
+    # 1.1.0: it is decided by that version's default package, not refused or skipped.
+    earlier = load_rules(RULES_ROOT).package("lumbar-rfa", "1.1.1")
+    assert earlier is not None and earlier.questionnaire.version == "1.1.0"
+    items = {item.link_id for item in earlier.questionnaire.items}
+    answers = {key: value for key, value in valid_answers.items() if key in items}
+    resource = questionnaire_response_from_answers(answers, earlier.questionnaire)
+    response = client.post(
+        "/cds-services/lumbar-rfa-screening", json=hook_request(resource), headers=bearer("dr-c")
+    )
+    (card,) = response.get_json()["cards"]
+    assert card["source"]["label"] == "Screening rules lumbar-rfa 1.1.1"
+    # A version no package serves is not ours to decide: no card.
+    resource["questionnaire"] = resource["questionnaire"].split("|")[0] + "|9.9.9"
+    response = client.post(
+        "/cds-services/lumbar-rfa-screening", json=hook_request(resource), headers=bearer("dr-c")
+    )
+    assert response.get_json() == {"cards": []}
 
 
 @pytest.mark.parametrize(
