@@ -20,7 +20,7 @@ from prometheus_client import start_http_server
 from screening.rules.cases import run_cases
 from screening.rules.diff import diff_packages
 from screening.rules.diff import diff_text
-from screening.rules.engine import evaluate as evaluate_answers
+from screening.rules.i18n import DEFAULT
 from screening.rules.loader import RulesError
 from screening.rules.replay import Replay
 from screening.rules.rulebook import case_problems
@@ -34,6 +34,7 @@ from screening.services.keys import KeyConfigError
 from screening.services.keys import new_token
 from screening.services.keys import parse_api_keys
 from screening.services.keys import token_digest
+from screening.services.problems import ValidationProblem
 
 rules_cli = AppGroup("rules", help="Check, test and apply the questionnaire and rules.")
 
@@ -234,14 +235,57 @@ def _replay_text(replay: Replay, rows: Any, name: str, questionnaire: str) -> No
 _LINES_PER_WRITE = 256
 
 
+def _ruleset_reference(value: str | None) -> dict[str, str] | None:
+    """``ID`` or ``ID:VERSION`` as the API's ``ruleset`` reference."""
+    if value is None:
+        return None
+    ruleset_id, _, version = value.partition(":")
+    return {"id": ruleset_id} if not version else {"id": ruleset_id, "version": version}
+
+
 @rules_cli.command("evaluate")
 @click.argument("source", type=click.File("rb"))
-def evaluate_command(source: Any) -> None:
+@click.option(
+    "--ruleset",
+    "ruleset_option",
+    metavar="ID[:VERSION]",
+    help="The active package to apply, as the API's ruleset field names it "
+    "(default: the one the API would choose).",
+)
+@click.option(
+    "--questionnaire",
+    "questionnaire_option",
+    metavar="VERSION",
+    help="The served questionnaire version the answers are to (default: the newest).",
+)
+def evaluate_command(
+    source: Any, ruleset_option: str | None, questionnaire_option: str | None
+) -> None:
     """Apply the rules to SOURCE (a file, or - for standard input).
 
     SOURCE holds one answers object or a JSON array of them. Prints one JSON line
     per object: the result, or {"errors": {...}} for an invalid one (then exit 1).
+    Each goes through the API's submission path: the same package choice, answer
+    checks and rules (English summaries).
     """
+    screenings = registry.screenings()
+    questionnaire = None
+    if questionnaire_option is not None:
+        served_id = registry.rulebook().questionnaire.id
+        questionnaire = {"id": served_id, "version": questionnaire_option}
+    ruleset = _ruleset_reference(ruleset_option)
+    try:
+        package = screenings.choose(questionnaire, ruleset)
+    except ValidationProblem as exc:
+        field, messages = next(iter((exc.errors or {}).items()))
+        raise click.BadParameter(messages[0], param_hint=f"--{field}") from None
+    # Every object names the package chosen once, exactly, as an API envelope would.
+    envelope: dict[str, Any] = {
+        "questionnaire": {"id": package.questionnaire.id, "version": package.questionnaire.version},
+        "ruleset": {"id": package.id, "version": package.version},
+        "patient_ref": None,
+    }
+    catalog = registry.catalogs()[DEFAULT]
     # orjson, and output written in blocks rather than echoed line by line: with
     # the standard library's encoder and click.echo, writing the results cost
     # more than evaluating them (see bench/engine.py).
@@ -250,18 +294,19 @@ def evaluate_command(source: Any) -> None:
     except orjson.JSONDecodeError:
         raise click.ClickException("the input is not valid JSON") from None
     submissions = data if isinstance(data, list) else [data]
-    rulebook = registry.rulebook()
-    validate, ruleset = rulebook.questionnaire.validate, rulebook.ruleset
     output = sys.stdout.buffer
     failed = False
     lines: list[bytes] = []
     for answers in submissions:
-        clean, errors = validate(answers)
-        if errors:
+        try:
+            result = screenings.check_submission({**envelope, "answers": answers}, catalog).result
+        except ValidationProblem as exc:
             failed = True
-            lines.append(orjson.dumps({"errors": errors}))
+            lines.append(orjson.dumps({"errors": exc.errors}))
         else:
-            lines.append(orjson.dumps(evaluate_answers(clean, ruleset)))
+            # Shadow packages' results are for `rules replay`, as the API keeps them from
+            # callers; the line is the deciding package's result.
+            lines.append(orjson.dumps({k: v for k, v in result.items() if k != "shadow"}))
         if len(lines) == _LINES_PER_WRITE:
             output.write(b"\n".join(lines) + b"\n")
             lines.clear()

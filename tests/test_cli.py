@@ -11,6 +11,8 @@ from typing import Any
 from flask.testing import FlaskCliRunner
 
 from screening import PROJECT_ROOT
+from screening.rules.rulebook import load_rules
+from tests.support.app import RULES_ROOT
 
 
 def test_check_reports_what_it_loaded(runner: FlaskCliRunner) -> None:
@@ -55,6 +57,56 @@ def test_evaluate_an_array_prints_a_line_each_and_fails_on_an_invalid_one(
     ]
     assert set(lines[1]["errors"]) == {"age_years", "pain_intensity"}
     assert "forty" not in result.output
+
+
+def test_evaluate_applies_the_package_named_as_the_api_would(
+    runner: FlaskCliRunner, valid_answers: dict[str, Any]
+) -> None:
+    def evaluate(*options: str, answers: dict[str, Any] = valid_answers) -> dict[str, Any]:
+        result = runner.invoke(args=["rules", "evaluate", *options, "-"], input=json.dumps(answers))
+        assert result.exit_code == 0, result.output
+        line: dict[str, Any] = json.loads(result.output)
+        return line
+
+    assert evaluate()["ruleset"]["id"] == "lumbar-rfa"
+    assert evaluate()["ruleset"]["version"] == "1.2.0"
+    # An id alone is its newest active version, for the newest questionnaire it serves.
+    cms = evaluate("--ruleset", "lumbar-rfa-cms")["ruleset"]
+    assert (cms["id"], cms["version"]) == ("lumbar-rfa-cms", "1.1.0")
+    # An earlier questionnaire: its default package, and answers checked against it.
+    shipped = load_rules(RULES_ROOT)
+    for version, ruleset, decided_by in [
+        ("1.0.0", None, ("lumbar-rfa", "1.0.1")),
+        ("1.1.0", None, ("lumbar-rfa", "1.1.1")),
+        ("1.1.0", "lumbar-rfa-cms:1.0.1", ("lumbar-rfa-cms", "1.0.1")),
+    ]:
+        items = shipped.for_questionnaire(version).questionnaire.by_link_id
+        answers = {k: v for k, v in valid_answers.items() if k in items}
+        options = ["--questionnaire", version] + (["--ruleset", ruleset] if ruleset else [])
+        result = evaluate(*options, answers=answers)["ruleset"]
+        assert (result["id"], result["version"]) == decided_by
+
+
+def test_evaluate_refuses_a_package_the_api_would_refuse(
+    runner: FlaskCliRunner, valid_answers: dict[str, Any]
+) -> None:
+    for options, message in [
+        (["--ruleset", "nope"], "There is no ruleset nope."),
+        (["--ruleset", "lumbar-rfa:1.1.0"], "is retired"),
+        (["--questionnaire", "9.9.9"], "version 9.9.9 is not served"),
+        (["--questionnaire", "1.0.0", "--ruleset", "lumbar-rfa:1.2.0"], "not lumbar-rfa-screening"),
+    ]:
+        result = runner.invoke(
+            args=["rules", "evaluate", *options, "-"], input=json.dumps(valid_answers)
+        )
+        assert result.exit_code == 2, result.output
+        assert message in result.output
+        hint = (
+            "--questionnaire"
+            if options[0] == "--questionnaire" and len(options) == 2
+            else "--ruleset"
+        )
+        assert f"Invalid value for {hint}" in result.output
 
 
 def test_evaluate_refuses_text_that_is_not_json(runner: FlaskCliRunner) -> None:

@@ -127,4 +127,7 @@ def test_the_rules_commands_run() -> None:
     done = _run(block, {})
     assert done.returncode == 0, done.stderr
     results = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
-    assert [r["decided_by"] for r in results] == ["meets_discussion_criteria"]
+    assert [(r["ruleset"]["id"], r["decided_by"]) for r in results] == [
+        ("lumbar-rfa", "meets_discussion_criteria"),
+        ("lumbar-rfa-cms", "no_functional_deficit"),
+    ]
