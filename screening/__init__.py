@@ -82,9 +82,8 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         raise StartupError(str(exc)) from None
 
     try:
-        endpoints = webhooks.parse_endpoints(
-            app.config.get("WEBHOOKS"), list(rulebook.ruleset.outcomes)
-        )
+        # An endpoint may ask for any package's outcome: each package's screenings are sent.
+        endpoints = webhooks.parse_endpoints(app.config.get("WEBHOOKS"), list(rulebook.outcomes))
         public_url = webhooks.parse_public_url(app.config.get("PUBLIC_URL"), endpoints)
         trusted = cds_clients.parse_cds_clients(app.config.get("CDS_CLIENTS"))
         if trusted and public_url is None:

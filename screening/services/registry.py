@@ -59,7 +59,7 @@ def install(
     refresh_sqlite_statistics(engine)
     store = Store(engine)
     notifier = Notifier(endpoints, public_url)
-    clock = ReviewClock.for_ruleset(rulebook.ruleset, review_minutes)
+    clock = ReviewClock.for_outcomes(rulebook.outcomes, review_minutes)
     app.extensions[SCREENINGS_EXTENSION] = ScreeningService(store, rulebook, notifier, clock)
     app.extensions[NOTIFICATIONS_EXTENSION] = NotificationService(store, notifier, clock)
     app.extensions[CDS_EXTENSION] = CdsService(store, cds_clients, public_url)

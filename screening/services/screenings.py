@@ -125,8 +125,8 @@ class ScreeningService:
         self.store = store
         self.rulebook = rulebook
         self.notifier = notifier or Notifier((), None)
-        self.clock = clock or ReviewClock.for_ruleset(
-            rulebook.ruleset, DEFAULT_URGENT_REVIEW_MINUTES
+        self.clock = clock or ReviewClock.for_outcomes(
+            rulebook.outcomes, DEFAULT_URGENT_REVIEW_MINUTES
         )
 
     # --- checking and evaluating ----------------------------------------------------
@@ -342,7 +342,8 @@ class ScreeningService:
     def list(self, params: Mapping[str, Any], key: ApiKey) -> Page:
         """A page of the clinician list, newest first or in triage order (``sort``), from
         parsed query parameters."""
-        outcomes = self.rulebook.ruleset.outcomes
+        # Any package's outcome: the list holds screenings every package decided.
+        outcomes = self.rulebook.outcomes
         if params["outcome"] is not None and params["outcome"] not in outcomes:
             raise ValidationProblem({"outcome": [f"Must be one of: {', '.join(outcomes)}."]})
         triage = params.get("sort") == "triage"

@@ -12,7 +12,7 @@ from datetime import datetime
 from datetime import timedelta
 from typing import Any
 
-from screening.rules.ruleset import Ruleset
+from screening.rules.ruleset import Outcome
 from screening.storage.store import TriageOrder
 
 #: How long an urgent screening may wait for its review by default (notifications-v1.md).
@@ -48,12 +48,12 @@ class ReviewClock:
     review_within: timedelta
 
     @classmethod
-    def for_ruleset(cls, ruleset: Ruleset, minutes: int) -> ReviewClock:
-        """The bands the ruleset's outcome indicators give, with ``minutes`` to review."""
-        outcomes = ruleset.outcomes.values()
+    def for_outcomes(cls, outcomes: Mapping[str, Outcome], minutes: int) -> ReviewClock:
+        """The bands the outcomes' indicators give (every package's outcomes: a stored
+        screening may come from any), with ``minutes`` to review."""
         return cls(
-            urgent=tuple(o.code for o in outcomes if o.indicator == "critical"),
-            see_doctor=tuple(o.code for o in outcomes if o.indicator == "warning"),
+            urgent=tuple(code for code, o in outcomes.items() if o.indicator == "critical"),
+            see_doctor=tuple(code for code, o in outcomes.items() if o.indicator == "warning"),
             review_within=timedelta(minutes=minutes),
         )
 

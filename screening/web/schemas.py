@@ -30,12 +30,6 @@ PATIENT_REF = validate.Regexp(
     r"^[A-Za-z0-9._:-]{1,64}\Z",
     error="Must be 1 to 64 characters from A-Z a-z 0-9 . _ : - (an opaque id, never a name).",
 )
-OUTCOMES = (
-    "urgent_care",
-    "see_primary_care",
-    "continue_conservative_care",
-    "discuss_with_specialist",
-)
 REVIEW_STATUSES = ("pending", "reviewed")
 #: The list's orders: newest first (the default), or the triage worklist.
 LIST_ORDERS = ("newest", "triage")

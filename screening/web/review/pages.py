@@ -68,8 +68,13 @@ def index() -> ResponseReturnValue:
     if query["limit"] != str(PAGE_SIZE):
         filters["limit"] = query["limit"]
     rows = [_row(item) for item in page["items"]]
-    default = registry.rulebook().default
-    outcomes = [words.outcome(code, default) for code in default.ruleset.outcomes]
+    rulebook = registry.rulebook()
+    # Every package's outcomes, each in the words of a package that declares it.
+    outcomes = [
+        words.outcome(code, package)
+        for code in rulebook.outcomes
+        if (package := rulebook.outcome_package(code)) is not None
+    ]
     next_url = None
     if page["next_cursor"] is not None:
         next_url = url_for("review.index", **filters, cursor=page["next_cursor"])

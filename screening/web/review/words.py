@@ -104,8 +104,10 @@ def words_package(view: Mapping[str, Any]) -> Package:
 
 
 def outcome(code: str, package: Package) -> OutcomeView:
-    """An outcome code with its label and indicator from the rules data."""
-    outcome = package.ruleset.outcomes.get(code)
+    """An outcome code with its label and indicator from the rules data: the package's,
+    else any loaded package's that declares the code (a screening whose own package is no
+    longer loaded), else the bare code."""
+    outcome = package.ruleset.outcomes.get(code) or registry.rulebook().outcomes.get(code)
     if outcome is None:
         return OutcomeView(code, code, "info")
     return OutcomeView(code, outcome.label, outcome.indicator)
