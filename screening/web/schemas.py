@@ -159,11 +159,26 @@ MAX_SUGGESTIONS = 20
 _RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})\Z")
 
 
+#: What a printable string may not hold: control characters (C0, DEL, C1) and the
+#: invisible format characters that could disguise one text as another (soft hyphen,
+#: zero-width and direction marks, line and paragraph separators, word joiners and
+#: isolates, the byte order mark, interlinear annotation). openapi.yaml gives every
+#: printable field this as its ``pattern``, so the contract admits exactly what is taken.
+#: (Unpaired surrogates, which no JSON Schema pattern can name, are refused in any body.)
+NOT_PRINTABLE = (
+    r"\x00-\x1f\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u206f"
+    r"\ufeff\ufff9-\ufffb"
+)
+#: The ``pattern`` of a printable field in openapi.yaml (its lengths are the field's own).
+PRINTABLE_PATTERN = f"^[^{NOT_PRINTABLE}]*$"
+_PRINTABLE = re.compile(f"[^{NOT_PRINTABLE}]*")
+
+
 def printable(most: int, what: str = "a string") -> Callable[[str], None]:
     """A non-empty string of printable characters, at most ``most`` long."""
 
     def check(value: str) -> None:
-        if not 0 < len(value) <= most or not value.isprintable():
+        if not 0 < len(value) <= most or not _PRINTABLE.fullmatch(value):
             raise ValidationError(f"Must be {what}: printable, 1 to {most} characters.")
 
     return check
@@ -247,8 +262,8 @@ class FeedbackEntrySchema(_Strict):
         ),
     )
     overrideReason = fields.Nested(OverrideReasonSchema)  # noqa: N815
-    # CDS Hooks lets a client add extensions; they are accepted and not kept.
-    extension = fields.Raw()
+    # CDS Hooks lets a client add extensions; they are accepted (any JSON) and not kept.
+    extension = fields.Raw(allow_none=True)
 
     @validates_schema
     def _reason_only_when_overridden(self, data: dict[str, Any], **_kwargs: Any) -> None:

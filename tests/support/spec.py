@@ -23,6 +23,7 @@ from werkzeug.test import TestResponse
 from screening import PROJECT_ROOT
 from screening.services import registry
 from screening.web.ops import openapi_document_bytes
+from screening.web.ops import served_lists
 
 OPENAPI_PATH = PROJECT_ROOT / "openapi.yaml"
 
@@ -45,8 +46,8 @@ def served_spec(app: Flask) -> OpenAPI:
     spec = _served.get(app)
     if spec is None:
         with app.app_context():
-            outcomes = tuple(registry.rulebook().outcomes)
-        data, digest = openapi_document_bytes(app.config["OPENAPI_PATH"], outcomes)
+            lists = served_lists(registry.rulebook())
+        data, digest = openapi_document_bytes(app.config["OPENAPI_PATH"], *lists)
         spec = _served[app] = _parsed(data, digest)
     return spec
 

@@ -74,6 +74,8 @@ def test_questionnaire_as_fhir_in_spanish(client: FlaskClient, rulebook: Ruleboo
         ({}, "es-MX,es;q=0.9,en;q=0.8", "es"),
         ({}, "fr-FR", "en"),
         ({"lang": "de"}, None, "en"),
+        # A language the service does not speak counts as not given (openapi.yaml, Lang).
+        ({"lang": "de"}, "es", "es"),
         ({"lang": "en"}, "es", "en"),
         ({}, None, "en"),
     ],

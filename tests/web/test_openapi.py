@@ -19,7 +19,10 @@ from openapi_spec_validator import validate
 
 from screening import PROJECT_ROOT
 from screening.fhir.forms import canonical_reference
+from screening.fhir.forms import questionnaire_response_from_answers
 from screening.rules.rulebook import Rulebook
+from screening.web.ops import openapi_document_bytes
+from screening.web.schemas import PRINTABLE_PATTERN
 from tests.support.app import bearer
 
 SPEC = yaml.safe_load((PROJECT_ROOT / "openapi.yaml").read_text(encoding="utf-8"))
@@ -184,6 +187,59 @@ def test_request_examples_are_accepted(client: FlaskClient) -> None:
 def test_served_document_is_this_file(client: FlaskClient) -> None:
     response = client.get("/openapi.yaml")
     assert yaml.safe_load(response.data) == SPEC
+
+
+def test_the_served_lists_are_what_the_loaded_packages_hold(
+    client: FlaskClient, rulebook: Rulebook
+) -> None:
+    # The file lists the shipped packages' outcomes and served questionnaire versions: the
+    # served document is this file byte for byte (ETag and caching rely on it).
+    assert client.get("/openapi.yaml").data == (PROJECT_ROOT / "openapi.yaml").read_bytes()
+    other, _ = openapi_document_bytes(
+        str(PROJECT_ROOT / "openapi.yaml"), ("urgent_care", "physio_first"), ("u|1", "u|2")
+    )
+    schemas = yaml.safe_load(other)["components"]["schemas"]
+    assert schemas["OutcomeCode"]["enum"] == ["urgent_care", "physio_first"]
+    assert schemas["FhirQuestionnaireResponse"]["properties"]["questionnaire"]["enum"] == [
+        "u|1",
+        "u|2",
+    ]
+
+
+def test_a_fhir_response_names_exactly_a_canonical_the_service_takes(
+    client: FlaskClient, rulebook: Rulebook, valid_answers: dict[str, Any]
+) -> None:
+    schema = SPEC["components"]["schemas"]["FhirQuestionnaireResponse"]
+    canonicals = schema["properties"]["questionnaire"]["enum"]
+    resource = questionnaire_response_from_answers(valid_answers, rulebook.questionnaire)
+    headers = {**bearer("dr-c"), "Content-Type": "application/fhir+json"}
+    for canonical in [*canonicals, canonicals[-1].replace("|1.2.0", "|9.9.9")]:
+        response = client.post(
+            "/v1/evaluate",
+            data=json.dumps({**resource, "questionnaire": canonical}),
+            headers=headers,
+        )
+        errors = response.get_json().get("errors", {})
+        # Answers to 1.2.0 may not fit an earlier version; the reference itself is taken.
+        assert ("questionnaire" in errors) is (canonical not in canonicals), canonical
+
+
+def test_every_printable_field_has_the_services_pattern() -> None:
+    patterns: list[str] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            if "pattern" in node and "\\x00" in node["pattern"]:
+                patterns.append(node["pattern"])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(SPEC)
+    # hookInstance, patientId, fhirServer, access_token; card, suggestion id, the Coding's three.
+    assert patterns == [PRINTABLE_PATTERN] * 9
 
 
 def test_descriptions_are_not_cut_by_a_comma() -> None:
