@@ -217,10 +217,12 @@ class Deliverer:
     def notice_overdue(self) -> int:
         """Record ``screening.review_overdue`` once for each newly overdue screening.
 
-        The first scan reads every pending urgent screening past its due time; once a scan
-        finds all there was, the next ones read only those that became due since (less
-        ``OVERDUE_RESCAN``), so a scan costs the same however many overdue screenings wait
-        unreviewed. A scan that fails leaves the next one to read everything again.
+        Only the very first scan (of any worker, ever) reads every pending urgent screening
+        past its due time. A scan that finds all there was records how far it got, in the
+        database; the next ones, of this worker or of one started later, read only those
+        that became due since (less ``OVERDUE_RESCAN``, for late commits), so a scan costs
+        the same however many overdue screenings wait unreviewed. After a scan that fails,
+        or one that stopped at ``OVERDUE_BATCH``, the next goes on from the last complete one.
         """
         now = _now()
         cutoff = self.clock.cutoff(now)
@@ -229,6 +231,9 @@ class Deliverer:
             return self.notifier.deliveries(REVIEW_OVERDUE, screening, "pending", now)
 
         covered = self._overdue_covered
+        if covered is None:
+            # Just started: go on from the last complete scan of any worker, if one was.
+            covered = self.outbox.overdue_covered(self.clock.urgent)
         noticed = self.outbox.notice_overdue(
             self.clock.urgent,
             cutoff,
@@ -238,6 +243,7 @@ class Deliverer:
         )
         if noticed < OVERDUE_BATCH:
             self._overdue_covered = cutoff
+            self.outbox.record_overdue_covered(self.clock.urgent, cutoff)
         return noticed
 
     # --- the long-running worker ------------------------------------------------------

@@ -13,6 +13,7 @@ until the lease ends; then any worker may claim them again.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from collections.abc import Collection
 from collections.abc import Mapping
@@ -25,6 +26,7 @@ from typing import Literal
 import sqlalchemy as sa
 
 from screening.storage.store import Store
+from screening.storage.store import overdue_progress
 from screening.storage.store import overdue_reviews
 from screening.storage.store import screenings
 from screening.storage.store import webhook_deliveries
@@ -191,6 +193,29 @@ class Outbox:
                 conn.execute(webhook_deliveries.insert(), rows)
         return noticed
 
+    def overdue_covered(self, outcomes: Collection[str]) -> datetime | None:
+        """How far the scans for ``outcomes`` have got: every such screening created at or
+        before it was looked at by a complete scan of some worker. None before the first."""
+        query = sa.select(overdue_progress.c.covered_until).where(
+            overdue_progress.c.outcomes == _outcomes_key(outcomes)
+        )
+        with self.store.engine.connect() as conn:
+            return conn.execute(query).scalar_one_or_none()
+
+    def record_overdue_covered(self, outcomes: Collection[str], until: datetime) -> None:
+        """Record that a complete scan for ``outcomes`` looked at everything created up to
+        ``until``; a later time another worker recorded is kept."""
+        insert = self.store.insert_statement(overdue_progress).values(
+            outcomes=_outcomes_key(outcomes), covered_until=until
+        )
+        statement = insert.on_conflict_do_update(
+            index_elements=[overdue_progress.c.outcomes],
+            set_={"covered_until": insert.excluded.covered_until},
+            where=overdue_progress.c.covered_until < insert.excluded.covered_until,
+        )
+        with self.store.transaction() as conn:
+            conn.execute(statement)
+
     def count_overdue(self, outcomes: Collection[str], cutoff: datetime) -> int:
         """Pending screenings with ``outcomes`` created at or before ``cutoff``."""
         if not outcomes:
@@ -255,3 +280,8 @@ class Outbox:
                 )
             )
         return "retried"
+
+
+def _outcomes_key(outcomes: Collection[str]) -> str:
+    """One key for a set of outcome codes, whatever their number and length."""
+    return hashlib.sha256(",".join(sorted(outcomes)).encode()).hexdigest()

@@ -227,6 +227,16 @@ overdue_reviews = sa.Table(
     sa.Column("noticed_at", UTCDateTime(), nullable=False),
 )
 
+#: How far the overdue scan has got (every urgent screening created up to ``covered_until``
+#: was looked at), per set of urgent outcomes, so that a worker that starts again goes on
+#: from there instead of reading every overdue screening still unreviewed.
+overdue_progress = sa.Table(
+    "overdue_progress",
+    metadata,
+    sa.Column("outcomes", sa.String(64), primary_key=True),
+    sa.Column("covered_until", UTCDateTime(), nullable=False),
+)
+
 
 #: The ``jti`` of every EHR token accepted, until the token expires: the primary key
 #: refuses a replay, whatever worker or instance it reaches.

@@ -40,6 +40,7 @@ from screening.services.delivery import GIVE_UP_AFTER
 from screening.services.delivery import JITTER
 from screening.services.delivery import Deliverer
 from screening.services.delivery import retry_delay
+from screening.storage.outbox import Outbox
 from screening.storage.store import ClaimLost
 from screening.storage.store import Store
 from screening.storage.store import screenings
@@ -570,21 +571,8 @@ def test_an_overdue_urgent_screening_emits_its_event_once_whatever_number_of_wor
     assert recent["id"] != late["id"]
 
 
-def test_after_a_full_scan_the_next_reads_only_what_became_due_since(
-    hooked: Flask, valid_answers: dict[str, Any]
-) -> None:
-    """The first scan reads every overdue screening; the next ones only those that became
-    due after it (less OVERDUE_RESCAN), so a scan costs the same however many urgent
-    screenings wait unreviewed. A new worker reads everything again."""
-    client = hooked.test_client()
-    store = app_store(hooked)
-    deliverer = _deliverer(hooked)
-    waiting = _post(client, {**valid_answers, "rf_fever": True})
-    _age(store, waiting["id"], 31 + 60 * 24)
-    assert deliverer.notice_overdue() == 1
-    # Due since: found by the next scan of the same worker.
-    fresh = _post(client, {**valid_answers, "rf_fever": True})
-    _age(store, fresh["id"], 31)
+def _overdue_scan_statements(store: Store, scan: Any) -> tuple[int, list[str]]:
+    """What ``scan()`` returned, and the SELECTs it sent that read ``overdue_reviews``."""
     statements: list[str] = []
 
     def seen(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
@@ -593,24 +581,64 @@ def test_after_a_full_scan_the_next_reads_only_what_became_due_since(
 
     sa.event.listen(store.engine, "before_cursor_execute", seen)
     try:
-        assert deliverer.notice_overdue() == 1
+        return scan(), statements
     finally:
         sa.event.remove(store.engine, "before_cursor_execute", seen)
-    # The scan asked for screenings created after a moment: a bounded range of the index.
-    assert any(statement.count("created_at >") == 1 for statement in statements)
-    # Committed late, just before the last moment covered: still found (OVERDUE_RESCAN).
+
+
+def _bounded(statements: list[str]) -> bool:
+    """Whether the scan asked only for screenings created after a moment (a range of the
+    index), not for every overdue one."""
+    return bool(statements) and all(s.count("created_at >") == 1 for s in statements)
+
+
+def test_after_a_full_scan_the_next_reads_only_what_became_due_since(
+    hooked: Flask, valid_answers: dict[str, Any]
+) -> None:
+    """The first scan ever reads every overdue screening; the next ones, of the same worker
+    or of one started later, only those that became due after the last complete scan (less
+    OVERDUE_RESCAN), so a scan costs the same however many urgent screenings wait
+    unreviewed, also just after a restart."""
+    client = hooked.test_client()
+    store = app_store(hooked)
+    deliverer = _deliverer(hooked)
+    waiting = _post(client, {**valid_answers, "rf_fever": True})
+    _age(store, waiting["id"], 31 + 60 * 24)
+    noticed, statements = _overdue_scan_statements(store, deliverer.notice_overdue)
+    assert noticed == 1 and not _bounded(statements)
+    # Due since: found by the next scan of the same worker, which reads a bounded range.
+    fresh = _post(client, {**valid_answers, "rf_fever": True})
+    _age(store, fresh["id"], 31)
+    noticed, statements = _overdue_scan_statements(store, deliverer.notice_overdue)
+    assert noticed == 1 and _bounded(statements)
+    # Committed late, just before the last moment covered: still found (OVERDUE_RESCAN),
+    # by a worker that has just started, which goes on from the progress recorded.
     late = _post(client, {**valid_answers, "rf_fever": True})
     _age(store, late["id"], 31 + 5)
-    # Long before it, unnoticed (a database restored from a backup, say): the next scan of
-    # this worker does not look that far back; a worker that starts does.
-    old = _post(client, {**valid_answers, "rf_fever": True})
-    _age(store, old["id"], 31 + 60 * 24 * 3)
-    assert deliverer.notice_overdue() == 1
-    assert _deliverer(hooked, seed=2).notice_overdue() == 1
+    restarted = _deliverer(hooked, seed=2)
+    noticed, statements = _overdue_scan_statements(store, restarted.notice_overdue)
+    assert noticed == 1 and _bounded(statements)
     overdue = {
         r["screening_id"] for r in _rows(store) if r["event_type"] == "screening.review_overdue"
     }
-    assert overdue == {waiting["id"], fresh["id"], late["id"], old["id"]}
+    assert overdue == {waiting["id"], fresh["id"], late["id"]}
+
+
+def test_the_overdue_progress_keeps_the_furthest_and_is_kept_per_set_of_urgent_outcomes(
+    hooked: Flask,
+) -> None:
+    outbox = Outbox(app_store(hooked))
+    urgent = ("urgent_care",)
+    assert outbox.overdue_covered(urgent) is None
+    now = datetime.now(UTC).replace(microsecond=0)
+    outbox.record_overdue_covered(urgent, now)
+    # A worker whose scan began earlier records an earlier moment: the furthest is kept.
+    outbox.record_overdue_covered(urgent, now - timedelta(minutes=5))
+    assert outbox.overdue_covered(urgent) == now
+    outbox.record_overdue_covered(urgent, now + timedelta(seconds=5))
+    assert outbox.overdue_covered(urgent) == now + timedelta(seconds=5)
+    # Rules that make another outcome urgent start over: its screenings were never scanned.
+    assert outbox.overdue_covered(("urgent_care", "see_own_doctor_first")) is None
 
 
 def test_a_claim_sends_only_while_a_whole_attempt_fits_in_its_lease(

@@ -37,6 +37,7 @@ TABLES = (
     "reviews",
     "webhook_deliveries",
     "overdue_reviews",
+    "overdue_progress",
     "screenings",
     "review_sessions",
     "cds_token_ids",
