@@ -14,7 +14,7 @@ UV_COMPILE := $(BIN)/uv pip compile --universal --python-version 3.11 --generate
 # The Node tools the tests use (package.json): Redocly CLI, Medplum's FHIR engine, LHC-Forms.
 NODE_STAMP := node_modules/.installed
 
-.PHONY: install run test lint bench lock clean texts
+.PHONY: install run test test-fast lint bench lock clean texts
 
 # Install exactly the lock: a fresh environment whenever the lock (or pyproject.toml)
 # changes, so nothing the lock dropped lingers. The stamp records the last install.
@@ -55,6 +55,11 @@ lint: $(STAMP)
 PYTEST_WORKERS ?= 2
 test: lint $(NODE_STAMP)
 	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile
+
+# The inner loop: everything but the deployment (gunicorn, worker, containers) and browser
+# tests, without lint. make test, which CI runs, still runs everything.
+test-fast: $(STAMP) $(NODE_STAMP)
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile -m "not deployment and not browser"
 
 # docs/clinical-safety/texts/: every text each package's cases give, written again after a
 # rule or wording change (a test fails while they are stale).

@@ -386,6 +386,13 @@ webhooks_cli = AppGroup("webhooks", help="Deliver webhook events and look after 
     help="How long a claimed delivery stays this worker's before another may take it.",
 )
 @click.option(
+    "--scan-seconds",
+    default=5.0,
+    show_default=True,
+    type=click.FloatRange(0.1, 300),
+    help="How often to look for urgent screenings whose review became overdue.",
+)
+@click.option(
     "--metrics-port",
     type=click.IntRange(1, 65535),
     help="Serve this worker's Prometheus metrics on this port.",
@@ -394,7 +401,11 @@ webhooks_cli = AppGroup("webhooks", help="Deliver webhook events and look after 
     "--metrics-host", default="127.0.0.1", show_default=True, help="Address for the metrics."
 )
 def run_webhooks_command(
-    threads: int, lease_seconds: int, metrics_port: int | None, metrics_host: str
+    threads: int,
+    lease_seconds: int,
+    scan_seconds: float,
+    metrics_port: int | None,
+    metrics_host: str,
 ) -> None:
     """Send pending webhook events until stopped (SIGTERM or Ctrl-C).
 
@@ -424,7 +435,7 @@ def run_webhooks_command(
         f"delivering to {', '.join(e.name for e in service.endpoints)} "
         f"with {threads} thread{'s' if threads != 1 else ''}"
     )
-    if not service.deliverer(lease_seconds).run(stop, threads=threads):
+    if not service.deliverer(lease_seconds).run(stop, threads=threads, scan_seconds=scan_seconds):
         raise click.ClickException("a sender failed (see the log); start the worker again")
 
 

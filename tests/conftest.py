@@ -27,6 +27,21 @@ from tests.support.app import TABLES
 from tests.support.app import app_store
 from tests.support.app import base_answers
 from tests.support.app import make_app
+from tests.support.markers import set_current
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Everything under ``tests/deployment`` runs the service as it is deployed."""
+    deployment = Path(__file__).parent / "deployment"
+    for item in items:
+        if deployment in item.path.parents:
+            item.add_marker(pytest.mark.deployment)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Let the helpers that start servers or browsers see the test's markers."""
+    set_current(item)
 
 
 @pytest.fixture(scope="session")

@@ -103,6 +103,7 @@ def _run(script: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.deployment
 def test_every_quick_start_command_runs(service: str) -> None:
     blocks = _shell_blocks("API quick start")
     # The first block only says which tokens to export; the test exports its own.

@@ -28,6 +28,7 @@ from typing import Any
 from sqlalchemy.exc import SQLAlchemyError
 
 from screening.services.metrics import record_delivery
+from screening.services.metrics import record_overdue_scan
 from screening.services.triage import ReviewClock
 from screening.services.webhooks import REVIEW_OVERDUE
 from screening.services.webhooks import Endpoint
@@ -304,6 +305,7 @@ class Deliverer:
             while not stop.is_set():
                 try:
                     noticed = self.notice_overdue()
+                    record_overdue_scan()
                     if noticed:
                         logger.info("webhooks: overdue reviews noticed", extra={"count": noticed})
                 except SQLAlchemyError:

@@ -24,6 +24,12 @@ DELIVERIES = Counter(
     ["endpoint", "result"],
 )
 
+OVERDUE_SCANS = Counter(
+    "screening_webhook_overdue_scans_total",
+    "Scans for urgent screenings whose review became overdue that the webhook worker "
+    "completed (one every few seconds while it runs; alert if it stops rising).",
+)
+
 
 def record_outcome(outcome: str) -> None:
     """Count one stored screening by its outcome."""
@@ -38,6 +44,11 @@ def record_shadow_disagreement(ruleset: str, version: str) -> None:
 def record_delivery(endpoint: str, result: str) -> None:
     """Count one webhook delivery attempt."""
     DELIVERIES.labels(endpoint, result).inc()
+
+
+def record_overdue_scan() -> None:
+    """Count one completed scan for overdue reviews."""
+    OVERDUE_SCANS.inc()
 
 
 class DatabaseGauges(Collector):

@@ -9,11 +9,13 @@ at once never send one event at the same time; idempotent replays send nothing.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import time
 from collections import Counter
+from collections.abc import Callable
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC
@@ -46,6 +48,8 @@ EVENTS = ["screening.created", "screening.reviewed", "screening.review_overdue"]
 LEASE = 15
 #: "Within seconds": how long an event may take to arrive when nothing fails.
 PROMPT = 10.0
+DELIVERED = 'screening_webhook_deliveries_total{{endpoint="{}",result="delivered"}}'
+SCANS = "screening_webhook_overdue_scans_total"
 #: One answers change per outcome, so every band and filter is exercised.
 OUTCOME_CHANGES: list[dict[str, Any]] = [
     {"rf_fever": True},
@@ -137,6 +141,33 @@ def _worker_log(setup: Setup, name: str) -> Path:
     return setup.folder / f"{name}.log"
 
 
+def _until(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    """Wait until ``condition()`` holds; fail saying ``what`` did not happen."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.05)
+
+
+def _all_delivered(database_url: str, count: int) -> bool:
+    """Whether ``count`` deliveries are stored and each is delivered: nothing is left to send."""
+    rows = _deliveries(database_url)
+    return len(rows) == count and all(r["status"] == "delivered" for r in rows)
+
+
+def _counter(port: int, sample: str) -> float:
+    """The value of ``sample`` (name and labels) on a worker's metrics, 0 if absent or if
+    the worker does not serve them yet."""
+    try:
+        text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    except requests.ConnectionError:
+        return 0.0
+    for line in text.splitlines():
+        if line.startswith(sample + " "):
+            return float(line.split()[-1])
+    return 0.0
+
+
 def test_every_screening_and_review_reaches_the_receiver_signed_within_seconds(
     setup: Setup, receiver: Receiver
 ) -> None:
@@ -164,7 +195,15 @@ def test_every_screening_and_review_reaches_the_receiver_signed_within_seconds(
         assert review.status_code == 200
         inbox = receiver.wait_for(lambda got: len(got) >= 5, PROMPT, path="inbox")
         pager = receiver.wait_for(lambda got: len(got) >= 2, PROMPT, path="pager")
-        time.sleep(1.5)
+        # Every attempt recorded and counted (after its row): nothing is left to send.
+        _until(
+            lambda: (
+                _counter(port, DELIVERED.format("inbox")) == 5
+                and _counter(port, DELIVERED.format("pager")) == 2
+            ),
+            PROMPT,
+            "the attempts were not all recorded",
+        )
         assert worker.poll() is None
         metrics = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
 
@@ -283,7 +322,12 @@ def test_two_workers_at_once_never_send_one_event_twice(setup: Setup, receiver: 
             time.sleep(0.1)
         ids = [_post(base, OUTCOME_CHANGES[n % 4]).json()["id"] for n in range(count)]
         receiver.wait_for(lambda got: len(got) >= expected, 60.0)
-        time.sleep(1.5)
+        # Every row recorded delivered: nothing is left that either worker could send.
+        _until(
+            lambda: _all_delivered(setup.database_url, expected),
+            PROMPT,
+            "the deliveries were not all recorded",
+        )
     got = receiver.received()
     assert receiver.overlaps == []
     # Nothing failed, so each event reached each endpoint exactly once.
@@ -311,14 +355,24 @@ def test_an_overdue_urgent_screening_is_announced_once_by_several_workers(
                 .values(created_at=datetime.now(UTC) - timedelta(minutes=31))
             )
         engine.dispose()
-        with (
-            webhook_worker(env, _worker_log(setup, "a")),
-            webhook_worker(env, _worker_log(setup, "b")),
-            webhook_worker(env, _worker_log(setup, "c")),
-        ):
+        ports = {name: free_port() for name in ("a", "b", "c")}
+        with contextlib.ExitStack() as workers:
+            for name, port in ports.items():
+                workers.enter_context(
+                    webhook_worker(
+                        env,
+                        _worker_log(setup, name),
+                        *("--scan-seconds", "0.2", "--metrics-port", str(port)),
+                    )
+                )
             got = receiver.wait_for(lambda got: len(got) >= 4, 20.0)
-            # Several scans of every worker later, still once.
-            time.sleep(12)
+            # Three more scans of every worker later, still once.
+            scanned = {name: _counter(port, SCANS) for name, port in ports.items()}
+            _until(
+                lambda: all(_counter(p, SCANS) >= scanned[n] + 3 for n, p in ports.items()),
+                PROMPT,
+                "the workers did not scan again",
+            )
         full = requests.get(
             f"{base}/v1/screenings/{urgent['id']}", headers=bearer("dr-c"), timeout=10
         ).json()

@@ -466,6 +466,7 @@ def test_after_a_day_of_failures_a_delivery_is_marked_failed_and_can_be_retried(
     assert "no failed deliveries" in runner.invoke(args=["webhooks", "list", "--failed"]).output
 
 
+@pytest.mark.deployment
 def test_the_worker_without_endpoints_says_so_and_waits_to_be_stopped(
     database_url: str, tmp_path: Path
 ) -> None:

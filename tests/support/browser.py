@@ -11,6 +11,8 @@ import pytest
 from playwright.sync_api import Browser
 from playwright.sync_api import sync_playwright
 
+from tests.support.markers import require
+
 CHROMIUM = Path("/usr/bin/chromium")
 # CI sets this: there the browser tests must run, not skip.
 REQUIRE_BROWSER = os.environ.get("SCREENING_TEST_REQUIRE_BROWSER") == "1"
@@ -30,6 +32,7 @@ def chromium() -> Iterator[Browser]:
 
     Never `playwright install`: nothing is downloaded.
     """
+    require("browser", "Chromium")
     if not CHROMIUM.exists():
         reason = f"{CHROMIUM} is missing (apt-get install chromium)"
         if REQUIRE_BROWSER:

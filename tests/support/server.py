@@ -21,6 +21,7 @@ import requests
 from screening import PROJECT_ROOT
 from tests.support.app import API_KEYS
 from tests.support.app import bearer
+from tests.support.markers import require
 
 
 def free_port() -> int:
@@ -44,6 +45,7 @@ def gunicorn(
     env: dict[str, str], log: Path, *, workers: int = 3, threads: int = 4
 ) -> Iterator[str]:
     """Start ``gunicorn 'screening:create_app()'``; yield its base URL; stop it."""
+    require("deployment", "gunicorn")
     port = free_port()
     command = [
         str(Path(sys.executable).parent / "gunicorn"),
@@ -201,6 +203,7 @@ def race_posts(
 @contextmanager
 def webhook_worker(env: dict[str, str], log: Path, *args: str) -> Iterator[subprocess.Popen[bytes]]:
     """Run ``flask --app screening webhooks run ARGS`` until the block ends (then SIGTERM)."""
+    require("deployment", "The webhook worker")
     command = [
         str(Path(sys.executable).parent / "flask"),
         "--app",

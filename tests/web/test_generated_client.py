@@ -39,6 +39,8 @@ from tests.support.server import service_environment
 OPENAPI = PROJECT_ROOT / "openapi.yaml"
 CONFIG = PROJECT_ROOT / "tools" / "openapi-python-client.yaml"
 PACKAGE = "spine_screening_client"
+# The generator reads the document a served gunicorn gives.
+pytestmark = pytest.mark.deployment
 
 
 @pytest.fixture(scope="module")

@@ -50,6 +50,8 @@ from tests.support.server import gunicorn
 SCREENSHOTS = PROJECT_ROOT / os.environ.get("SCREENING_SCREENSHOTS_DIR", "build/screenshots")
 WIDE = ViewportSize(width=1280, height=900)
 NARROW = ViewportSize(width=390, height=844)
+# Chromium, against the service under gunicorn.
+pytestmark = [pytest.mark.browser, pytest.mark.deployment]
 # Pressing Tab more often than this without reaching the target is a keyboard trap or a bug.
 MAX_TABS = 80
 

@@ -24,6 +24,7 @@ from tests.support.browser import chromium
 
 LFORMS = PROJECT_ROOT / "node_modules" / "lforms" / "dist" / "lforms"
 ORIGIN = "http://renderer.test"
+pytestmark = pytest.mark.browser
 # LHC-Forms' own loading order: zone.js, the web component, then its FHIR support.
 PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>SDC renderer</title>
