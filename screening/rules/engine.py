@@ -6,17 +6,34 @@ run from the command line as plain Python.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from collections.abc import Mapping
 from typing import Any
+from typing import Protocol
 
 from screening.rules.ruleset import Rule
 from screening.rules.ruleset import Ruleset
 from screening.rules.summaries import clinician_summary
 from screening.rules.summaries import patient_summary
 
+#: The language the rules data is written in.
+ENGLISH = "en"
 
-def evaluate(answers: Mapping[str, Any], ruleset: Ruleset) -> dict[str, Any]:
-    """Apply every rule to ``answers`` (already validated) and build the result.
+
+class PatientTexts(Protocol):
+    """The patient's words in one language (an ``i18n.Catalog``)."""
+
+    @property
+    def language(self) -> str: ...
+
+    def summary_for(self, decided_by: str, matched_rules: Iterable[str]) -> dict[str, Any]: ...
+
+
+def evaluate(
+    answers: Mapping[str, Any], ruleset: Ruleset, texts: PatientTexts | None = None
+) -> dict[str, Any]:
+    """Apply every rule to ``answers`` (already validated) and build the result, with the
+    patient summary in the language of ``texts`` (the ruleset's own English without them).
 
     The first decision rule that holds decides the outcome; every rule that
     holds, decision or note, is listed in ``matched_rules`` in rule order, and
@@ -57,7 +74,11 @@ def evaluate(answers: Mapping[str, Any], ruleset: Ruleset) -> dict[str, Any]:
         "decided_by": decided.id,
         "matched_rules": [rule.id for rule in matched],
         "summary": {
-            "patient": patient_summary(ruleset, decided, matched),
+            "patient": (
+                patient_summary(ruleset, decided, matched)
+                if texts is None or texts.language == ENGLISH
+                else texts.summary_for(decided.id, [rule.id for rule in matched])
+            ),
             "clinician": clinician_summary(answers, ruleset, decided, matched),
         },
         "trace": trace,

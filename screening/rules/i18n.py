@@ -14,7 +14,6 @@ No sentence is written here, and no item or rule id is named.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from collections.abc import Iterator
 from collections.abc import Mapping
@@ -38,15 +37,6 @@ SUPPORTED: Final = ("en", "es")
 DEFAULT: Final = SUPPORTED[0]
 I18N_DIR: Final = "i18n"
 SCHEMA_NAME: Final = "translation.schema.json"
-# Real Accept-Language headers are a few dozen characters; a longer one is not
-# worth parsing on every request.
-_MAX_ACCEPT_LANGUAGE = 512
-
-# RFC 9110 section 12.5.4: a language range is "*" or 1-8 letters, then
-# "-"-separated subtags of 1-8 letters or digits (RFC 4647).
-_LANGUAGE_RANGE = re.compile(r"\*|[A-Za-z]{1,8}(?:-[A-Za-z0-9]{1,8})*")
-# The weight: "q=" then 0 to 1 with at most three decimals ("q" is case-insensitive).
-_WEIGHT = re.compile(r"[qQ]=(0(?:\.[0-9]{0,3})?|1(?:\.0{0,3})?)")
 # libyaml's loader where installed: the same safe subset, several times faster
 # than the pure-Python one on a file this size.
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -179,6 +169,14 @@ class Catalog:
         keeps its keys and their order, with headline, body, notes and
         disclaimer in this language (notes in the order of ``matched_rules``).
         """
+        localized = dict(summary)
+        localized.update(self.summary_for(decided_by, matched_rules))
+        return localized
+
+    def summary_for(self, decided_by: str, matched_rules: Iterable[str]) -> dict[str, Any]:
+        """The patient summary in this language, built from a result's rule ids alone:
+        headline, body, the notes that fit the outcome (in the order of
+        ``matched_rules``), disclaimer."""
         decision = self._decisions.get(decided_by)
         if decision is None:
             raise ValueError(f"'{decided_by}' is not a decision rule of the loaded ruleset")
@@ -188,19 +186,19 @@ class Catalog:
             raise ValueError(f"unknown rule ids in matched_rules: {unknown}")
         headline, body = decision
         notes = self.texts.notes
-        localized = dict(summary)
-        localized["headline"] = headline
-        localized["body"] = list(body)
         outcome = self._rules[decided_by].outcome
         assert outcome is not None
-        # Only the notes that fit the outcome (rules-v1 ``patient_note_for``).
-        localized["notes"] = [
-            notes[rule_id]
-            for rule_id in matched
-            if rule_id in notes and self._rules[rule_id].note_fits(outcome)
-        ]
-        localized["disclaimer"] = self.texts.disclaimer
-        return localized
+        return {
+            "headline": headline,
+            "body": list(body),
+            # Only the notes that fit the outcome (rules-v1 ``patient_note_for``).
+            "notes": [
+                notes[rule_id]
+                for rule_id in matched
+                if rule_id in notes and self._rules[rule_id].note_fits(outcome)
+            ],
+            "disclaimer": self.texts.disclaimer,
+        }
 
 
 def _read(path: Path) -> tuple[Any, list[str]]:
@@ -372,74 +370,3 @@ def load_translations(
     if problems:
         raise RulesError(problems)
     return {language: catalogs[language] for language in SUPPORTED}
-
-
-def _weight(parameters: list[str]) -> float | None:
-    """The q-value of one Accept-Language element; None when it is malformed."""
-    if not parameters:
-        return 1.0
-    if len(parameters) > 1:
-        return None
-    match = _WEIGHT.fullmatch(parameters[0].strip())
-    return float(match.group(1)) if match else None
-
-
-def _from_accept_language(header: str) -> str | None:
-    """The supported language the header prefers, or None when it accepts none.
-
-    For each supported language, a range naming it exactly ("es") decides its
-    weight; otherwise the best range with that primary tag ("es-MX"); otherwise
-    "*". Weight 0 means "not acceptable". Equal weights go to the range listed
-    first. A malformed element is skipped rather than failing the request.
-    """
-    exact: dict[str, tuple[float, int]] = {}
-    prefixed: dict[str, tuple[float, int]] = {}
-    wildcard: tuple[float, int] | None = None
-    for position, element in enumerate(header.split(",")):
-        tag, *parameters = element.split(";")
-        tag = tag.strip()
-        if not tag:
-            # The list grammar allows empty elements ("es,,en").
-            continue
-        weight = _weight(parameters)
-        if weight is None or not _LANGUAGE_RANGE.fullmatch(tag):
-            continue
-        if tag == "*":
-            wildcard = wildcard or (weight, position)
-            continue
-        primary = tag.split("-", 1)[0].lower()
-        if primary not in SUPPORTED:
-            continue
-        if tag.lower() == primary:
-            exact.setdefault(primary, (weight, position))
-        elif primary not in prefixed or weight > prefixed[primary][0]:
-            prefixed[primary] = (weight, position)
-    best: tuple[float, int, int] | None = None
-    choice = None
-    for rank, language in enumerate(SUPPORTED):
-        weight_position = exact.get(language) or prefixed.get(language) or wildcard
-        if weight_position is None or weight_position[0] <= 0:
-            continue
-        # Higher weight first, then the earlier range, then SUPPORTED order (for "*").
-        key = (weight_position[0], -weight_position[1], -rank)
-        if best is None or key > best:
-            best, choice = key, language
-    return choice
-
-
-def negotiate(lang_param: str | None, accept_language: str | None) -> str:
-    """Pick the language of a response: a supported ``?lang=`` wins, then Accept-Language.
-
-    ``lang_param`` may be a plain or regional tag ("es", "es-MX", "es_MX");
-    one the service does not speak is ignored in favour of the header. Without
-    a usable choice the answer is English.
-    """
-    if lang_param:
-        tag = lang_param.strip().replace("_", "-")
-        if tag != "*" and _LANGUAGE_RANGE.fullmatch(tag):
-            primary = tag.split("-", 1)[0].lower()
-            if primary in SUPPORTED:
-                return primary
-    if accept_language and len(accept_language) <= _MAX_ACCEPT_LANGUAGE:
-        return _from_accept_language(accept_language) or DEFAULT
-    return DEFAULT

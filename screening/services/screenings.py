@@ -139,14 +139,10 @@ class ScreeningService:
         catalog: Catalog,
         source: dict[str, Any] | None = None,
     ) -> Submission:
-        """Apply the package's rules; the patient summary is kept in the language it is read in."""
-        result = evaluate(answers, package.ruleset)
+        """Apply the package's rules; the patient summary is built, and kept, in the
+        language it is read in."""
+        result = evaluate(answers, package.ruleset, package.catalogs[catalog.language])
         result["shadow"] = self._shadows(package, answers)
-        if catalog.language != "en":
-            summary = result["summary"]
-            summary["patient"] = package.catalogs[catalog.language].patient_summary(
-                summary["patient"], result["decided_by"], result["matched_rules"]
-            )
         return Submission(answers, patient_ref, result, package, catalog.language, source)
 
     def _shadows(self, package: Package, answers: dict[str, Any]) -> list[dict[str, Any]]:

@@ -14,15 +14,16 @@ import pytest
 import textstat
 import yaml
 
+from screening.rules.cases import load_cases
 from screening.rules.engine import evaluate
 from screening.rules.i18n import SUPPORTED
 from screening.rules.i18n import Catalog
 from screening.rules.i18n import Texts
 from screening.rules.i18n import load_translations
-from screening.rules.i18n import negotiate
 from screening.rules.loader import RulesError
 from screening.rules.rulebook import load_rules
 from tests.support.app import RULES_DIR  # noqa: E402
+from tests.support.app import RULES_ROOT
 
 RULEBOOK = load_rules(RULES_DIR)
 QUESTIONNAIRE = RULEBOOK.questionnaire
@@ -565,55 +566,22 @@ def test_unknown_rule_ids_are_refused(decided_by: str, matched: list[str]) -> No
         catalog.patient_summary({}, decided_by, matched)
 
 
-# --- Negotiation -----------------------------------------------------------------
-
-
 @pytest.mark.parametrize(
-    ("lang_param", "accept_language", "expected"),
-    [
-        (None, None, "en"),
-        ("es", None, "es"),
-        ("ES", None, "es"),
-        ("es-MX", None, "es"),
-        ("es_MX", None, "es"),
-        (" es ", None, "es"),
-        ("en", "es", "en"),
-        ("es", "en-US,en;q=0.9", "es"),
-        ("fr", "es", "es"),
-        ("fr", None, "en"),
-        ("", "es", "es"),
-        ("*", "es", "es"),
-        ("../../etc", "es", "es"),
-        (None, "es-MX,es;q=0.9,en;q=0.8", "es"),
-        (None, "en-US,en;q=0.9,es;q=0.8", "en"),
-        (None, "es-419", "es"),
-        (None, "fr", "en"),
-        (None, "fr-CA, fr;q=0.9, es;q=0.5", "es"),
-        (None, "en;q=0.5, es;q=0.7", "es"),
-        (None, "es;q=0.5, en;q=0.5", "es"),
-        (None, "en;q=0.5, es;q=0.5", "en"),
-        (None, "en;q=0, es;q=0.1", "es"),
-        (None, "es;q=0, *", "en"),
-        (None, "es-MX, es;q=0", "en"),
-        (None, "es-ES;q=0.1, en;q=0.2", "en"),
-        (None, "*", "en"),
-        (None, "*;q=0.5, es;q=0.4", "en"),
-        (None, "es ; q=0.8", "es"),
-        (None, "es;Q=0.8", "es"),
-        (None, "es,,en", "es"),
-        (None, "", "en"),
-        # Malformed: an unknown parameter, a weight above 1 or with four decimals,
-        # a bad tag, junk; malformed elements are skipped.
-        (None, "es;q=abc", "en"),
-        (None, "es;q=1.5", "en"),
-        (None, "es;q=0.1234", "en"),
-        (None, "es;level=1", "en"),
-        (None, "es;q=0.5;q=0.6", "en"),
-        (None, "español", "en"),
-        (None, ";;;", "en"),
-        (None, "!!, es;q=0.3", "es"),
-        (None, "es" + ",x" * 300, "en"),
-    ],
+    "package", load_rules(RULES_ROOT).packages, ids=lambda p: f"{p.ruleset.id} {p.ruleset.version}"
 )
-def test_negotiate(lang_param: str | None, accept_language: str | None, expected: str) -> None:
-    assert negotiate(lang_param, accept_language) == expected
+def test_the_engine_builds_the_patient_summary_in_the_catalogs_language(package: Any) -> None:
+    """Built once in the reader's language, the summary is what the English one translated
+    was, for every case of every package."""
+    for case in load_cases(package):
+        english_result = evaluate(case.answers, package.ruleset)
+        decided, matched = english_result["decided_by"], english_result["matched_rules"]
+        english = english_result["summary"]["patient"]
+        for language, catalog in package.catalogs.items():
+            result = evaluate(case.answers, package.ruleset, catalog)
+            expected = catalog.patient_summary(english, decided, matched)
+            assert result["summary"]["patient"] == expected, (case.name, language)
+            # Only the patient's words differ by language.
+            assert {k: v for k, v in result.items() if k != "summary"} == {
+                k: v for k, v in english_result.items() if k != "summary"
+            }
+            assert result["summary"]["clinician"] == english_result["summary"]["clinician"]

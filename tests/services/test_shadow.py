@@ -76,10 +76,12 @@ def test_a_failing_shadow_never_fails_the_request(
 ) -> None:
     real = engine.evaluate
 
-    def broken_for_the_shadow(answers: dict[str, Any], ruleset: Any) -> dict[str, Any]:
+    def broken_for_the_shadow(
+        answers: dict[str, Any], ruleset: Any, texts: Any = None
+    ) -> dict[str, Any]:
         if ruleset.version == "1.3.0":
             raise RuntimeError("a broken shadow ruleset")
-        return real(answers, ruleset)
+        return real(answers, ruleset, texts)
 
     monkeypatch.setattr(screenings, "evaluate", broken_for_the_shadow)
     with make_app(database_url, RULES_DIR=str(shadow_tree(tmp_path))) as app:
