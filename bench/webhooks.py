@@ -51,9 +51,9 @@ from load import _wrk
 
 from screening import PROJECT_ROOT
 from screening import create_app
+from screening import extension
 from screening.rules.cases import load_cases
 from screening.rules.rulebook import load_rules
-from screening.services import registry
 from screening.services.keys import new_token
 from screening.services.keys import token_digest
 from screening.storage.migrate import migrate
@@ -194,7 +194,7 @@ def delivery_rate(database_url: str, count: int, workdir: Path) -> float:
             worker.terminate()
             worker.wait(timeout=30)
             engine.dispose()
-            app.extensions[registry.SCREENINGS_EXTENSION].store.engine.dispose()
+            extension.of(app).store.engine.dispose()
     stamps = sorted(datetime.fromisoformat(t) if isinstance(t, str) else t for t in times)
     if len(stamps) < count:
         raise SystemExit(f"only {len(stamps)} of {count} delivered; see {workdir / 'worker.log'}")
@@ -213,11 +213,11 @@ def in_process_cost(database_url: str, rounds: int) -> tuple[float, float, float
     plain = _app(database_url, token, None)
     hooked = _app(database_url, token, _endpoints("http://127.0.0.1:9/hook"))
     headers = {"Authorization": f"Bearer {token}"}
-    store: Store = hooked.extensions[registry.SCREENINGS_EXTENSION].store
+    store: Store = extension.of(hooked).store
     with hooked.app_context():
-        service = registry.screenings()
-        key = registry.authenticator().keys[0]
-        catalog = registry.catalogs()["en"]
+        service = extension.screenings()
+        key = extension.authenticator().keys[0]
+        catalog = extension.catalogs()["en"]
         submission = service.check_submission(
             {"answers": bodies[0]["answers"], "patient_ref": None, "questionnaire": None},
             catalog,
@@ -247,7 +247,7 @@ def in_process_cost(database_url: str, rounds: int) -> tuple[float, float, float
             posts[with_row].append(time.perf_counter() - started)
             assert response.status_code == 201
     for app in (plain, hooked):
-        app.extensions[registry.SCREENINGS_EXTENSION].store.engine.dispose()
+        extension.of(app).store.engine.dispose()
     return (
         _median_us(writes[False]),
         _median_us(writes[True]),

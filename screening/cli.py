@@ -17,6 +17,7 @@ import orjson
 from flask.cli import AppGroup
 from prometheus_client import start_http_server
 
+from screening import extension
 from screening.rules.cases import run_cases
 from screening.rules.diff import diff_packages
 from screening.rules.diff import diff_text
@@ -26,7 +27,6 @@ from screening.rules.replay import Replay
 from screening.rules.rulebook import case_problems
 from screening.rules.rulebook import load_package
 from screening.rules.rulebook import load_rules
-from screening.services import registry
 from screening.services.delivery import DEFAULT_LEASE_SECONDS
 from screening.services.delivery import MIN_LEASE_SECONDS
 from screening.services.keys import ROLES
@@ -42,7 +42,7 @@ rules_cli = AppGroup("rules", help="Check, test and apply the questionnaire and 
 @rules_cli.command("check")
 def check_command() -> None:
     """Validate every package: its files, cross-references, translations and package.yaml."""
-    rulebook = registry.rulebook()
+    rulebook = extension.rulebook()
     # The app already loaded the rules (start-up stops on any problem); load
     # again so an edit made since start-up is checked too.
     try:
@@ -81,7 +81,7 @@ def _shown(path: Path) -> str:
 def test_command() -> None:
     """Run every package's rule cases and report rule coverage; exit 1 on any failure or gap."""
     ok = True
-    for package in registry.rulebook().sorted_packages():
+    for package in extension.rulebook().sorted_packages():
         try:
             report = run_cases(package)
         except RulesError as exc:
@@ -164,7 +164,7 @@ def replay_command(
         raise click.ClickException(str(exc)) from None
     q = package.questionnaire
     stored = (q.id, answers_of or q.version)
-    rows = registry.screenings().replay_rows(
+    rows = extension.screenings().replay_rows(
         stored,
         since.replace(tzinfo=UTC) if since else None,
         until.replace(tzinfo=UTC) if until else None,
@@ -268,10 +268,10 @@ def evaluate_command(
     Each goes through the API's submission path: the same package choice, answer
     checks and rules (English summaries).
     """
-    screenings = registry.screenings()
+    screenings = extension.screenings()
     questionnaire = None
     if questionnaire_option is not None:
-        served_id = registry.rulebook().questionnaire.id
+        served_id = extension.rulebook().questionnaire.id
         questionnaire = {"id": served_id, "version": questionnaire_option}
     ruleset = _ruleset_reference(ruleset_option)
     try:
@@ -285,7 +285,7 @@ def evaluate_command(
         "ruleset": {"id": package.id, "version": package.version},
         "patient_ref": None,
     }
-    catalog = registry.catalogs()[DEFAULT]
+    catalog = extension.catalogs()[DEFAULT]
     # orjson, and output written in blocks rather than echoed line by line: with
     # the standard library's encoder and click.echo, writing the results cost
     # more than evaluating them (see bench/engine.py).
@@ -342,7 +342,7 @@ db_cli = AppGroup("db", help="Manage the database schema.")
 @click.option("--revision", default="head", show_default=True, help="Target revision.")
 def upgrade_command(revision: str) -> None:
     """Apply schema migrations up to REVISION."""
-    registry.screenings().upgrade_database(revision)
+    extension.screenings().upgrade_database(revision)
     click.echo(f"database at revision {revision}")
 
 
@@ -360,7 +360,7 @@ screenings_cli = AppGroup("screenings", help="Look after stored screenings.")
 def purge_command(days: int) -> None:
     """Delete old screenings, their reviews and idempotency records (audited as 'cli')."""
     cutoff = datetime.now(UTC) - timedelta(days=days)
-    deleted = registry.screenings().purge(cutoff, actor="cli")
+    deleted = extension.screenings().purge(cutoff, actor="cli")
     click.echo(
         f"deleted {deleted} screening{'s' if deleted != 1 else ''} created before "
         f"{cutoff.isoformat(timespec='seconds')}"
@@ -411,7 +411,7 @@ def run_webhooks_command(
 
     Several workers, on any number of hosts, may run at once on the same database.
     """
-    service = registry.notifications()
+    service = extension.notifications()
     if metrics_port is not None:
         start_http_server(metrics_port, addr=metrics_host)
     stop = threading.Event()
@@ -450,7 +450,7 @@ def _moment(value: datetime | None) -> str:
 )
 def list_webhooks_command(failed: bool, limit: int) -> None:
     """Show deliveries, newest first: id, status, attempts, event, endpoint, times, result."""
-    rows = registry.notifications().deliveries(failed_only=failed, limit=limit)
+    rows = extension.notifications().deliveries(failed_only=failed, limit=limit)
     click.echo(
         f"{'id':>6}  {'status':<9} {'tries':>5}  {'event':<24} {'endpoint':<16} "
         f"{'screening':<32}  {'created':<20}  {'next / delivered':<20}  last result"
@@ -472,7 +472,7 @@ def list_webhooks_command(failed: bool, limit: int) -> None:
 @click.argument("delivery_id", type=click.IntRange(min=1))
 def retry_webhook_command(delivery_id: int) -> None:
     """Send failed delivery DELIVERY_ID again, on a fresh retry schedule."""
-    outcome = registry.notifications().retry(delivery_id)
+    outcome = extension.notifications().retry(delivery_id)
     if outcome == "missing":
         raise click.ClickException(f"there is no delivery {delivery_id}")
     if outcome == "not_failed":

@@ -21,8 +21,8 @@ import yaml
 from flask import Flask
 from flask.testing import FlaskClient
 
+from screening import extension
 from screening.fhir.forms import questionnaire_response_from_answers
-from screening.services import registry
 from tests.support.app import BOTH_DATABASES
 from tests.support.app import FIFTH_LABEL
 from tests.support.app import FIFTH_OUTCOME
@@ -82,7 +82,7 @@ def client(app: Flask) -> FlaskClient:
 
 def _base() -> dict[str, Any]:
     """A complete questionnaire 1.1.0 submission that meets the discussion criteria."""
-    cases = (Path(registry.__file__).parents[2] / "rules/lumbar-rfa/1.1.1/cases.yaml").read_text(
+    cases = (Path(extension.__file__).parents[1] / "rules/lumbar-rfa/1.1.1/cases.yaml").read_text(
         encoding="utf-8"
     )
     return dict(yaml.safe_load(cases)["bases"]["no_findings"])
@@ -152,7 +152,7 @@ def test_an_endpoint_filtered_on_it_gets_only_its_screenings(
     _store(client, _base(), "MRN-1")
     physio = _store(client, _physio(), "MRN-2")
     with app.app_context():
-        deliverer = registry.notifications().deliverer(lease_seconds=30)
+        deliverer = extension.notifications().deliverer(lease_seconds=30)
     with requests.Session() as session:
         while deliverer.deliver_due(session):
             pass
@@ -179,7 +179,7 @@ def test_the_pages_show_it_in_its_packages_words(app: Flask) -> None:
 
 def test_a_card_for_a_response_it_decides(client: FlaskClient, app: Flask) -> None:
     with app.app_context():
-        questionnaire = registry.rulebook().for_questionnaire("1.1.0").questionnaire
+        questionnaire = extension.rulebook().for_questionnaire("1.1.0").questionnaire
     resource = questionnaire_response_from_answers(_physio(), questionnaire)
     hook = {
         "hookInstance": "d1577c69-dfbe-44ad-ba6d-3e05e953b2ea",

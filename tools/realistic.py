@@ -182,8 +182,8 @@ def fill(database_url: str, count: int, seed: int, rules_dir: str | None = None)
     """Store ``count`` realistic screenings through the service; return how many per
     (questionnaire version, ruleset id)."""
     from screening import create_app
+    from screening import extension
     from screening.services.keys import token_digest
-    from screening.services.registry import SCREENINGS_EXTENSION
     from screening.storage.migrate import migrate
     from screening.storage.store import make_engine
 
@@ -202,7 +202,7 @@ def fill(database_url: str, count: int, seed: int, rules_dir: str | None = None)
     )
     # A line per request would bury what the command prints.
     logging.getLogger("screening").setLevel(logging.WARNING)
-    rulebook = app.extensions[SCREENINGS_EXTENSION].rulebook
+    rulebook = extension.of(app).rulebook
     versions = rulebook.questionnaire_versions()
     rng = random.Random(seed)
     client = app.test_client()

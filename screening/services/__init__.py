@@ -2,6 +2,6 @@
 
 ``screenings`` submits, reads, lists and reviews screenings; ``keys`` knows the
 configured API keys; ``problems`` holds the errors the services raise;
-``registry`` keeps what ``create_app`` set up on the app. Views and commands
-call these, never the store.
+``config`` reads every setting; ``registry`` builds the services from them. Views and
+commands call these, never the store.
 """

@@ -24,10 +24,22 @@ from datetime import UTC
 from datetime import datetime
 from datetime import timedelta
 from typing import Any
+from urllib.parse import quote
 
 import jwt
 import requests
 
+from screening.rules.i18n import DEFAULT
+from screening.rules.rulebook import Rulebook
+from screening.services.cds_cards import PATIENT_PLACEHOLDER
+from screening.services.cds_cards import PREFETCH_KEY
+from screening.services.cds_cards import card_for
+from screening.services.cds_cards import latest_response
+from screening.services.cds_cards import moved
+from screening.services.cds_cards import prefetch_query
+from screening.services.problems import ProblemError
+from screening.services.problems import ValidationProblem
+from screening.services.screenings import ScreeningService
 from screening.services.settings import http_url
 from screening.services.settings import json_array
 from screening.storage.store import Store
@@ -322,16 +334,106 @@ def fetch_resource(
     return _get(url, headers, MAX_FHIR_BYTES)
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PatientView:
+    """A ``patient-view`` hook call, as the web layer read it."""
+
+    #: Who called: the EHR's ``iss``, or a clinician key's name.
+    caller: str
+    #: The EHR's client (None for a clinician key, which may not have data fetched).
+    client: CdsClient | None
+    hook_instance: str
+    patient_id: str
+    #: The prefetched response or Bundle; None when the EHR did not prefetch it.
+    prefetched: Any
+    fhir_server: str | None
+    access_token: str | None
+    #: Where the card's link points: ``SCREENING_PUBLIC_URL`` or the address called.
+    base_url: str
+
+
+def _cannot_fetch() -> ProblemError:
+    return ProblemError(
+        "The FHIR data this service needs was not prefetched and can't be fetched from "
+        "the given fhirServer.",
+        status=412,
+    )
+
+
 class CdsService:
-    """The CDS Hooks use cases: trusting EHRs, the cards shown, their feedback."""
+    """The CDS Hooks use cases: trusting EHRs, the card for a patient, the cards shown and
+    their feedback."""
 
     def __init__(
-        self, store: Store, clients: Sequence[CdsClient], public_url: str | None = None
+        self,
+        store: Store,
+        clients: Sequence[CdsClient],
+        public_url: str | None = None,
+        *,
+        screenings: ScreeningService,
     ) -> None:
         self.store = store
         #: ``SCREENING_PUBLIC_URL``: the base of the URLs tokens' ``aud`` must name.
         self.public_url = public_url
         self.verifier = TokenVerifier(clients, store)
+        self.screenings = screenings
+
+    @property
+    def rulebook(self) -> Rulebook:
+        """The rules the cards are made with (the screening service's)."""
+        return self.screenings.rulebook
+
+    def patient_view(self, call: PatientView) -> dict[str, Any] | None:
+        """The card for the patient's latest completed response (prefetched, or fetched
+        from the EHR's FHIR server when not), stored under its uuid; None without one.
+
+        The response is checked and decided exactly as a submission to the API (by the
+        default package of the questionnaire version it answers); the card, for
+        clinicians, is in English. Problems name their fields under where the response
+        came from (``prefetch.questionnaireResponse`` or ``fhirServer...``)."""
+        where = f"prefetch.{PREFETCH_KEY}"
+        prefetched = call.prefetched
+        if prefetched is None:
+            # Not prefetched (the key left out or null): fetch it, when the EHR says where.
+            if call.fhir_server is None:
+                return None
+            prefetched = self._fetch(call, call.fhir_server)
+            where = f"fhirServer.{PREFETCH_KEY}"
+        try:
+            latest = latest_response(prefetched, self.rulebook)
+            if latest is None:
+                return None
+            submission = self.screenings.check_fhir_submission(
+                latest, self.rulebook.catalogs[DEFAULT]
+            )
+        except ValidationProblem as exc:
+            raise moved(exc, where) from None
+        result = submission.result
+        screening_id = self.screening_for(submission.answers)
+        review_url = call.base_url + "/review/" + (screening_id or "")
+        card = card_for(result, submission.package, review_url, stored=screening_id is not None)
+        self.record_card(
+            card,
+            caller=call.caller,
+            hook_instance=call.hook_instance,
+            patient_id=call.patient_id,
+            outcome=result["outcome"],
+            screening_id=screening_id,
+        )
+        return card
+
+    def _fetch(self, call: PatientView, fhir_server: str) -> Any:
+        """The prefetch query's answer from the EHR's FHIR server (412 when it can't be had)."""
+        if call.access_token is None:
+            logger.info("cds: fetch refused", extra={"reason": "no fhirAuthorization"})
+            raise _cannot_fetch()
+        patient = quote(call.patient_id, safe="")
+        query = prefetch_query(self.rulebook).replace(PATIENT_PLACEHOLDER, patient)
+        try:
+            return fetch_resource(call.client, fhir_server, call.access_token, query)
+        except FetchFailed as exc:
+            logger.info("cds: fetch failed", extra={"reason": str(exc)})
+            raise _cannot_fetch() from None
 
     def verify(self, token: str, audience: str) -> CdsClient:
         """The client behind a JWT (see ``TokenVerifier.verify``)."""

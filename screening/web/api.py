@@ -13,12 +13,12 @@ from flask import current_app
 from flask import jsonify
 from flask import request
 
+from screening import extension
 from screening.fhir.forms import localized
 from screening.fhir.forms import questionnaire_resource
 from screening.fhir.results import screening_bundle
 from screening.rules.i18n import Catalog
 from screening.rules.questionnaire import Questionnaire
-from screening.services import registry
 from screening.services.problems import ValidationProblem
 from screening.services.screenings import Submission
 from screening.services.screenings import request_fingerprint
@@ -65,7 +65,7 @@ def _cacheable(response: Response, etag: str) -> Response:
 def get_questionnaire() -> Response:
     """The questionnaire (``?version=`` for another served version): native JSON in the
     asked language, or a FHIR R4 Questionnaire."""
-    package = registry.screenings().questionnaire_package(request.args.get("version"))
+    package = extension.screenings().questionnaire_package(request.args.get("version"))
     questionnaire = package.questionnaire
     catalog = package.catalogs[request_catalog().language]
     if request.accept_mimetypes.best_match([JSON, FHIR_JSON], default=JSON) == FHIR_JSON:
@@ -81,14 +81,14 @@ def get_questionnaire() -> Response:
 @bp.get("/ruleset")
 def get_ruleset() -> Response:
     """The default ruleset's id, version, sha256, rules and sources."""
-    ruleset = registry.rulebook().ruleset
+    ruleset = extension.rulebook().ruleset
     return _cacheable(jsonify(ruleset.to_json()), ruleset.sha256)
 
 
 @bp.get("/rulesets")
 def list_rulesets() -> Response:
     """Every loaded rule package: id, version, sha256, status, default, questionnaire, approval."""
-    rulebook = registry.rulebook()
+    rulebook = extension.rulebook()
     packages = rulebook.sorted_packages()
     items = [package.summary() for package in packages]
     etag = "-".join(f"{p.ruleset.sha256[:16]}{p.status[0]}" for p in packages)
@@ -98,7 +98,7 @@ def list_rulesets() -> Response:
 @bp.get("/rulesets/<ruleset_id>/<version>")
 def get_one_ruleset(ruleset_id: str, version: str) -> Response:
     """One loaded ruleset as ``GET /v1/ruleset`` shows the default, with status and changelog."""
-    package = registry.screenings().package(ruleset_id, version)
+    package = extension.screenings().package(ruleset_id, version)
     document = {
         **package.ruleset.to_json(),
         "status": package.status,
@@ -110,7 +110,7 @@ def get_one_ruleset(ruleset_id: str, version: str) -> Response:
 def _submission_reader() -> tuple[str, dict[str, Any], Callable[[], Submission]]:
     """Read a native or FHIR body; return its kind, the body, and the check to run on it."""
     kind, body = json_object((JSON, FHIR_JSON))
-    service = registry.screenings()
+    service = extension.screenings()
     if kind == FHIR_JSON:
         hint = body.get("language") if isinstance(body.get("language"), str) else None
         catalog = request_catalog(hint)
@@ -130,7 +130,7 @@ def post_evaluate() -> Response:
     _, _, check = _submission_reader()
     submission = check()
     key = current_key()
-    record = registry.screenings().record(submission, key)
+    record = extension.screenings().record(submission, key)
     response = jsonify(views.evaluation_view(record, key.role))
     response.headers["Content-Language"] = _language_of_view(submission.language, key.role)
     return response
@@ -159,7 +159,7 @@ def post_screening() -> Response:
         None if idempotency_key is None else (idempotency_key, request_fingerprint(kind, body))
     )
     key = current_key()
-    created = registry.screenings().create(
+    created = extension.screenings().create(
         key, check, idempotency, lambda record: jsonio.dumps(views.caller_view(record, key.role))
     )
     response = current_app.response_class(created.body, status=201, mimetype=JSON)
@@ -175,12 +175,12 @@ def post_screening() -> Response:
 def get_screening(screening_id: str) -> Response:
     """One screening: full view (or a FHIR Bundle) for clinicians, patient view for its portal."""
     key = current_key()
-    record = registry.screenings().read(screening_id, key)
+    record = extension.screenings().read(screening_id, key)
     # The FHIR form carries the clinician's findings: only clinicians may choose it.
     offered = [JSON, FHIR_JSON] if key.role == "clinician" else [JSON]
     if request.accept_mimetypes.best_match(offered, default=JSON) == FHIR_JSON:
         # The questionnaire it was answered on (a portal may be pinned to an older one).
-        questionnaire = registry.rulebook().questionnaire_of(
+        questionnaire = extension.rulebook().questionnaire_of(
             record["questionnaire_id"], record["questionnaire_version"]
         )
         response = jsonify(screening_bundle(record, questionnaire))
@@ -197,7 +197,7 @@ def get_screening(screening_id: str) -> Response:
 def list_screenings() -> Response:
     """Clinician list, newest first, filtered, with an opaque cursor."""
     params = schemas.load(schemas.list_query, request.args)
-    return jsonify(views.list_view(registry.screenings().list(params, current_key())))
+    return jsonify(views.list_view(extension.screenings().list(params, current_key())))
 
 
 @bp.post("/screenings/<screening_id>/review")
@@ -206,4 +206,6 @@ def post_review(screening_id: str) -> Response:
     """Mark a screening reviewed, with an optional note."""
     _, body = json_object()
     note = schemas.load(schemas.review_request, body)["note"]
-    return jsonify(views.full_view(registry.screenings().review(screening_id, note, current_key())))
+    return jsonify(
+        views.full_view(extension.screenings().review(screening_id, note, current_key()))
+    )

@@ -16,7 +16,7 @@ from typing import cast
 from flask import g
 from flask import request
 
-from screening.services import registry
+from screening import extension
 from screening.services.keys import ApiKey
 from screening.services.problems import ProblemError
 
@@ -44,7 +44,7 @@ def identify_request() -> ApiKey | None:
         scheme, token = presented_token()
         found = None
         if scheme == "bearer" and token:
-            found = registry.authenticator().identify(token)
+            found = extension.authenticator().identify(token)
         g.identified_key = found
     return cast("ApiKey | None", g.identified_key)
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 from flask import Flask
 from flask import request
 from flask_limiter import Limiter
-from limits import parse_many
 
 from screening.web.auth import identify_request
 from screening.web.ops import PROBE_ENDPOINTS
@@ -31,10 +30,6 @@ from screening.web.review import signed_in_key
 EXEMPT_ENDPOINTS = PROBE_ENDPOINTS | {"metrics.metrics"}
 #: What the limiter calls a request that matched no route (it skips requests it can't name).
 UNMATCHED = "<unmatched>"
-
-
-class RateLimitConfigError(ValueError):
-    """``SCREENING_RATE_LIMIT`` can't be parsed."""
 
 
 def caller() -> str:
@@ -53,17 +48,10 @@ def _request_name() -> str:
     return request.endpoint or UNMATCHED
 
 
-def init_app(app: Flask) -> Limiter | None:
-    """Install the limiter when ``RATE_LIMIT`` is set; raise on an unreadable limit."""
-    rate_limit = str(app.config.get("RATE_LIMIT") or "").strip()
+def init_app(app: Flask, rate_limit: str, storage: str) -> Limiter | None:
+    """Install the limiter when ``rate_limit`` (checked by the settings) is not empty."""
     if not rate_limit:
         return None
-    try:
-        parse_many(rate_limit)
-    except ValueError:
-        raise RateLimitConfigError(
-            f"SCREENING_RATE_LIMIT: '{rate_limit}' is not a limit such as 50/second"
-        ) from None
     return Limiter(
         caller,
         app=app,
@@ -72,6 +60,6 @@ def init_app(app: Flask) -> Limiter | None:
         application_limits=[rate_limit],
         application_limits_exempt_when=_exempt,
         request_identifier=_request_name,
-        storage_uri=str(app.config.get("RATE_LIMIT_STORAGE") or "memory://"),
+        storage_uri=storage,
         headers_enabled=True,
     )

@@ -35,7 +35,7 @@ from prometheus_client import generate_latest
 from prometheus_client import multiprocess
 from pythonjsonlogger.orjson import OrjsonFormatter
 
-from screening.services import registry as services
+from screening import extension
 from screening.services.keys import token_digest
 from screening.services.metrics import DatabaseGauges
 from screening.services.problems import ProblemError
@@ -160,7 +160,7 @@ def _finish(response: Response) -> Response:
 @bp.get("/metrics")
 def metrics() -> Response:
     """Prometheus metrics, for a caller holding the metrics token."""
-    expected = current_app.config.get("METRICS_KEY")
+    expected = extension.settings().metrics_key
     if not expected:
         raise ProblemError("Nothing is found at this address.", status=404)
     header = request.headers.get("Authorization", "")
@@ -181,7 +181,7 @@ def metrics() -> Response:
         data = generate_latest()
     # Read from the database at each scrape: the same on every worker and instance.
     gauges = CollectorRegistry(auto_describe=False)
-    gauges.register(DatabaseGauges(services.notifications().gauges))
+    gauges.register(DatabaseGauges(extension.notifications().gauges))
     data += generate_latest(gauges)
     return current_app.response_class(data, mimetype=CONTENT_TYPE_LATEST.split(";")[0])
 

@@ -13,9 +13,9 @@ from flask import current_app
 from flask import jsonify
 from flask import request
 
+from screening import extension
 from screening.fhir.forms import canonical_reference
 from screening.rules.rulebook import Rulebook
-from screening.services import registry
 from screening.web.errors import problem_response
 
 bp = Blueprint("ops", __name__)
@@ -33,8 +33,8 @@ def healthz() -> Response:
 @bp.get("/readyz")
 def readyz() -> Response:
     """200 when the database answers and the rules are loaded, else 503."""
-    registry.rulebook()
-    if not registry.screenings().database_answers():
+    extension.rulebook()
+    if not extension.screenings().database_answers():
         # The reason went to the log, never to the caller.
         return problem_response(503, "The database does not answer.")
     return jsonify(status="ready")
@@ -82,7 +82,7 @@ def openapi_document_bytes(
 @bp.get("/openapi.yaml")
 def openapi_document() -> Response:
     """The OpenAPI description of this API, as a file."""
-    lists = served_lists(registry.rulebook())
+    lists = served_lists(extension.rulebook())
     data, digest = openapi_document_bytes(current_app.config["OPENAPI_PATH"], *lists)
     response = current_app.response_class(data, mimetype="application/yaml")
     response.set_etag(digest)

@@ -14,17 +14,8 @@ from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 
-class ProxyConfigError(ValueError):
-    """``SCREENING_TRUSTED_PROXIES`` is not a number of proxies."""
-
-
-def init_app(app: Flask) -> None:
-    """Read client addresses through the configured number of trusted proxies."""
-    count = app.config.get("TRUSTED_PROXIES", 0)
-    if type(count) is not int or not 0 <= count <= 10:
-        raise ProxyConfigError(
-            "SCREENING_TRUSTED_PROXIES: the number of reverse proxies in front (0 to 10)"
-        )
+def init_app(app: Flask, count: int) -> None:
+    """Read client addresses through ``count`` trusted proxies (``SCREENING_TRUSTED_PROXIES``)."""
     if count:
         # Only the address and scheme: the Host header reaches the app as the proxy
         # passed it (README: the proxy must pass the original Host on).

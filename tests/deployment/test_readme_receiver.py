@@ -22,7 +22,7 @@ import requests
 import sqlalchemy as sa
 
 from screening import PROJECT_ROOT
-from screening.services import registry
+from screening import extension
 from tests.support.app import app_store
 from tests.support.app import bearer
 from tests.support.app import make_app
@@ -88,7 +88,7 @@ def test_the_readme_receiver_verifies_real_deliveries_and_refuses_forgeries(
         assert created.status_code == 201
         screening_id = created.get_json()["id"]
         with app.app_context():
-            deliverer = registry.notifications().deliverer()
+            deliverer = extension.notifications().deliverer()
         with requests.Session() as session:
             assert deliverer.deliver_due(session) == 1
         with app_store(app).engine.connect() as conn:

@@ -33,8 +33,8 @@ from jsonschema import FormatChecker
 from screening import PROJECT_ROOT
 from screening import StartupError
 from screening import create_app
+from screening import extension
 from screening.services import delivery
-from screening.services import registry
 from screening.services.delivery import BACKOFF_CAP
 from screening.services.delivery import GIVE_UP_AFTER
 from screening.services.delivery import JITTER
@@ -129,7 +129,7 @@ def _rows(store: Store) -> list[dict[str, Any]]:
 
 def _deliverer(app: Flask, seed: int = 1) -> Deliverer:
     with app.app_context():
-        service = registry.notifications()
+        service = extension.notifications()
     deliverer = service.deliverer(lease_seconds=30)
     deliverer._rng = random.Random(seed)
     return deliverer
@@ -287,8 +287,8 @@ def test_a_screening_rolled_back_leaves_no_event_and_an_event_that_fails_no_scre
 ) -> None:
     store = app_store(hooked)
     with hooked.app_context():
-        service = registry.screenings()
-        key = registry.authenticator().keys[0]
+        service = extension.screenings()
+        key = extension.authenticator().keys[0]
         submission = service.check_submission(
             {"answers": valid_answers, "patient_ref": None, "questionnaire": None},
             service_catalog(hooked),
@@ -320,7 +320,7 @@ def test_a_screening_rolled_back_leaves_no_event_and_an_event_that_fails_no_scre
 
 def service_catalog(app: Flask) -> Any:
     """The English catalog of the app's translations."""
-    return registry.catalogs()["en"]
+    return extension.catalogs()["en"]
 
 
 def test_a_review_writes_a_reviewed_event_for_the_endpoints_that_want_it(
@@ -650,7 +650,7 @@ def test_a_claim_sends_only_while_a_whole_attempt_fits_in_its_lease(
     # The shortest lease leaves 3 s to start attempts: a 4 s answer uses them up.
     receiver.delay = 4.0
     with hooked.app_context():
-        deliverer = registry.notifications().deliverer(lease_seconds=15)
+        deliverer = extension.notifications().deliverer(lease_seconds=15)
     with requests.Session() as session:
         assert deliverer.deliver_due(session) == 2
     assert [r.event["data"]["id"] for r in receiver.received()] == [first["id"]]

@@ -15,8 +15,8 @@ from flask import Flask
 
 from screening import PROJECT_ROOT
 from screening import create_app
+from screening import extension
 from screening.services.keys import token_digest
-from screening.services.registry import SCREENINGS_EXTENSION
 from screening.storage.store import Store
 from tests.support.spec import SpecCheckingClient
 
@@ -72,7 +72,7 @@ BOTH_DATABASES = pytest.mark.parametrize(
 
 def app_store(app: Flask) -> Store:
     """The store an app's screening service writes to."""
-    return app.extensions[SCREENINGS_EXTENSION].store  # type: ignore[no-any-return]
+    return extension.of(app).store
 
 
 @contextmanager

@@ -21,7 +21,7 @@ from openapi_core.templating.paths.exceptions import PathNotFound
 from werkzeug.test import TestResponse
 
 from screening import PROJECT_ROOT
-from screening.services import registry
+from screening import extension
 from screening.web.ops import openapi_document_bytes
 from screening.web.ops import served_lists
 
@@ -46,7 +46,7 @@ def served_spec(app: Flask) -> OpenAPI:
     spec = _served.get(app)
     if spec is None:
         with app.app_context():
-            lists = served_lists(registry.rulebook())
+            lists = served_lists(extension.rulebook())
         data, digest = openapi_document_bytes(app.config["OPENAPI_PATH"], *lists)
         spec = _served[app] = _parsed(data, digest)
     return spec

@@ -23,6 +23,7 @@ from flask.testing import FlaskClient
 
 from screening import StartupError
 from screening import create_app
+from screening import extension
 from screening.fhir.forms import questionnaire_response_from_answers
 from screening.rules.rulebook import Rulebook
 from screening.services import cds as cds_service
@@ -322,7 +323,7 @@ def test_a_jwks_url_is_fetched_once_cached_and_fetched_again_for_a_new_kid(
             assert keys.fetches == 1
             # The EHR rotates its key: the unknown kid makes one fetch of the new set.
             keys.keys = jwk_set(first, rotated)
-            verifier = app.extensions["screening.cds"].verifier
+            verifier = extension.of(app).cds.verifier
             verifier.keys.clock = lambda: time.monotonic() + cds_service.JWKS_REFETCH_SECONDS
             response = client.post(SERVICE, json=body, headers=authorization(sign(rotated)))
             assert response.status_code == 200

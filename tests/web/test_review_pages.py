@@ -3,6 +3,7 @@ headers, audit and redirects. The browser tests (test_review_browser.py) cover t
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import re
 import shutil
@@ -23,11 +24,11 @@ from werkzeug.test import TestResponse
 
 from screening import StartupError
 from screening import create_app
+from screening import extension
 from screening.rules.rulebook import Rulebook
 from screening.services.keys import Authenticator
 from screening.services.keys import parse_api_keys
 from screening.services.keys import token_digest
-from screening.services.registry import AUTH_EXTENSION
 from screening.storage import store as store_module
 from screening.storage.store import Store
 from screening.storage.store import review_sessions
@@ -291,7 +292,9 @@ def test_a_cookie_copied_before_signing_out_is_refused_after(
 
 def _replace_keys(app: Flask, entries: list[str]) -> None:
     """Configure other API keys, as a restart with new settings would."""
-    app.extensions[AUTH_EXTENSION] = Authenticator(parse_api_keys(entries))
+    services = extension.of(app)
+    authenticator = Authenticator(parse_api_keys(entries))
+    extension.init_app(app, dataclasses.replace(services, authenticator=authenticator))
 
 
 def test_removing_or_rotating_a_key_signs_its_clinician_out(

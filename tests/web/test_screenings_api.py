@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
+from screening import extension
 from screening.storage.store import ListFilters
 from screening.storage.store import Store
 from tests.support.app import BOTH_DATABASES
@@ -146,7 +147,7 @@ def test_stored_record_keeps_versions_hashes_and_creator(
     screening_id = submit(client, valid_answers, patient_ref="MRN-1").get_json()["id"]
     record = store.get_screening(screening_id)
     assert record is not None
-    rulebook = client.application.extensions["screening.rules"]
+    rulebook = extension.of(client.application).rulebook
     assert record["created_by"] == "portal-a"
     assert record["patient_ref"] == "MRN-1"
     assert record["questionnaire_sha256"] == rulebook.questionnaire.sha256

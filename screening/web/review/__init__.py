@@ -15,31 +15,27 @@ from __future__ import annotations
 
 from flask import Flask
 
-from screening.services import registry
+from screening.services.config import Settings
 
 # Imported for their routes, which they add to the blueprint.
 from screening.web.review import pages  # noqa: F401
 from screening.web.review import session  # noqa: F401
 from screening.web.review.blueprint import CONFIG_DEFAULTS
 from screening.web.review.blueprint import bp
-from screening.web.review.blueprint import config_problem
 from screening.web.review.blueprint import csrf
-from screening.web.review.blueprint import session_times
 from screening.web.review.session import signed_in_key
 
-__all__ = ["CONFIG_DEFAULTS", "config_problem", "init_app", "signed_in_key"]
+__all__ = ["CONFIG_DEFAULTS", "init_app", "signed_in_key"]
 
 
-def init_app(app: Flask) -> None:
-    """Set the cookie's Secure flag, keep sessions, start CSRF protection and add the pages.
-
-    Call ``config_problem`` first: the settings are taken as valid here.
-    """
+def init_app(app: Flask, settings: Settings) -> None:
+    """Set the cookie's Secure flag and lifetime, start CSRF protection and add the pages."""
     # Browsers send Secure cookies over HTTPS only; plain http is for local work.
     app.config["SESSION_COOKIE_SECURE"] = not (
-        app.debug or app.testing or bool(app.config.get("REVIEW_INSECURE_COOKIES"))
+        app.debug or app.testing or settings.review_insecure_cookies
     )
-    idle, lifetime = session_times(app)
-    registry.install_sessions(app, idle=idle, lifetime=lifetime)
+    # The database ends sessions (session.py); the cookie's own expiry only tells the
+    # browser to forget it. Every request re-signs it, so that expiry counts idle time.
+    app.config["PERMANENT_SESSION_LIFETIME"] = settings.session_idle
     csrf.init_app(app)
     app.register_blueprint(bp)

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 from flask import Blueprint
-from flask import Flask
 from flask import render_template
 from flask import request
 from flask.typing import ResponseReturnValue
@@ -15,18 +13,13 @@ from flask_wtf.csrf import CSRFProtect
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
+from screening.services.config import DEFAULT_IDLE
 from screening.services.problems import ProblemError
 
-#: Signed in clinicians are signed out after this long without a request.
-IDLE_TIMEOUT = timedelta(minutes=30)
-#: ... and this long after signing in, however busy they keep the session.
-SESSION_LIFETIME = timedelta(hours=8)
 #: Defaults for ``create_app`` to apply before the ``SCREENING_*`` settings.
 CONFIG_DEFAULTS: dict[str, Any] = {
-    # The database ends sessions (session.py); the cookie's own expiry only tells the
-    # browser to forget it. Every request re-signs it, so that expiry counts idle time.
-    "PERMANENT_SESSION_LIFETIME": IDLE_TIMEOUT,
-    "REVIEW_SESSION_LIFETIME": SESSION_LIFETIME,
+    # Flask's own default is 31 days; the settings read this one unless it is set.
+    "PERMANENT_SESSION_LIFETIME": DEFAULT_IDLE,
     "SESSION_REFRESH_EACH_REQUEST": True,
     "SESSION_COOKIE_HTTPONLY": True,
     "SESSION_COOKIE_SAMESITE": "Lax",
@@ -35,7 +28,6 @@ CONFIG_DEFAULTS: dict[str, Any] = {
     "WTF_CSRF_CHECK_DEFAULT": False,
 }
 PAGE_SIZE = 20
-MIN_SECRET_LENGTH = 32
 
 # No inline script or style anywhere, and nothing from other origins.
 CONTENT_SECURITY_POLICY = "; ".join(
@@ -67,40 +59,6 @@ bp = Blueprint(
     static_url_path="/static",
 )
 csrf = CSRFProtect()
-
-
-def _seconds(value: Any) -> timedelta | None:
-    """A positive duration from a number of seconds (or a timedelta); None if it is not one."""
-    if isinstance(value, timedelta):
-        return value if value > timedelta(0) else None
-    if type(value) is int and value > 0:
-        return timedelta(seconds=value)
-    return None
-
-
-def session_times(app: Flask) -> tuple[timedelta, timedelta]:
-    """The idle timeout and the absolute lifetime of review sessions (after ``config_problem``)."""
-    idle = _seconds(app.config["PERMANENT_SESSION_LIFETIME"])
-    lifetime = _seconds(app.config["REVIEW_SESSION_LIFETIME"])
-    assert idle is not None and lifetime is not None
-    return idle, lifetime
-
-
-def config_problem(app: Flask) -> str | None:
-    """Why the review pages' settings can't be used, or None when they can.
-
-    An unset ``SECRET_KEY`` is no problem here: the pages then answer 503 saying so.
-    """
-    secret = app.config.get("SECRET_KEY")
-    if secret and (not isinstance(secret, str | bytes) or len(secret) < MIN_SECRET_LENGTH):
-        return (
-            f"SCREENING_SECRET_KEY: use at least {MIN_SECRET_LENGTH} random characters, "
-            "for example the output of: python -c 'import secrets; print(secrets.token_hex(32))'"
-        )
-    for name in ("PERMANENT_SESSION_LIFETIME", "REVIEW_SESSION_LIFETIME"):
-        if _seconds(app.config.get(name)) is None:
-            return f"SCREENING_{name}: must be a whole number of seconds above 0"
-    return None
 
 
 @bp.after_request

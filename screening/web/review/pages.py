@@ -15,7 +15,7 @@ from flask import request
 from flask import url_for
 from flask.typing import ResponseReturnValue
 
-from screening.services import registry
+from screening import extension
 from screening.services.problems import ValidationProblem
 from screening.web import schemas
 from screening.web import views
@@ -62,13 +62,13 @@ def index() -> ResponseReturnValue:
     query = _list_query()
     query.setdefault("limit", str(PAGE_SIZE))
     params = schemas.load(schemas.list_query, _api_query(query))
-    page = views.list_view(registry.screenings().list(params, current_key()))
+    page = views.list_view(extension.screenings().list(params, current_key()))
     # Any: url_for's keyword arguments mix typed options with free query values.
     filters: dict[str, Any] = {k: v for k, v in query.items() if k in _FILTERS}
     if query["limit"] != str(PAGE_SIZE):
         filters["limit"] = query["limit"]
     rows = [_row(item) for item in page["items"]]
-    rulebook = registry.rulebook()
+    rulebook = extension.rulebook()
     # Every package's outcomes, each in the words of a package that declares it.
     outcomes = [
         words.outcome(code, package)
@@ -93,13 +93,13 @@ def index() -> ResponseReturnValue:
 
 def _full_view(screening_id: str) -> dict[str, Any]:
     """The screening's full view, as the API gives it to clinicians (read and audited)."""
-    return views.full_view(registry.screenings().read(screening_id, current_key()))
+    return views.full_view(extension.screenings().read(screening_id, current_key()))
 
 
 def _detail_context(screening_id: str) -> dict[str, Any]:
     """The detail page's words: the screening and the EHR's feedback on its cards."""
     context = words.detail_context(_full_view(screening_id))
-    context["card_feedback"] = words.card_feedback(registry.cds().card_feedback(screening_id))
+    context["card_feedback"] = words.card_feedback(extension.cds().card_feedback(screening_id))
     return context
 
 
@@ -118,7 +118,7 @@ def mark_reviewed(screening_id: str) -> ResponseReturnValue:
     body = {"note": note} if note.strip() else {}
     try:
         params = schemas.load(schemas.review_request, body)
-        registry.screenings().review(screening_id, params["note"], current_key())
+        extension.screenings().review(screening_id, params["note"], current_key())
     except ValidationProblem as exc:
         message = " ".join(" ".join(msgs) for msgs in (exc.errors or {}).values())
         context = _detail_context(screening_id)
@@ -130,7 +130,7 @@ def mark_reviewed(screening_id: str) -> ResponseReturnValue:
 @bp.get("/rulesets/<ruleset_id>/<version>")
 def ruleset(ruleset_id: str, version: str) -> ResponseReturnValue:
     """One rule package: its status, approval, changelog and rules."""
-    package = registry.rulebook().package(ruleset_id, version)
+    package = extension.rulebook().package(ruleset_id, version)
     if package is None:
         return error_page(404, "Rules not found", "No loaded rules have this id and version.")
     return render_template("review/ruleset.html", **words.ruleset_context(package))

@@ -26,7 +26,7 @@ from flask import session
 from flask import url_for
 from flask.typing import ResponseReturnValue
 
-from screening.services import registry
+from screening import extension
 from screening.services.keys import ApiKey
 from screening.web.auth import current_key
 from screening.web.review.blueprint import bp
@@ -46,7 +46,7 @@ def _fingerprint(key: ApiKey) -> str:
 
 def _configured_key(name: str, check: str) -> ApiKey | None:
     """The clinician key called ``name``, if it still has the token it signed in with."""
-    for key in registry.authenticator().keys:
+    for key in extension.authenticator().keys:
         if (
             key.name == name
             and key.role == "clinician"
@@ -66,7 +66,7 @@ def signed_in_key() -> ApiKey | None:
         found = None
         token = session.get(_SESSION_TOKEN) if current_app.secret_key else None
         if isinstance(token, str):
-            sessions = registry.sessions()
+            sessions = extension.sessions()
             live = sessions.resume(token)
             if live is not None:
                 found = _configured_key(live.key_name, live.key_check)
@@ -136,7 +136,7 @@ def _in_words(duration: timedelta) -> str:
 
 def _login_page(target: str, error: str | None, status: int) -> ResponseReturnValue:
     """The sign-in form, with an error when the last try failed."""
-    sessions = registry.sessions()
+    sessions = extension.sessions()
     page = render_template(
         "review/login.html",
         next=target,
@@ -156,7 +156,7 @@ def login() -> ResponseReturnValue:
             return redirect(target)
         return _login_page(target, None, 200)
     token = request.form.get("token", "").strip()
-    key = registry.authenticator().identify(token) if token else None
+    key = extension.authenticator().identify(token) if token else None
     error, status = None, 200
     if not token:
         error, status = "Enter your access token.", 422
@@ -173,11 +173,11 @@ def login() -> ResponseReturnValue:
     # this browser still had is ended rather than left behind.
     previous = session.get(_SESSION_TOKEN)
     if isinstance(previous, str):
-        registry.sessions().end(previous)
+        extension.sessions().end(previous)
     session.clear()
     session.permanent = True
-    session[_SESSION_TOKEN] = registry.sessions().start(key.name, _fingerprint(key))
-    registry.screenings().audit(key.name, "sign_in")
+    session[_SESSION_TOKEN] = extension.sessions().start(key.name, _fingerprint(key))
+    extension.screenings().audit(key.name, "sign_in")
     return redirect(target, code=303)
 
 
@@ -186,8 +186,8 @@ def logout() -> ResponseReturnValue:
     """Sign out: end the session in the database, so no copy of the cookie still works."""
     token = session.get(_SESSION_TOKEN)
     if isinstance(token, str):
-        registry.sessions().end(token)
-    registry.screenings().audit(current_key().name, "sign_out")
+        extension.sessions().end(token)
+    extension.screenings().audit(current_key().name, "sign_out")
     session.clear()
     flash("You are signed out.", "info")
     return redirect(url_for("review.login"), code=303)

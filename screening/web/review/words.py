@@ -8,10 +8,10 @@ from datetime import UTC
 from datetime import datetime
 from typing import Any
 
+from screening import extension
 from screening.rules.questionnaire import Item
 from screening.rules.rulebook import Package
 from screening.rules.summaries import states_a_finding
-from screening.services import registry
 from screening.web.schemas import NOTE_LIMIT
 
 # The condition language's operators, as a clinician would read them after
@@ -100,14 +100,14 @@ def words_package(view: Mapping[str, Any]) -> Package:
     """The package whose words describe a stored screening (a view or a list row): the
     one that decided it while loaded, else the default one."""
     ruleset = view["ruleset"]
-    return registry.rulebook().package_or_default(ruleset["id"], ruleset["version"])
+    return extension.rulebook().package_or_default(ruleset["id"], ruleset["version"])
 
 
 def outcome(code: str, package: Package) -> OutcomeView:
     """An outcome code with its label and indicator from the rules data: the package's,
     else any loaded package's that declares the code (a screening whose own package is no
     longer loaded), else the bare code."""
-    outcome = package.ruleset.outcomes.get(code) or registry.rulebook().outcomes.get(code)
+    outcome = package.ruleset.outcomes.get(code) or extension.rulebook().outcomes.get(code)
     if outcome is None:
         return OutcomeView(code, code, "info")
     return OutcomeView(code, outcome.label, outcome.indicator)
@@ -291,7 +291,7 @@ class ShadowView:
 def ruleset_choices() -> list[tuple[str, str]]:
     """The list's ruleset filter: each ruleset id (any version), then each loaded version,
     as (value, label); a value is ``id`` or ``id/version``."""
-    packages = registry.rulebook().sorted_packages()
+    packages = extension.rulebook().sorted_packages()
     choices: list[tuple[str, str]] = []
     for package in packages:
         if not any(value == package.id for value, _ in choices):
@@ -303,7 +303,7 @@ def ruleset_choices() -> list[tuple[str, str]]:
 
 def _differing_shadows(view: dict[str, Any]) -> tuple[list[ShadowView], int]:
     """The shadow outcomes that differ from the screening's, and how many agreed."""
-    rulebook = registry.rulebook()
+    rulebook = extension.rulebook()
     differing = []
     agreed = 0
     for entry in view.get("shadow", []):
@@ -340,7 +340,7 @@ def ruleset_context(package: Package) -> dict[str, Any]:
     ]
     others = [
         other
-        for other in registry.rulebook().sorted_packages()
+        for other in extension.rulebook().sorted_packages()
         if other.id == package.id and other.version != package.version
     ]
     return {
@@ -371,7 +371,7 @@ def detail_context(view: dict[str, Any]) -> dict[str, Any]:
     clinician = view["summary"]["clinician"]
     stored_sources = {s["id"]: s["citation"] for s in clinician.get("sources", [])}
     ruleset = view["ruleset"]
-    rulebook = registry.rulebook()
+    rulebook = extension.rulebook()
     loaded = rulebook.package(ruleset["id"], ruleset["version"])
     # Words for a screening whose rules are no longer loaded come from the default package.
     package = loaded or rulebook.default
