@@ -33,12 +33,12 @@ from screening import PROJECT_ROOT
 from screening.rules.engine import evaluate
 from screening.rules.rulebook import Package
 from screening.rules.rulebook import load_rules
+from screening.storage.database import make_engine
 from screening.storage.migrate import migrate
 from screening.storage.outbox import Outbox
 from screening.storage.store import Store
-from screening.storage.store import make_engine
-from screening.storage.store import overdue_reviews
-from screening.storage.store import screenings
+from screening.storage.tables import overdue_reviews
+from screening.storage.tables import screenings
 
 # Run as a script (python bench/fill.py) its own folder is on sys.path, not the project's.
 sys.path.insert(0, str(PROJECT_ROOT))

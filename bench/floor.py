@@ -30,9 +30,9 @@ from screening import PROJECT_ROOT
 from screening.rules.cases import load_cases
 from screening.rules.engine import evaluate
 from screening.rules.rulebook import load_rules
+from screening.storage.database import make_engine
 from screening.storage.groupcommit import GroupCommit
 from screening.storage.store import Store
-from screening.storage.store import make_engine
 
 _TABLE = "CREATE TABLE IF NOT EXISTS floor_writes (id VARCHAR(36) PRIMARY KEY, body TEXT NOT NULL)"
 

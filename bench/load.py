@@ -38,8 +38,8 @@ from screening.rules.cases import load_cases
 from screening.rules.rulebook import load_rules
 from screening.services.keys import new_token
 from screening.services.keys import token_digest
+from screening.storage.database import make_engine
 from screening.storage.migrate import migrate
-from screening.storage.store import make_engine
 
 POSTGRES_URL = os.environ.get(
     "SCREENING_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -117,8 +117,13 @@ def _wrk(url: str, connections: int, seconds: int, script: Path | None) -> Run:
     return _parse(done.stdout)
 
 
-def _serve(app: str, env: dict[str, str], log: Path) -> tuple[subprocess.Popen[bytes], str]:
-    """Start gunicorn with the production configuration on a free port; wait until it answers."""
+def _serve(
+    app: str, env: dict[str, str], log: Path, tree: Path = PROJECT_ROOT
+) -> tuple[subprocess.Popen[bytes], str]:
+    """Start gunicorn with the production configuration on a free port; wait until it answers.
+
+    ``tree``: the checkout whose code and configuration to serve (``bench/ab.py`` serves
+    an earlier revision beside this one)."""
     port = _free_port()
     environment = {
         # The issue's setting: 2 gthread workers x 4 threads (gunicorn.conf.py's threads).
@@ -131,8 +136,8 @@ def _serve(app: str, env: dict[str, str], log: Path) -> tuple[subprocess.Popen[b
     gunicorn = str(Path(sys.executable).parent / "gunicorn")
     with log.open("wb") as output:
         process = subprocess.Popen(
-            [gunicorn, "--config", str(PROJECT_ROOT / "gunicorn.conf.py"), app],
-            cwd=PROJECT_ROOT,
+            [gunicorn, "--config", str(tree / "gunicorn.conf.py"), app],
+            cwd=tree,
             env=environment,
             stdout=output,
             stderr=subprocess.STDOUT,

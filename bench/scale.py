@@ -45,16 +45,16 @@ from load import _postgres_database
 from load import _serve
 from load import _stop
 
+from screening.services.cursors import encode_cursor
+from screening.services.cursors import encode_triage_cursor
 from screening.services.delivery import OVERDUE_RESCAN
 from screening.services.keys import new_token
 from screening.services.keys import token_digest
+from screening.storage.database import make_engine
 from screening.storage.outbox import Outbox
-from screening.storage.store import ListFilters
+from screening.storage.screenings import ListFilters
+from screening.storage.screenings import TriageOrder
 from screening.storage.store import Store
-from screening.storage.store import TriageOrder
-from screening.storage.store import encode_cursor
-from screening.storage.store import encode_triage_cursor
-from screening.storage.store import make_engine
 
 TIMES = 5
 TARGET_MS = 50.0
@@ -233,7 +233,7 @@ def _explain(database_url: str, filled: Filled) -> list[tuple[str, bool, str]]:
     plans = []
     for label, (_, filters, triage) in _reads(filled).items():
         captured.clear()
-        store.list_screenings(filters, 50, None, TRIAGE if triage else None)
+        store.screenings.page(filters, 50, None, TRIAGE if triage else None)
         lines = []
         for statement, parameters in captured:
             with engine.connect() as conn:

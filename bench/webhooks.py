@@ -56,10 +56,10 @@ from screening.rules.cases import load_cases
 from screening.rules.rulebook import load_rules
 from screening.services.keys import new_token
 from screening.services.keys import token_digest
+from screening.storage.database import make_engine
 from screening.storage.migrate import migrate
 from screening.storage.store import Store
-from screening.storage.store import make_engine
-from screening.storage.store import webhook_deliveries
+from screening.storage.tables import webhook_deliveries
 
 SECRET = "whsec_" + "QmVuY2htYXJrIHNlY3JldCBvZiB0aGlydHktdHdvIGJ5dGVzIQ=="
 
@@ -239,7 +239,7 @@ def in_process_cost(database_url: str, rounds: int) -> tuple[float, float, float
                 else []
             )
             started = time.perf_counter()
-            store.insert_screening(record, deliveries=rows)
+            store.screenings.insert(record, deliveries=rows)
             writes[with_row].append(time.perf_counter() - started)
             body = bodies[n % len(bodies)]
             started = time.perf_counter()

@@ -17,9 +17,9 @@ from flask.testing import FlaskCliRunner
 
 from screening.rules.rulebook import Rulebook
 from screening.rules.rulebook import load_rules
+from screening.storage.database import make_engine
 from screening.storage.migrate import migrate
 from screening.storage.store import Store
-from screening.storage.store import make_engine
 from tests.support.app import POSTGRES_URL
 from tests.support.app import REQUIRE_POSTGRES
 from tests.support.app import RULES_DIR

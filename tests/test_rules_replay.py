@@ -13,7 +13,7 @@ import pytest
 from flask.testing import FlaskClient
 
 from screening.storage.store import Store
-from screening.storage.store import screenings
+from screening.storage.tables import screenings
 from tests.support.app import BOTH_DATABASES
 from tests.support.app import RULES_ROOT
 from tests.support.app import bearer
@@ -97,13 +97,13 @@ def test_the_keyset_batches_read_every_screening_once_oldest_first(
             conn.execute(
                 screenings.update().where(screenings.c.id == screening_id).values(created_at=moment)
             )
-    rows = list(store.replay_rows(("lumbar-rfa-screening", "1.2.0"), batch=batch))
+    rows = list(store.screenings.replay_rows(("lumbar-rfa-screening", "1.2.0"), batch=batch))
     assert [r[0] for r in rows] == made[:2] + sorted(made[2:6]) + made[6:]
     assert all(r[1] == valid_answers for r in rows)
     assert {(r[2], r[3]) for r in rows} == {
         ("discuss_with_specialist", "meets_discussion_criteria")
     }
-    window = store.replay_rows(
+    window = store.screenings.replay_rows(
         ("lumbar-rfa-screening", "1.2.0"),
         since=start + timedelta(seconds=2),
         until=start + timedelta(seconds=3),

@@ -184,8 +184,8 @@ def fill(database_url: str, count: int, seed: int, rules_dir: str | None = None)
     from screening import create_app
     from screening import extension
     from screening.services.keys import token_digest
+    from screening.storage.database import make_engine
     from screening.storage.migrate import migrate
-    from screening.storage.store import make_engine
 
     engine = make_engine(database_url)
     migrate(engine)

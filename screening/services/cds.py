@@ -42,8 +42,8 @@ from screening.services.problems import ValidationProblem
 from screening.services.screenings import ScreeningService
 from screening.services.settings import http_url
 from screening.services.settings import json_array
+from screening.storage.database import json_digest
 from screening.storage.store import Store
-from screening.storage.store import json_digest
 
 logger = logging.getLogger(__name__)
 
@@ -316,7 +316,7 @@ class TokenVerifier:
             raise TokenRefused("jti is not a short printable string")
         # Kept while the token could still pass the exp check.
         expires = datetime.fromtimestamp(claims["exp"], UTC) + SKEW
-        if not self.store.remember_token_id(client.iss, jti, expires):
+        if not self.store.cds.remember_token_id(client.iss, jti, expires):
             raise TokenRefused("jti replayed")
         return client
 
@@ -441,7 +441,7 @@ class CdsService:
 
     def screening_for(self, answers: Mapping[str, Any]) -> str | None:
         """The newest stored screening with exactly these (checked) answers, if any."""
-        return self.store.screening_with_answers(json_digest(answers))
+        return self.store.screenings.with_answers(json_digest(answers))
 
     def record_card(
         self,
@@ -454,7 +454,7 @@ class CdsService:
         screening_id: str | None,
     ) -> None:
         """Store what a card showed, under its uuid (audited against its screening)."""
-        self.store.record_card(
+        self.store.cds.record_card(
             {
                 "uuid": card["uuid"],
                 "shown_at": datetime.now(UTC),
@@ -470,8 +470,8 @@ class CdsService:
 
     def record_feedback(self, caller: str, entries: Sequence[dict[str, Any]]) -> int:
         """Store and audit feedback entries; return how many named an unknown card."""
-        return self.store.record_feedback(caller, entries)
+        return self.store.cds.record_feedback(caller, entries)
 
     def card_feedback(self, screening_id: str) -> list[dict[str, Any]]:
         """The feedback received on the cards of one screening, oldest first."""
-        return self.store.card_feedback(screening_id)
+        return self.store.cds.card_feedback(screening_id)

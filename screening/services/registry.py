@@ -20,9 +20,9 @@ from screening.services.screenings import ScreeningService
 from screening.services.sessions import SessionService
 from screening.services.triage import ReviewClock
 from screening.services.webhooks import Notifier
+from screening.storage.database import make_engine
+from screening.storage.database import refresh_sqlite_statistics
 from screening.storage.store import Store
-from screening.storage.store import make_engine
-from screening.storage.store import refresh_sqlite_statistics
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +30,8 @@ class Services:
     """Everything an app's requests and commands use, made at start-up."""
 
     settings: Settings
+    #: The database the services share.
+    store: Store
     authenticator: Authenticator
     screenings: ScreeningService
     notifications: NotificationService
@@ -46,11 +48,6 @@ class Services:
         """The patient texts by language."""
         return self.rulebook.catalogs
 
-    @property
-    def store(self) -> Store:
-        """The database the services share."""
-        return self.screenings.store
-
 
 def build(settings: Settings, default_database: Path) -> Services:
     """Open the database (``default_database``, an SQLite file, unless the settings name
@@ -65,6 +62,7 @@ def build(settings: Settings, default_database: Path) -> Services:
     screenings = ScreeningService(store, rulebook, notifier, clock)
     return Services(
         settings=settings,
+        store=store,
         authenticator=Authenticator(settings.api_keys),
         screenings=screenings,
         notifications=NotificationService(store, notifier, clock),

@@ -26,26 +26,26 @@ from screening.rules.i18n import Catalog
 from screening.rules.rulebook import ChoiceError
 from screening.rules.rulebook import Package
 from screening.rules.rulebook import Rulebook
+from screening.services.cursors import CursorError
+from screening.services.cursors import decode_cursor
+from screening.services.cursors import decode_triage_cursor
+from screening.services.cursors import encode_cursor
+from screening.services.cursors import encode_triage_cursor
 from screening.services.keys import ApiKey
 from screening.services.metrics import record_outcome
 from screening.services.metrics import record_shadow_disagreement
 from screening.services.problems import ProblemError
 from screening.services.problems import ValidationProblem
+from screening.services.repositories import ScreeningStore
 from screening.services.triage import DEFAULT_URGENT_REVIEW_MINUTES
 from screening.services.triage import ReviewClock
 from screening.services.webhooks import CREATED
 from screening.services.webhooks import REVIEWED
 from screening.services.webhooks import Notifier
-from screening.storage.store import ClaimLost
-from screening.storage.store import CursorError
-from screening.storage.store import ListFilters
-from screening.storage.store import Position
-from screening.storage.store import Store
-from screening.storage.store import decode_cursor
-from screening.storage.store import decode_triage_cursor
-from screening.storage.store import encode_cursor
-from screening.storage.store import encode_triage_cursor
-from screening.storage.store import json_digest
+from screening.storage.database import json_digest
+from screening.storage.idempotency import ClaimLost
+from screening.storage.screenings import ListFilters
+from screening.storage.screenings import Position
 
 logger = logging.getLogger(__name__)
 
@@ -117,7 +117,7 @@ class ScreeningService:
 
     def __init__(
         self,
-        store: Store,
+        store: ScreeningStore,
         rulebook: Rulebook,
         notifier: Notifier | None = None,
         clock: ReviewClock | None = None,
@@ -183,7 +183,7 @@ class ScreeningService:
         """(id, answers, outcome, decided_by) of each stored screening of a questionnaire
         version (decided by ``ruleset_id`` when given), oldest first, streamed in bounded
         memory; reads only."""
-        return self.store.replay_rows(questionnaire, since, until, ruleset_id=ruleset_id)
+        return self.store.screenings.replay_rows(questionnaire, since, until, ruleset_id=ruleset_id)
 
     def choose(
         self, questionnaire: Mapping[str, str] | None, ruleset: Mapping[str, Any] | None
@@ -287,7 +287,7 @@ class ScreeningService:
         scope = None
         if idempotency is not None:
             idempotency_key, fingerprint = idempotency
-            claim = store.claim_idempotency(key.name, idempotency_key, fingerprint)
+            claim = store.idempotency.claim(key.name, idempotency_key, fingerprint)
             if claim.state == "mismatch":
                 raise ValidationProblem(
                     {"Idempotency-Key": ["Already used with a different request body."]},
@@ -297,7 +297,7 @@ class ScreeningService:
                 raise _in_flight()
             if claim.state == "replay":
                 assert claim.response_body is not None and claim.screening_id is not None
-                stored = store.get_screening(claim.screening_id)
+                stored = store.screenings.get(claim.screening_id)
                 language = stored["language"] if stored is not None else "en"
                 return Created(claim.screening_id, claim.response_body, language, replayed=True)
             assert claim.token is not None
@@ -308,7 +308,7 @@ class ScreeningService:
             deliveries = self.notifier.deliveries(
                 CREATED, _event_facts(record), "pending", record["created_at"]
             )
-            store.insert_screening(
+            store.screenings.insert(
                 record, idempotency=scope, response=(201, body), deliveries=deliveries
             )
         except ClaimLost:
@@ -317,7 +317,7 @@ class ScreeningService:
         except BaseException:
             # Free the key so a corrected retry runs afresh (only if this request still holds it).
             if scope is not None:
-                store.release_idempotency(*scope)
+                store.idempotency.release(*scope)
             raise
         record_outcome(record["outcome"])
         for shadow in record["result"].get("shadow", []):
@@ -329,10 +329,10 @@ class ScreeningService:
 
     def read(self, screening_id: str, key: ApiKey) -> Record:
         """One screening with its review history; 404 for a portal key that did not create it."""
-        record = self.store.get_screening(screening_id) if _may_exist(screening_id) else None
+        record = self.store.screenings.get(screening_id) if _may_exist(screening_id) else None
         if record is None or (key.role == "portal" and record["created_by"] != key.name):
             raise _not_found()
-        self.store.audit(key.name, "read", [screening_id])
+        self.store.audit.record(key.name, "read", [screening_id])
         return self.clock.with_review_times(record, datetime.now(UTC))
 
     def list(self, params: Mapping[str, Any], key: ApiKey) -> Page:
@@ -371,10 +371,10 @@ class ScreeningService:
             ruleset_id=params["ruleset"],
             ruleset_version=params["ruleset_version"],
         )
-        rows, position = self.store.list_screenings(
+        rows, position = self.store.screenings.page(
             filters, params["limit"], after, self.clock.order if triage else None
         )
-        self.store.audit(key.name, "list", [row["id"] for row in rows])
+        self.store.audit.record(key.name, "list", [row["id"] for row in rows])
         now = datetime.now(UTC)
         rows = [self.clock.with_review_times(row, now) for row in rows]
         if position is None:
@@ -393,7 +393,7 @@ class ScreeningService:
             return
         versions = [p.version for p in self.rulebook.sorted_packages() if p.id == ruleset_id]
         loaded = bool(versions) and (version is None or version in versions)
-        if loaded or self.store.decided_by_ruleset(ruleset_id, version):
+        if loaded or self.store.screenings.decided_by_ruleset(ruleset_id, version):
             return
         if not versions:
             known = sorted({p.id for p in self.rulebook.packages})
@@ -413,13 +413,13 @@ class ScreeningService:
         deliveries: list[dict[str, Any]] = []
         if self.notifier.wants(REVIEWED):
             # What the event says of the screening never changes once it is stored.
-            current = self.store.get_screening(screening_id)
+            current = self.store.screenings.get(screening_id)
             if current is None:
                 raise _not_found()
             deliveries = self.notifier.deliveries(REVIEWED, _event_facts(current), "reviewed", now)
-        if not self.store.add_review(screening_id, key.name, note, now, deliveries):
+        if not self.store.screenings.add_review(screening_id, key.name, note, now, deliveries):
             raise _not_found()
-        record = self.store.get_screening(screening_id)
+        record = self.store.screenings.get(screening_id)
         assert record is not None
         return self.clock.with_review_times(record, datetime.now(UTC))
 
@@ -427,7 +427,7 @@ class ScreeningService:
 
     def audit(self, actor: str, action: str, screening_ids: Sequence[str] = ()) -> None:
         """Record an action with no screening of its own, such as signing in."""
-        self.store.audit(actor, action, screening_ids)
+        self.store.audit.record(actor, action, screening_ids)
 
     def database_answers(self) -> bool:
         """Whether the database answers a trivial query (the reason, if not, goes to the log)."""
@@ -440,12 +440,8 @@ class ScreeningService:
 
     def upgrade_database(self, revision: str = "head") -> None:
         """Apply the schema migrations up to ``revision``."""
-        # Alembic is imported here, not at the top: importing it took a tenth of a
-        # second of every worker's and command's start-up, and only this uses it.
-        from screening.storage.migrate import migrate
-
-        migrate(self.store.engine, revision)
+        self.store.upgrade(revision)
 
     def purge(self, before: datetime, actor: str) -> int:
         """Delete screenings created before ``before`` (audited); return how many."""
-        return self.store.purge(before, actor)
+        return self.store.screenings.purge(before, actor)

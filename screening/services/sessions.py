@@ -44,14 +44,14 @@ class SessionService:
         that the key still has the token (and the server the secret) it had here.
         """
         token = secrets.token_urlsafe(32)
-        self.store.start_session(_token_hash(token), key_name, key_check, self.lifetime, self.idle)
+        self.store.sessions.start(_token_hash(token), key_name, key_check, self.lifetime, self.idle)
         return token
 
     def resume(self, token: str) -> LiveSession | None:
         """The live session of ``token``, marked as used now; None once it has ended."""
-        found = self.store.resume_session(_token_hash(token), self.idle)
+        found = self.store.sessions.resume(_token_hash(token), self.idle)
         return None if found is None else LiveSession(*found)
 
     def end(self, token: str) -> None:
         """End the session of ``token`` for good (nothing happens if there is none)."""
-        self.store.end_session(_token_hash(token))
+        self.store.sessions.end(_token_hash(token))

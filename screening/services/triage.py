@@ -13,7 +13,7 @@ from datetime import timedelta
 from typing import Any
 
 from screening.rules.ruleset import Outcome
-from screening.storage.store import TriageOrder
+from screening.storage.screenings import TriageOrder
 
 #: How long an urgent screening may wait for its review by default (notifications-v1.md).
 DEFAULT_URGENT_REVIEW_MINUTES = 60

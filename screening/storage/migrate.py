@@ -6,7 +6,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy.engine import Engine
 
-from screening.storage.store import refresh_sqlite_statistics
+from screening.storage.database import refresh_sqlite_statistics
 
 
 def alembic_config() -> Config:

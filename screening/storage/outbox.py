@@ -26,10 +26,10 @@ from typing import Literal
 import sqlalchemy as sa
 
 from screening.storage.store import Store
-from screening.storage.store import overdue_progress
-from screening.storage.store import overdue_reviews
-from screening.storage.store import screenings
-from screening.storage.store import webhook_deliveries
+from screening.storage.tables import overdue_progress
+from screening.storage.tables import overdue_reviews
+from screening.storage.tables import screenings
+from screening.storage.tables import webhook_deliveries
 
 _d = webhook_deliveries.c
 

@@ -17,8 +17,8 @@ import pytest
 import requests
 import sqlalchemy as sa
 
+from screening.storage.database import make_engine
 from screening.storage.store import Store
-from screening.storage.store import make_engine
 from tests.support.app import API_KEYS
 from tests.support.app import TABLES
 from tests.support.app import base_answers
@@ -227,7 +227,7 @@ def test_reviews_and_the_audit_log_span_both_instances(
         assert status == 200 and page["items"] == []
 
     # Every action, whichever instance took it, is in the one audit log, in order.
-    assert [(e["actor"], e["action"]) for e in store.audit_entries(screening_id)] == [
+    assert [(e["actor"], e["action"]) for e in store.audit.entries(screening_id)] == [
         ("portal-a", "create"),  # A
         ("dr-c", "review"),  # B
         ("dr-c", "read"),  # A

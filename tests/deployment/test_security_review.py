@@ -26,8 +26,8 @@ import sqlalchemy as sa
 from screening.fhir.forms import questionnaire_response_from_answers
 from screening.rules.rulebook import load_rules
 from screening.services.keys import token_digest
+from screening.storage.database import make_engine
 from screening.storage.migrate import migrate
-from screening.storage.store import make_engine
 from tests.support.app import API_KEYS
 from tests.support.app import RULES_DIR
 from tests.support.app import SECRET_KEY

@@ -28,8 +28,8 @@ import pytest
 import requests
 import sqlalchemy as sa
 
-from screening.storage.store import screenings
-from screening.storage.store import webhook_deliveries
+from screening.storage.tables import screenings
+from screening.storage.tables import webhook_deliveries
 from tests.support.app import API_KEYS
 from tests.support.app import BOTH_DATABASES
 from tests.support.app import base_answers

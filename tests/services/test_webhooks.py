@@ -40,11 +40,11 @@ from screening.services.delivery import GIVE_UP_AFTER
 from screening.services.delivery import JITTER
 from screening.services.delivery import Deliverer
 from screening.services.delivery import retry_delay
+from screening.storage.idempotency import ClaimLost
 from screening.storage.outbox import Outbox
-from screening.storage.store import ClaimLost
 from screening.storage.store import Store
-from screening.storage.store import screenings
-from screening.storage.store import webhook_deliveries
+from screening.storage.tables import screenings
+from screening.storage.tables import webhook_deliveries
 from tests.support.app import API_KEYS
 from tests.support.app import BOTH_DATABASES
 from tests.support.app import app_store
@@ -298,23 +298,23 @@ def test_a_screening_rolled_back_leaves_no_event_and_an_event_that_fails_no_scre
             "screening.created", {**record, "decided_by": "x"}, "pending", record["created_at"]
         )
     assert deliveries
-    claim = store.claim_idempotency(key.name, "order-2", "fingerprint")
+    claim = store.idempotency.claim(key.name, "order-2", "fingerprint")
     assert claim.token is not None
     # Another request took the key over: the insert raises inside its transaction.
     with pytest.raises(ClaimLost):
-        store.insert_screening(
+        store.screenings.insert(
             record,
             idempotency=(key.name, "order-2", "not-the-holders-token"),
             response=(201, "{}"),
             deliveries=deliveries,
         )
     assert _rows(store) == []
-    assert store.get_screening(record["id"]) is None
+    assert store.screenings.get(record["id"]) is None
     # And the other way: an outbox row the database refuses takes the screening with it.
     broken = [{**deliveries[0], "payload": None}]
     with pytest.raises(sa.exc.IntegrityError):
-        store.insert_screening(record, deliveries=broken)
-    assert store.get_screening(record["id"]) is None
+        store.screenings.insert(record, deliveries=broken)
+    assert store.screenings.get(record["id"]) is None
     assert _rows(store) == []
 
 

@@ -18,9 +18,10 @@ from flask.testing import FlaskClient
 from sqlalchemy.engine import Connection
 
 from screening.storage import store as storage
+from screening.storage import tables
+from screening.storage.database import make_engine
 from screening.storage.groupcommit import _Write
 from screening.storage.store import Store
-from screening.storage.store import make_engine
 from tests.support.app import BOTH_DATABASES
 from tests.support.app import bearer
 
@@ -71,7 +72,7 @@ ROWS: dict[str, dict[str, Any]] = {
 def _empty_database(path: Path) -> Iterator[sa.Engine]:
     """An empty SQLite database at ``path`` with the service's tables."""
     engine = make_engine(f"sqlite:///{path}")
-    storage.metadata.create_all(engine)
+    tables.metadata.create_all(engine)
     yield engine
     engine.dispose()
 
@@ -120,11 +121,11 @@ def test_driver_rows_are_stored_as_sqlalchemys_are(
 def test_a_column_missing_from_a_row_is_null_and_a_required_one_is_refused(
     engine: sa.Engine,
 ) -> None:
-    insert = storage._DriverInsert.compile(storage.audit_log, engine.dialect)
+    insert = storage._DriverInsert.compile(tables.audit_log, engine.dialect)
     with engine.begin() as conn:
         insert.run(conn, [{"at": WHEN, "actor": "dr-c", "action": "review"}])
     with engine.connect() as conn:
-        assert conn.execute(sa.select(storage.audit_log.c.screening_id)).scalar_one() is None
+        assert conn.execute(sa.select(tables.audit_log.c.screening_id)).scalar_one() is None
     with pytest.raises(sa.exc.IntegrityError) as refused, engine.begin() as conn:
         insert.run(conn, [{"at": WHEN, "actor": "a-secret-actor-name"}])
     # SQLAlchemy's error, with the statement but never the row's values.
@@ -136,23 +137,21 @@ def test_a_value_its_type_cannot_store_is_sqlalchemys_error_without_the_row(
     engine: sa.Engine,
 ) -> None:
     row = {**ROWS["screenings"], "answers": {"pain_months": {7}}, "patient_ref": "MRN-4411"}
-    insert = storage._DriverInsert.compile(storage.screenings, engine.dialect)
+    insert = storage._DriverInsert.compile(tables.screenings, engine.dialect)
     with pytest.raises(sa.exc.StatementError) as refused, engine.begin() as conn:
         insert.run(conn, [row])
     # What SQLAlchemy's own INSERT raises for it, so `except SQLAlchemyError` holds.
     assert isinstance(refused.value, sa.exc.SQLAlchemyError)
     assert "MRN-4411" not in str(refused.value)
     with engine.connect() as conn:
-        assert (
-            conn.execute(sa.select(sa.func.count()).select_from(storage.screenings)).scalar() == 0
-        )
+        assert conn.execute(sa.select(sa.func.count()).select_from(tables.screenings)).scalar() == 0
 
 
 def test_a_write_that_fails_in_a_shared_batch_takes_only_its_own_rows_back(
     engine: sa.Engine,
 ) -> None:
     store = Store(engine)
-    audit = storage._DriverInsert.compile(storage.audit_log, engine.dialect)
+    audit = storage._DriverInsert.compile(tables.audit_log, engine.dialect)
 
     def write(actor: str, fail: bool) -> Callable[[Connection], str]:
         def work(conn: Connection) -> str:
@@ -169,11 +168,11 @@ def test_a_write_that_fails_in_a_shared_batch_takes_only_its_own_rows_back(
         _Write(write("second", True)),
         _Write(write("third", False)),
     ]
-    store._grouped._commit(batch)
+    store.grouped._commit(batch)
     assert [w.value for w in batch] == ["first", None, "third"]
     assert isinstance(batch[1].error, RuntimeError)
     with engine.connect() as conn:
-        actors = conn.execute(sa.select(storage.audit_log.c.actor).order_by("id")).scalars()
+        actors = conn.execute(sa.select(tables.audit_log.c.actor).order_by("id")).scalars()
         assert list(actors) == ["first", "third"]
 
 
@@ -181,7 +180,7 @@ def test_only_an_insert_of_positional_parameters_is_compiled() -> None:
     # psycopg binds by name: its rows would need their names, so it keeps SQLAlchemy's path.
     postgres = sa.create_engine("postgresql+psycopg://nobody@127.0.0.1:1/none")
     with pytest.raises(ValueError, match="no positional INSERT"):
-        storage._DriverInsert.compile(storage.audit_log, postgres.dialect)
+        storage._DriverInsert.compile(tables.audit_log, postgres.dialect)
 
 
 @BOTH_DATABASES
@@ -192,13 +191,13 @@ def test_a_screening_stored_twice_fails_alone_and_changes_nothing(
         "/v1/screenings", json={"answers": valid_answers}, headers=bearer("portal-a")
     )
     assert created.status_code == 201
-    stored = store.get_screening(created.get_json()["id"])
+    stored = store.screenings.get(created.get_json()["id"])
     assert stored is not None
     stored.pop("reviews")
-    audit_before = store.audit_entries()
+    audit_before = store.audit.entries()
     with pytest.raises(sa.exc.IntegrityError) as refused:
-        store.insert_screening({**stored, "patient_ref": "MRN-must-not-leak"})
+        store.screenings.insert({**stored, "patient_ref": "MRN-must-not-leak"})
     assert "MRN-must-not-leak" not in str(refused.value)
-    again = store.get_screening(stored["id"])
+    again = store.screenings.get(stored["id"])
     assert again is not None and again["patient_ref"] == stored["patient_ref"]
-    assert store.audit_entries() == audit_before
+    assert store.audit.entries() == audit_before

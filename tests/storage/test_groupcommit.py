@@ -14,8 +14,8 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from screening.storage.database import make_engine
 from screening.storage.groupcommit import GroupCommit
-from screening.storage.store import make_engine
 
 THREADS = 16
 ROWS = 200

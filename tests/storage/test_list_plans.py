@@ -22,9 +22,9 @@ import sqlalchemy as sa
 from flask import Flask
 
 from screening.storage.outbox import Outbox
-from screening.storage.store import ListFilters
+from screening.storage.screenings import ListFilters
+from screening.storage.screenings import TriageOrder
 from screening.storage.store import Store
-from screening.storage.store import TriageOrder
 from tests.support.app import BOTH_DATABASES
 from tests.support.app import app_store
 from tests.support.app import base_answers
@@ -139,9 +139,9 @@ def test_every_list_reads_by_an_index(
     store: Store, label: str, filters: ListFilters, triage: bool
 ) -> None:
     order = TRIAGE if triage else None
-    first = _statements(store, lambda s: s.list_screenings(filters, 1, None, order))
+    first = _statements(store, lambda s: s.screenings.page(filters, 1, None, order))
     # The next page, from a cursor: in triage order it starts in each band in turn.
-    rows, _ = store.list_screenings(ListFilters(), 1, None, order)
+    rows, _ = store.screenings.page(ListFilters(), 1, None, order)
     cursors: list[Any] = []
     if rows:
         row = rows[0]
@@ -155,7 +155,7 @@ def test_every_list_reads_by_an_index(
         statement
         for after in cursors
         for statement in _statements(
-            store, lambda s, a=after: s.list_screenings(filters, 1, a, order)
+            store, lambda s, a=after: s.screenings.page(filters, 1, a, order)
         )
     ]
     for statement, parameters in first + later:

@@ -27,7 +27,7 @@ from screening import extension
 from screening.fhir.forms import questionnaire_response_from_answers
 from screening.rules.rulebook import Rulebook
 from screening.services import cds as cds_service
-from screening.storage.store import cds_token_ids
+from screening.storage.tables import cds_token_ids
 from tests.support.app import API_KEYS
 from tests.support.app import BOTH_DATABASES
 from tests.support.app import app_store
@@ -291,9 +291,9 @@ def test_a_replayed_jti_gets_401_on_another_instance_too(
 def test_seen_jtis_are_pruned_once_their_tokens_expire(ehr_app: Flask) -> None:
     store = app_store(ehr_app)
     past = datetime.now(UTC) - timedelta(seconds=1)
-    assert store.remember_token_id(ISS, "old", past)
-    assert store.remember_token_id(ISS, "new", past + timedelta(hours=1))
-    assert not store.remember_token_id(ISS, "new", past + timedelta(hours=1))
+    assert store.cds.remember_token_id(ISS, "old", past)
+    assert store.cds.remember_token_id(ISS, "new", past + timedelta(hours=1))
+    assert not store.cds.remember_token_id(ISS, "new", past + timedelta(hours=1))
     with store.engine.connect() as conn:
         kept = conn.execute(sa.select(cds_token_ids.c.jti)).scalars().all()
     assert kept == ["new"]

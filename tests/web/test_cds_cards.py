@@ -16,8 +16,8 @@ from flask.testing import FlaskClient
 from screening.fhir.forms import questionnaire_response_from_answers
 from screening.rules.rulebook import Rulebook
 from screening.storage.store import Store
-from screening.storage.store import cds_cards
-from screening.storage.store import cds_feedback
+from screening.storage.tables import cds_cards
+from screening.storage.tables import cds_feedback
 from tests.support.app import BOTH_DATABASES
 from tests.support.app import TOKENS
 from tests.support.app import bearer
@@ -90,7 +90,7 @@ def test_a_card_links_to_the_stored_screening_with_the_same_answers(
     assert row["indicator"] == card["indicator"]
     assert row["outcome"] == "discuss_with_specialist"
     assert shown[unmatched["uuid"]]["screening_id"] is None
-    actions = [(e["action"], e["screening_id"]) for e in store.audit_entries(screening_id)]
+    actions = [(e["action"], e["screening_id"]) for e in store.audit.entries(screening_id)]
     assert ("cds_card", screening_id) in actions
 
 
@@ -138,7 +138,7 @@ def test_feedback_is_stored_audited_and_shown_on_the_review_page(
     assert rows[0]["user_comment"] == "Talked it over at the visit."
     assert rows[0]["outcome_at"] == datetime(2026, 12, 2, 9, 30, tzinfo=UTC)
     assert rows[1]["accepted_suggestions"] == [{"id": "s1"}]
-    audited = [e for e in store.audit_entries() if e["action"] == "cds_feedback"]
+    audited = [e for e in store.audit.entries() if e["action"] == "cds_feedback"]
     assert [(e["actor"], e["screening_id"]) for e in audited] == [
         ("dr-c", screening_id),
         ("dr-c", None),
@@ -303,9 +303,9 @@ def test_purge_deletes_the_cards_and_feedback_of_purged_screenings_and_old_ones(
     body = {"feedback": [_entry(card["uuid"]), _entry(lone["uuid"]), _entry("never-shown")]}
     assert client.post(FEEDBACK, json=body, headers=bearer("dr-c")).status_code == 200
     # Nothing is old enough yet.
-    assert store.purge(datetime.now(UTC) - timedelta(days=1), "ops") == 0
+    assert store.screenings.purge(datetime.now(UTC) - timedelta(days=1), "ops") == 0
     assert len(_rows(store, cds_cards)) == 2
     assert len(_rows(store, cds_feedback)) == 3
-    assert store.purge(datetime.now(UTC) + timedelta(seconds=1), "ops") == 1
+    assert store.screenings.purge(datetime.now(UTC) + timedelta(seconds=1), "ops") == 1
     assert _rows(store, cds_cards) == []
     assert _rows(store, cds_feedback) == []

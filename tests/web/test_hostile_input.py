@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
-from screening.storage.store import ListFilters
+from screening.storage.screenings import ListFilters
 from screening.storage.store import Store
 from tests.support.app import BOTH_DATABASES
 from tests.support.app import bearer
@@ -24,7 +24,7 @@ def raw_post(client: FlaskClient, path: str, data: bytes | str, who: str = "port
 
 def stored(store: Store) -> int:
     """How many screenings are stored."""
-    return len(store.list_screenings(ListFilters(), 100, None)[0])
+    return len(store.screenings.page(ListFilters(), 100, None)[0])
 
 
 def test_deeply_nested_json(client: FlaskClient, store: Store) -> None:
@@ -101,7 +101,7 @@ def test_nul_bytes(client: FlaskClient, store: Store, valid_answers: dict[str, A
     )
     assert note.status_code == 422
     assert "note" in note.get_json()["errors"]
-    record = store.get_screening(screening_id)
+    record = store.screenings.get(screening_id)
     assert record is not None and record["reviews"] == []
 
 

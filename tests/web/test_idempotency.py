@@ -11,9 +11,9 @@ import pytest
 import sqlalchemy as sa
 from flask.testing import FlaskClient
 
-from screening.storage.store import ListFilters
+from screening.storage.screenings import ListFilters
 from screening.storage.store import Store
-from screening.storage.store import idempotency_records
+from screening.storage.tables import idempotency_records
 from tests.support.app import BOTH_DATABASES
 from tests.support.app import bearer
 
@@ -30,7 +30,7 @@ def post(client: FlaskClient, body: dict[str, Any], key: str | None, who: str = 
 
 def stored(store: Store) -> int:
     """How many screenings are stored."""
-    return len(store.list_screenings(ListFilters(), 100, None)[0])
+    return len(store.screenings.page(ListFilters(), 100, None)[0])
 
 
 def test_a_repeat_replays_the_first_response(
@@ -45,7 +45,7 @@ def test_a_repeat_replays_the_first_response(
     assert again.data == first.data
     assert again.headers["Location"] == first.headers["Location"]
     assert stored(store) == 1
-    assert [e["action"] for e in store.audit_entries()] == ["create"]
+    assert [e["action"] for e in store.audit.entries()] == ["create"]
 
 
 def test_another_body_with_the_same_key_is_422(
@@ -97,7 +97,7 @@ def test_a_key_still_in_flight_is_409(
     from screening.services.screenings import request_fingerprint
 
     assert (
-        store.claim_idempotency(
+        store.idempotency.claim(
             "portal-a", "busy", request_fingerprint("application/json", body)
         ).state
         == "new"
@@ -119,7 +119,7 @@ def test_a_claim_left_by_a_dead_request_is_taken_over(
     from screening.services.screenings import request_fingerprint
 
     body = {"answers": valid_answers}
-    store.claim_idempotency("portal-a", "orphan", request_fingerprint("application/json", body))
+    store.idempotency.claim("portal-a", "orphan", request_fingerprint("application/json", body))
     _age(store, "locked_at", timedelta(minutes=5))
     response = post(client, body, "orphan")
     assert response.status_code == 201
@@ -158,10 +158,10 @@ def test_a_stalled_request_that_lost_its_claim_stores_nothing(
     client: FlaskClient, store: Store, valid_answers: dict[str, Any]
 ) -> None:
     from screening.services.screenings import request_fingerprint
-    from screening.storage.store import ClaimLost
+    from screening.storage.idempotency import ClaimLost
 
     body = {"answers": valid_answers}
-    stalled = store.claim_idempotency(
+    stalled = store.idempotency.claim(
         "portal-a", "stall", request_fingerprint("application/json", body)
     )
     assert stalled.token is not None
@@ -170,14 +170,14 @@ def test_a_stalled_request_that_lost_its_claim_stores_nothing(
     assert retry.status_code == 201
     # The stalled request wakes up: it can neither finish nor release the key.
     row = {
-        **store.get_screening(retry.get_json()["id"]),  # type: ignore[dict-item]
+        **store.screenings.get(retry.get_json()["id"]),  # type: ignore[dict-item]
         "id": "f" * 32,
     }
     row.pop("reviews")
     with pytest.raises(ClaimLost):
-        store.insert_screening(
+        store.screenings.insert(
             row, idempotency=("portal-a", "stall", stalled.token), response=(201, "{}")
         )
-    store.release_idempotency("portal-a", "stall", stalled.token)
+    store.idempotency.release("portal-a", "stall", stalled.token)
     assert stored(store) == 1
     assert post(client, body, "stall").headers["Idempotent-Replayed"] == "true"

@@ -119,7 +119,7 @@ def test_fhir_response_gives_the_native_result_and_is_kept(
     a, b = native.get_json(), via_fhir.get_json()
     for field in ("outcome", "decided_by", "matched_rules", "answers", "summary", "trace"):
         assert a[field] == b[field], field
-    record = store.get_screening(b["id"])
+    record = store.screenings.get(b["id"])
     assert record is not None
     assert record["source"] == resource
     assert record["answers"] == valid_answers

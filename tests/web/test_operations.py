@@ -18,7 +18,7 @@ from screening import StartupError
 from screening import create_app
 from screening.services.keys import token_digest
 from screening.storage.store import Store
-from screening.storage.store import screenings
+from screening.storage.tables import screenings
 from tests.support.app import BOTH_DATABASES
 from tests.support.app import bearer
 from tests.support.app import make_app
@@ -166,12 +166,12 @@ def test_purge_deletes_old_screenings_with_their_records(
     result = app.test_cli_runner().invoke(args=["screenings", "purge", "--older-than", "365"])
     assert result.exit_code == 0, result.output
     assert "deleted 1 screening " in result.output
-    assert store.get_screening(old_id) is None
-    assert store.get_screening(new_id) is not None
+    assert store.screenings.get(old_id) is None
+    assert store.screenings.get(new_id) is not None
     with store.engine.connect() as conn:
         for table in ("reviews", "idempotency_records"):
             assert conn.execute(sa.text(f"SELECT count(*) FROM {table}")).scalar_one() == 0
-    purged = [e for e in store.audit_entries(old_id) if e["action"] == "purge"]
+    purged = [e for e in store.audit.entries(old_id) if e["action"] == "purge"]
     assert [e["actor"] for e in purged] == ["cli"]
     # The key is free again: a new request with it stores a new screening.
     again = client.post("/v1/screenings", json={"answers": valid_answers}, headers=headers)

@@ -34,7 +34,7 @@ from playwright.sync_api import expect
 
 from screening import PROJECT_ROOT
 from screening.rules.rulebook import Rulebook
-from screening.storage.store import screenings
+from screening.storage.tables import screenings
 from tests.support.app import API_KEYS
 from tests.support.app import SECRET_KEY
 from tests.support.app import TOKENS

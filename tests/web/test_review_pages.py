@@ -29,9 +29,9 @@ from screening.rules.rulebook import Rulebook
 from screening.services.keys import Authenticator
 from screening.services.keys import parse_api_keys
 from screening.services.keys import token_digest
-from screening.storage import store as store_module
+from screening.storage import sessions as store_module
 from screening.storage.store import Store
-from screening.storage.store import review_sessions
+from screening.storage.tables import review_sessions
 from tests.support.app import API_KEYS
 from tests.support.app import BOTH_DATABASES
 from tests.support.app import RULES_ROOT
@@ -246,7 +246,7 @@ def test_signing_out_ends_the_session(client: FlaskClient, store: Store) -> None
     assert _login_target(response) is None
     assert "You are signed out." in client.get("/review/login").text
     assert _login_target(client.get("/review/")) == "/review/"
-    assert [(e["actor"], e["action"]) for e in store.audit_entries()] == [
+    assert [(e["actor"], e["action"]) for e in store.audit.entries()] == [
         ("dr-c", "sign_in"),
         ("dr-c", "list"),
         ("dr-c", "list"),
@@ -268,7 +268,7 @@ def test_a_cookie_copied_before_signing_out_is_refused_after(
     response = client.post("/review/logout", data={"csrf_token": csrf})
     assert _login_target(response) is None
     assert _session_rows(app) == []
-    before = store.audit_entries()
+    before = store.audit.entries()
 
     # Someone who kept a copy of the cookie (and of a form's CSRF token) gets nothing.
     thief = FlaskClient(app, use_cookies=True)
@@ -286,7 +286,7 @@ def test_a_cookie_copied_before_signing_out_is_refused_after(
     assert _history(client, screening_id) == {"status": "pending", "history": []}
     # Nothing was listed, read or recorded for the copied cookie (the API read above is
     # the only new entry).
-    after = store.audit_entries()[len(before) :]
+    after = store.audit.entries()[len(before) :]
     assert [(e["actor"], e["action"]) for e in after] == [("dr-c", "read")]
 
 
@@ -410,7 +410,7 @@ def test_a_busy_session_still_ends_8_hours_after_sign_in(
     # ... but 8 hours after signing in the session is over all the same.
     clock.wait(25)
     assert _login_target(client.get("/review/")) == "/review/"
-    lists = [e for e in store.audit_entries() if e["action"] == "list"]
+    lists = [e for e in store.audit.entries() if e["action"] == "list"]
     assert len(lists) == 19
 
 
@@ -577,7 +577,7 @@ def test_marking_reviewed_records_exactly_what_the_api_records(
         ("dr-c", None),
         ("dr-c", "By API."),
     ]
-    reviews = [e for e in store.audit_entries(screening_id) if e["action"] == "review"]
+    reviews = [e for e in store.audit.entries(screening_id) if e["action"] == "review"]
     assert [(e["actor"], e["screening_id"]) for e in reviews] == [("dr-c", screening_id)] * 3
 
 
@@ -644,7 +644,7 @@ def test_every_page_read_and_every_review_is_audited(client: FlaskClient, store:
     client.get(f"/review/{first}")
     entries = [
         (e["actor"], e["action"], e["screening_id"])
-        for e in store.audit_entries()
+        for e in store.audit.entries()
         if e["action"] != "create"
     ]
     assert entries == [
@@ -655,7 +655,7 @@ def test_every_page_read_and_every_review_is_audited(client: FlaskClient, store:
         ("dr-c", "review", urgent),
         ("dr-c", "read", first),
     ]
-    assert "Seen." not in repr(store.audit_entries())
+    assert "Seen." not in repr(store.audit.entries())
 
 
 # --- safety of every page ------------------------------------------------------------------
@@ -719,7 +719,7 @@ def test_an_urgent_screening_states_no_finding_that_denies_a_red_flag(
 ) -> None:
     screening_id = _urgent(client)
     # A screening stored before findings left the fallback out still lists it.
-    old = dict(store.get_screening(screening_id) or {})
+    old = dict(store.screenings.get(screening_id) or {})
     fallback = {
         "rule": "meets_discussion_criteria",
         "title": "No exclusion found; discussion with a specialist may be appropriate",
@@ -730,7 +730,7 @@ def test_an_urgent_screening_states_no_finding_that_denies_a_red_flag(
     old["id"] = "0" * 32
     for name in ("reviews", "review_due_at", "review_overdue"):
         old.pop(name, None)
-    store.insert_screening(old, idempotency=None, response=(201, "{}"), deliveries=[])
+    store.screenings.insert(old, idempotency=None, response=(201, "{}"), deliveries=[])
     _sign_in(client)
     for shown in (screening_id, old["id"]):
         page = client.get(f"/review/{shown}")

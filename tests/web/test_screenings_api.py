@@ -9,7 +9,7 @@ import pytest
 from flask.testing import FlaskClient
 
 from screening import extension
-from screening.storage.store import ListFilters
+from screening.storage.screenings import ListFilters
 from screening.storage.store import Store
 from tests.support.app import BOTH_DATABASES
 from tests.support.app import bearer
@@ -42,7 +42,7 @@ def submit(
 
 def count(store: Store) -> int:
     """How many screenings are stored."""
-    return len(store.list_screenings(ListFilters(), 100, None)[0])
+    return len(store.screenings.page(ListFilters(), 100, None)[0])
 
 
 # --- authentication and roles ---------------------------------------------------
@@ -101,7 +101,7 @@ def test_evaluate_returns_the_callers_view_and_stores_nothing(
     assert clinician["patient_ref"] == "MRN-7"
     assert clinician["summary"]["clinician"]["findings"][0]["rule"] == "possible_infection"
     assert count(store) == 0
-    assert store.audit_entries() == []
+    assert store.audit.entries() == []
 
 
 def test_evaluate_reports_every_answer_problem_by_link_id(
@@ -145,7 +145,7 @@ def test_stored_record_keeps_versions_hashes_and_creator(
     client: FlaskClient, store: Store, valid_answers: dict[str, Any]
 ) -> None:
     screening_id = submit(client, valid_answers, patient_ref="MRN-1").get_json()["id"]
-    record = store.get_screening(screening_id)
+    record = store.screenings.get(screening_id)
     assert record is not None
     rulebook = extension.of(client.application).rulebook
     assert record["created_by"] == "portal-a"
@@ -247,7 +247,7 @@ def test_read_views_by_role_and_owner(
     full = client.get(f"/v1/screenings/{screening_id}", headers=bearer("dr-c"))
     assert set(full.get_json()) == FULL_VIEW
     assert client.get("/v1/screenings/nope", headers=bearer("dr-c")).status_code == 404
-    reads = [e for e in store.audit_entries(screening_id) if e["action"] == "read"]
+    reads = [e for e in store.audit.entries(screening_id) if e["action"] == "read"]
     assert [e["actor"] for e in reads] == ["portal-a", "dr-c"]
 
 
@@ -291,7 +291,7 @@ def test_list_is_newest_first_and_filters(
 
 def test_list_time_window(client: FlaskClient, store: Store, valid_answers: dict[str, Any]) -> None:
     ids = _fill(client, valid_answers)
-    third = store.get_screening(ids[2])
+    third = store.screenings.get(ids[2])
     assert third is not None
     stamp = third["created_at"].isoformat().replace("+00:00", "Z")
     since = client.get(
@@ -364,9 +364,9 @@ def test_review_appends_to_history(
     assert all(h["at"].endswith("Z") for h in history)
     assert set(second) == FULL_VIEW
     # The note shows through the API, never in the audit log.
-    audit = json.dumps([{**e, "at": str(e["at"])} for e in store.audit_entries()])
+    audit = json.dumps([{**e, "at": str(e["at"])} for e in store.audit.entries()])
     assert "Called the patient" not in audit
-    assert [e["action"] for e in store.audit_entries(screening_id)] == [
+    assert [e["action"] for e in store.audit.entries(screening_id)] == [
         "create",
         "review",
         "review",
@@ -386,7 +386,7 @@ def test_bad_review_body_is_named_and_changes_nothing(
     )
     assert response.status_code == 422
     assert set(response.get_json()["errors"]) == set(body)
-    record = store.get_screening(screening_id)
+    record = store.screenings.get(screening_id)
     assert record is not None
     assert record["review_status"] == "pending" and record["reviews"] == []
 
@@ -417,7 +417,7 @@ def test_audit_records_who_did_what_without_content(
     client.get("/v1/screenings", headers=bearer("dr-c"))
     client.get(f"/v1/screenings/{screening_id}", headers=bearer("dr-c"))
     client.post(f"/v1/screenings/{screening_id}/review", json={"note": "n"}, headers=bearer("dr-c"))
-    entries = store.audit_entries()
+    entries = store.audit.entries()
     assert [(e["actor"], e["action"], e["screening_id"]) for e in entries] == [
         ("portal-a", "create", screening_id),
         ("dr-c", "list", screening_id),

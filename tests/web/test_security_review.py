@@ -21,7 +21,7 @@ from werkzeug.test import TestResponse
 from screening.fhir.forms import questionnaire_response_from_answers
 from screening.rules.rulebook import Rulebook
 from screening.services.keys import token_digest
-from screening.storage.store import ListFilters
+from screening.storage.screenings import ListFilters
 from screening.storage.store import Store
 from screening.web.observability import KNOWN_METHODS
 from tests.support.app import BOTH_DATABASES
@@ -37,7 +37,7 @@ METRICS_TOKEN = "metrics-token"
 
 def stored(store: Store) -> int:
     """How many screenings are stored."""
-    return len(store.list_screenings(ListFilters(), 100, None)[0])
+    return len(store.screenings.page(ListFilters(), 100, None)[0])
 
 
 def nested(depth: int) -> dict[str, Any]:
@@ -109,7 +109,7 @@ def test_the_deepest_and_largest_storable_bodies_are_stored_whole(
     resource = fhir_response(rulebook, extension_x=nested(253), extension_y=[2**64 - 1, -(2**63)])
     response = post_fhir(client, "/v1/screenings", resource)
     assert response.status_code == 201, response.get_json()
-    record = store.get_screening(response.get_json()["id"])
+    record = store.screenings.get(response.get_json()["id"])
     assert record is not None and record["source"] == resource
 
 
@@ -153,7 +153,7 @@ def test_a_review_note_with_nul_is_refused_by_the_form_as_by_the_api(
         headers=bearer("dr-c"),
     )
     assert api.status_code == 422
-    record = store.get_screening(screening_id)
+    record = store.screenings.get(screening_id)
     assert record is not None
     assert record["reviews"] == [] and record["review_status"] == "pending"
 

@@ -17,7 +17,7 @@ from flask.testing import FlaskClient
 
 from screening.services.keys import token_digest
 from screening.storage.store import Store
-from screening.storage.store import screenings
+from screening.storage.tables import screenings
 from tests.support.app import BOTH_DATABASES
 from tests.support.app import TOKENS
 from tests.support.app import app_store

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from alembic import context
 
-from screening.storage.store import metadata
+from screening.storage.tables import metadata
 
 connection = context.config.attributes["connection"]
 context.configure(

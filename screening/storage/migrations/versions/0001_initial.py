@@ -7,16 +7,22 @@ Create Date: 2026-11-21
 
 from __future__ import annotations
 
+import functools
+
 import sqlalchemy as sa
 from alembic import op
-
-from screening.storage.store import JSONDocument
-from screening.storage.store import UTCDateTime
+from sqlalchemy.dialects import postgresql
 
 revision = "0001"
 down_revision = None
 branch_labels = None
 depends_on = None
+
+# The column types as this revision wrote them, not imported from the live code: a
+# migration must keep building the same schema whatever the code beside it becomes.
+# (The service writes timestamps in UTC, naive on SQLite, and reads them back aware.)
+UTCDateTime = functools.partial(sa.DateTime, timezone=True)
+JSONDocument = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
 
 
 def upgrade() -> None:

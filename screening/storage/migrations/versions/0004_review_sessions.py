@@ -7,15 +7,20 @@ Create Date: 2026-12-02
 
 from __future__ import annotations
 
+import functools
+
 import sqlalchemy as sa
 from alembic import op
-
-from screening.storage.store import UTCDateTime
 
 revision = "0004"
 down_revision = "0001"
 branch_labels = None
 depends_on = None
+
+# The column types as this revision wrote them, not imported from the live code: a
+# migration must keep building the same schema whatever the code beside it becomes.
+# (The service writes timestamps in UTC, naive on SQLite, and reads them back aware.)
+UTCDateTime = functools.partial(sa.DateTime, timezone=True)
 
 
 def upgrade() -> None:

@@ -8,17 +8,31 @@ Create Date: 2026-12-02
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import json
+
 import sqlalchemy as sa
 from alembic import op
-
-from screening.storage.store import JSONDocument
-from screening.storage.store import UTCDateTime
-from screening.storage.store import json_digest
+from sqlalchemy.dialects import postgresql
 
 revision = "0007"
 down_revision = "0005"
 branch_labels = None
 depends_on = None
+
+# The column types as this revision wrote them, not imported from the live code: a
+# migration must keep building the same schema whatever the code beside it becomes.
+# (The service writes timestamps in UTC, naive on SQLite, and reads them back aware.)
+UTCDateTime = functools.partial(sa.DateTime, timezone=True)
+JSONDocument = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+
+
+def json_digest(value: object) -> str:
+    """The answers' digest as the service wrote it when this revision was made: SHA-256 of
+    canonical JSON (sorted keys, no spaces, ASCII)."""
+    canonical = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def upgrade() -> None:

@@ -1,0 +1,59 @@
+"""The audit log: who did what to which screening (ids and names, never answers)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC
+from datetime import datetime
+from typing import TYPE_CHECKING
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from screening.storage.tables import audit_log
+
+if TYPE_CHECKING:
+    # The store holds this repository; no import at run time.
+    from screening.storage.store import Store
+
+
+def write_audit(
+    store: Store,
+    conn: Connection,
+    actor: str,
+    action: str,
+    screening_ids: Sequence[str | None],
+    at: datetime,
+) -> None:
+    """Record ``action`` by ``actor`` on each screening in the open transaction ``conn``
+    (one entry without a screening when there are none)."""
+    store.insert_rows(
+        conn,
+        audit_log,
+        [{"at": at, "actor": actor, "action": action, "screening_id": i} for i in screening_ids]
+        or [{"at": at, "actor": actor, "action": action, "screening_id": None}],
+    )
+
+
+class AuditRepository:
+    """The audit trail."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def record(self, actor: str, action: str, screening_ids: Sequence[str]) -> None:
+        """Record that ``actor`` did ``action`` to each screening (ids and names only)."""
+
+        def record(conn: Connection) -> None:
+            write_audit(self.store, conn, actor, action, screening_ids, datetime.now(UTC))
+
+        self.store.grouped.run(record)
+
+    def entries(self, screening_id: str | None = None) -> list[dict[str, Any]]:
+        """The audit trail, oldest first (optionally for one screening)."""
+        query = sa.select(audit_log).order_by(audit_log.c.id)
+        if screening_id is not None:
+            query = query.where(audit_log.c.screening_id == screening_id)
+        with self.store.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]
