@@ -1,11 +1,11 @@
-"""The SQLite request path's inserts through the driver (``_DriverInsert``): the same rows
-as SQLAlchemy's own INSERT writes, and the same errors, with nothing of the row in them."""
+"""The request path's inserts (``Store.insert_rows``, SQLAlchemy's executemany): what a
+missing or unstorable value does, what a failing write in a shared group-commit batch
+takes back, and errors with nothing of the row in them."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from collections.abc import Iterator
-from datetime import UTC
 from datetime import datetime
 from datetime import timedelta
 from datetime import timezone
@@ -17,7 +17,6 @@ import sqlalchemy as sa
 from flask.testing import FlaskClient
 from sqlalchemy.engine import Connection
 
-from screening.storage import store as storage
 from screening.storage import tables
 from screening.storage.database import make_engine
 from screening.storage.groupcommit import _Write
@@ -50,22 +49,6 @@ ROWS: dict[str, dict[str, Any]] = {
         "answers_sha256": "3" * 64,
     },
     "audit_log": {"at": WHEN, "actor": "portal-a", "action": "create", "screening_id": None},
-    "webhook_deliveries": {
-        "event_id": "msg_" + "b" * 32,
-        "event_type": "screening.created",
-        "endpoint": "ehr-inbox",
-        "screening_id": "a" * 32,
-        "payload": '{"type":"screening.created"}',
-        "status": "pending",
-        "attempts": 0,
-        "created_at": WHEN,
-        "scheduled_at": WHEN,
-        "next_attempt_at": WHEN + timedelta(seconds=30),
-        "lease": None,
-        "last_attempt_at": None,
-        "last_result": None,
-        "delivered_at": None,
-    },
 }
 
 
@@ -79,55 +62,22 @@ def _empty_database(path: Path) -> Iterator[sa.Engine]:
 
 @pytest.fixture
 def engine(tmp_path: Path) -> Iterator[sa.Engine]:
-    """The database the driver writes."""
+    """An empty SQLite database with the service's tables."""
     yield from _empty_database(tmp_path / "driver.db")
-
-
-@pytest.fixture
-def reference(tmp_path: Path) -> Iterator[sa.Engine]:
-    """A second one, written by SQLAlchemy's own INSERT."""
-    yield from _empty_database(tmp_path / "reference.db")
-
-
-def _stored(engine: sa.Engine, table: sa.Table) -> tuple[list[Any], list[dict[str, Any]]]:
-    """The table's rows as stored (raw) and as SQLAlchemy reads them."""
-    with engine.connect() as conn:
-        raw = [tuple(r) for r in conn.exec_driver_sql(f"SELECT * FROM {table.name}")]
-        read = [dict(r._mapping) for r in conn.execute(sa.select(table))]
-    return raw, read
-
-
-@pytest.mark.parametrize("table", storage._DRIVER_TABLES, ids=lambda t: t.name)
-def test_driver_rows_are_stored_as_sqlalchemys_are(
-    engine: sa.Engine, reference: sa.Engine, table: sa.Table
-) -> None:
-    row = ROWS[table.name]
-    with reference.begin() as conn:
-        conn.execute(table.insert(), [row])
-    with engine.begin() as conn:
-        storage._DriverInsert.compile(table, engine.dialect).run(conn, [row])
-    # The same bytes in the file (what a later reader or a migration sees)...
-    assert _stored(engine, table) == _stored(reference, table)
-    # ... and every time read back as the same instant, in UTC.
-    _, [read] = _stored(engine, table)
-    times = [name for name, value in row.items() if isinstance(value, datetime)]
-    assert times
-    for name in times:
-        assert read[name].tzinfo is UTC and read[name] == row[name]
-    numbered = table.autoincrement_column
-    assert {k: v for k, v in read.items() if numbered is None or k != numbered.name} == row
 
 
 def test_a_column_missing_from_a_row_is_null_and_a_required_one_is_refused(
     engine: sa.Engine,
 ) -> None:
-    insert = storage._DriverInsert.compile(tables.audit_log, engine.dialect)
+    store = Store(engine)
     with engine.begin() as conn:
-        insert.run(conn, [{"at": WHEN, "actor": "dr-c", "action": "review"}])
+        store.insert_rows(
+            conn, tables.audit_log, [{"at": WHEN, "actor": "dr-c", "action": "review"}]
+        )
     with engine.connect() as conn:
         assert conn.execute(sa.select(tables.audit_log.c.screening_id)).scalar_one() is None
     with pytest.raises(sa.exc.IntegrityError) as refused, engine.begin() as conn:
-        insert.run(conn, [{"at": WHEN, "actor": "a-secret-actor-name"}])
+        store.insert_rows(conn, tables.audit_log, [{"at": WHEN, "actor": "a-secret-actor-name"}])
     # SQLAlchemy's error, with the statement but never the row's values.
     assert "NOT NULL" in str(refused.value)
     assert "a-secret-actor-name" not in str(refused.value)
@@ -137,9 +87,9 @@ def test_a_value_its_type_cannot_store_is_sqlalchemys_error_without_the_row(
     engine: sa.Engine,
 ) -> None:
     row = {**ROWS["screenings"], "answers": {"pain_months": {7}}, "patient_ref": "MRN-4411"}
-    insert = storage._DriverInsert.compile(tables.screenings, engine.dialect)
+    store = Store(engine)
     with pytest.raises(sa.exc.StatementError) as refused, engine.begin() as conn:
-        insert.run(conn, [row])
+        store.insert_rows(conn, tables.screenings, [row])
     # What SQLAlchemy's own INSERT raises for it, so `except SQLAlchemyError` holds.
     assert isinstance(refused.value, sa.exc.SQLAlchemyError)
     assert "MRN-4411" not in str(refused.value)
@@ -151,11 +101,10 @@ def test_a_write_that_fails_in_a_shared_batch_takes_only_its_own_rows_back(
     engine: sa.Engine,
 ) -> None:
     store = Store(engine)
-    audit = storage._DriverInsert.compile(tables.audit_log, engine.dialect)
 
     def write(actor: str, fail: bool) -> Callable[[Connection], str]:
         def work(conn: Connection) -> str:
-            audit.run(conn, [{**ROWS["audit_log"], "actor": actor}])
+            store.insert_rows(conn, tables.audit_log, [{**ROWS["audit_log"], "actor": actor}])
             if fail:
                 raise RuntimeError("this write fails after its insert")
             return actor
@@ -174,13 +123,6 @@ def test_a_write_that_fails_in_a_shared_batch_takes_only_its_own_rows_back(
     with engine.connect() as conn:
         actors = conn.execute(sa.select(tables.audit_log.c.actor).order_by("id")).scalars()
         assert list(actors) == ["first", "third"]
-
-
-def test_only_an_insert_of_positional_parameters_is_compiled() -> None:
-    # psycopg binds by name: its rows would need their names, so it keeps SQLAlchemy's path.
-    postgres = sa.create_engine("postgresql+psycopg://nobody@127.0.0.1:1/none")
-    with pytest.raises(ValueError, match="no positional INSERT"):
-        storage._DriverInsert.compile(tables.audit_log, postgres.dialect)
 
 
 @BOTH_DATABASES
