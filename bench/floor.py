@@ -6,10 +6,10 @@ before any of the service's own work: each ``POST /write`` reads and parses its 
 body, inserts one 7 kB document (a real stored result, made once at start; a stored
 screening is about 8 kB with its answers) under a new id, and answers 201 with the id
 only after the commit is durable. It commits the way the service does: SQLite with WAL
-and ``synchronous=FULL``, PostgreSQL with ``synchronous_commit`` on, concurrent requests
-sharing one flush through the service's ``GroupCommit`` over ``Store.transaction`` (one
-writer at a time across processes on SQLite). No validation, rules, audit, outbox,
-logging or metrics.
+and ``synchronous=FULL``, PostgreSQL with ``synchronous_commit`` on, through the service's
+``Store.grouped`` (on SQLite group commit: concurrent requests share one flush, one writer
+at a time across processes; on PostgreSQL each commits alone). No validation, rules,
+audit, outbox, logging or metrics.
 
 ``FLOOR_DATABASE_URL`` names the database (``bench/load.py`` makes a fresh one).
 """
@@ -31,7 +31,6 @@ from screening.rules.cases import load_cases
 from screening.rules.engine import evaluate
 from screening.rules.rulebook import load_rules
 from screening.storage.database import make_engine
-from screening.storage.groupcommit import GroupCommit
 from screening.storage.store import Store
 
 _TABLE = "CREATE TABLE IF NOT EXISTS floor_writes (id VARCHAR(36) PRIMARY KEY, body TEXT NOT NULL)"
@@ -51,7 +50,7 @@ def create_app() -> Flask:
     app.extensions["floor_store"] = store
     with store.transaction() as conn:
         conn.exec_driver_sql(_TABLE)
-    grouped = GroupCommit(store.transaction)
+    grouped = store.grouped
     insert = sa.text("INSERT INTO floor_writes (id, body) VALUES (:id, :body)")
     document = _document()
 

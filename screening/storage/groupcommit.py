@@ -110,3 +110,16 @@ class GroupCommit:
                     write.value = None
             if not isinstance(error, Exception):
                 raise
+
+
+class EachAlone:
+    """Runs each write in a transaction of its own, committed alone: for PostgreSQL, whose
+    WAL writer already flushes the commits of concurrent sessions together."""
+
+    def __init__(self, transaction: Callable[[], AbstractContextManager[Connection]]) -> None:
+        self._transaction = transaction
+
+    def run(self, work: Callable[[Connection], T]) -> T:
+        """Run ``work(conn)`` in its own transaction; return its value once committed."""
+        with self._transaction() as conn:
+            return work(conn)

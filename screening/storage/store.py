@@ -24,6 +24,7 @@ from sqlalchemy.engine import Engine
 from screening.storage.audit import AuditRepository
 from screening.storage.cds import CdsRepository
 from screening.storage.database import WriterLock
+from screening.storage.groupcommit import EachAlone
 from screening.storage.groupcommit import GroupCommit
 from screening.storage.idempotency import IdempotencyRepository
 from screening.storage.screenings import ScreeningRepository
@@ -47,9 +48,12 @@ class Store:
             if sqlite_file
             else nullcontext()
         )
-        #: The writes each request makes (screenings, claims, reviews, audit entries)
-        #: commit in groups: one flush to disk for all the requests writing at once.
-        self.grouped = GroupCommit(self.transaction)
+        #: SQLite: the writes each request makes (screenings, claims, reviews, audit
+        #: entries) commit in groups, one flush to disk for all the requests writing at
+        #: once. PostgreSQL groups the WAL flushes of concurrent sessions itself.
+        self.grouped: GroupCommit | EachAlone = (
+            GroupCommit(self.transaction) if sqlite_file else EachAlone(self.transaction)
+        )
         # Each aggregate's statements, all writing through this store.
         self.screenings = ScreeningRepository(self)
         self.idempotency = IdempotencyRepository(self)

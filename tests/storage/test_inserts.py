@@ -19,6 +19,7 @@ from sqlalchemy.engine import Connection
 
 from screening.storage import tables
 from screening.storage.database import make_engine
+from screening.storage.groupcommit import GroupCommit
 from screening.storage.groupcommit import _Write
 from screening.storage.store import Store
 from tests.support.app import BOTH_DATABASES
@@ -117,7 +118,7 @@ def test_a_write_that_fails_in_a_shared_batch_takes_only_its_own_rows_back(
         _Write(write("second", True)),
         _Write(write("third", False)),
     ]
-    store.grouped._commit(batch)
+    GroupCommit(store.transaction)._commit(batch)
     assert [w.value for w in batch] == ["first", None, "third"]
     assert isinstance(batch[1].error, RuntimeError)
     with engine.connect() as conn:
