@@ -17,6 +17,7 @@ from flask import g
 from flask import request
 
 from screening import extension
+from screening.services.callers import Caller
 from screening.services.keys import ApiKey
 from screening.services.problems import ProblemError
 
@@ -38,15 +39,27 @@ def presented_token() -> tuple[str, str]:
     return (scheme.lower() if header else ""), token.strip()
 
 
+def current_caller() -> Caller | None:
+    """Who is calling, as far as this request has found out (None: nobody known yet)."""
+    return cast("Caller | None", g.get("caller"))
+
+
+def set_caller(caller: Caller | None) -> None:
+    """Record who is calling (once a token, a session or an EHR's JWT was checked)."""
+    g.caller = caller
+
+
 def identify_request() -> ApiKey | None:
-    """The configured key matching the request's bearer token, if any (cached per request)."""
-    if "identified_key" not in g:
+    """The configured key matching the request's bearer token, if any (looked up once per
+    request, which then has that key as its caller)."""
+    if "caller" not in g:
         scheme, token = presented_token()
         found = None
         if scheme == "bearer" and token:
             found = extension.authenticator().identify(token)
-        g.identified_key = found
-    return cast("ApiKey | None", g.identified_key)
+        set_caller(None if found is None else Caller.with_key(found))
+    caller = current_caller()
+    return None if caller is None else caller.key
 
 
 def authenticate() -> ApiKey:
@@ -65,10 +78,9 @@ def authenticate() -> ApiKey:
 
 
 def authorize(key: ApiKey, roles: tuple[str, ...]) -> None:
-    """Make ``key`` the request's caller if its role is one of ``roles``, else 403."""
+    """403 unless ``key``'s role is one of ``roles``."""
     if key.role not in roles:
         raise ProblemError("This token's role may not use this route.", status=403)
-    g.api_key = key
 
 
 def require(*roles: str) -> Callable[[F], F]:
@@ -86,5 +98,7 @@ def require(*roles: str) -> Callable[[F], F]:
 
 
 def current_key() -> ApiKey:
-    """The authenticated caller of the current request."""
-    return cast(ApiKey, g.api_key)
+    """The key of the current request's caller (a view behind ``require`` has one)."""
+    caller = current_caller()
+    assert caller is not None and caller.key is not None, "a view without require()"
+    return caller.key

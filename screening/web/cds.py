@@ -23,12 +23,12 @@ from typing import cast
 
 from flask import Blueprint
 from flask import Response
-from flask import g
 from flask import jsonify
 from flask import request
 
 from screening import extension
 from screening.rules.rulebook import Rulebook
+from screening.services.callers import Caller
 from screening.services.cds import CdsClient
 from screening.services.cds import PatientView
 from screening.services.cds import TokenRefused
@@ -38,7 +38,9 @@ from screening.services.problems import ProblemError
 from screening.web import schemas
 from screening.web.auth import authenticate
 from screening.web.auth import authorize
+from screening.web.auth import current_caller
 from screening.web.auth import presented_token
+from screening.web.auth import set_caller
 from screening.web.auth import unauthorized
 from screening.web.bodies import json_object
 
@@ -94,30 +96,30 @@ def _check_jwt(token: str) -> CdsClient:
         # The reason, never the token: for the operator, not the caller.
         logger.info("cds: token refused", extra={"reason": str(exc)})
         raise _refused() from None
-    g.log_caller = client.iss
+    set_caller(Caller.from_ehr(client))
     return client
 
 
 def cds_caller(view: F) -> F:
-    """Allow an EHR's signed JWT or a clinician API key; ``g.cds_client`` is the EHR's
-    client (None for a key) and ``g.cds_caller`` the name stored with cards and feedback."""
+    """Allow an EHR's signed JWT or a clinician API key (the request's caller either way)."""
 
     @wraps(view)
     def wrapped(*args: Any, **kwargs: Any) -> Any:
         token = _bearer_jwt()
-        client: CdsClient | None
         if token is not None:
-            client = _check_jwt(token)
-            name = client.iss
+            _check_jwt(token)
         else:
-            key = authenticate()
-            authorize(key, ("clinician",))
-            client, name = None, key.name
-        g.cds_client = client
-        g.cds_caller = name
+            authorize(authenticate(), ("clinician",))
         return view(*args, **kwargs)
 
     return cast(F, wrapped)
+
+
+def _caller() -> Caller:
+    """The caller ``cds_caller`` let in: an EHR, or a clinician's key."""
+    caller = current_caller()
+    assert caller is not None, "a view without cds_caller"
+    return caller
 
 
 @bp.get("")
@@ -137,10 +139,11 @@ def patient_view() -> Response:
     _, raw = json_object()
     body = schemas.load(schemas.hook_request, raw)
     authorization = body.get("fhirAuthorization")
+    caller = _caller()
     card = extension.cds().patient_view(
         PatientView(
-            caller=g.cds_caller,
-            client=g.cds_client,
+            caller=caller.name,
+            client=caller.client,
             hook_instance=body["hookInstance"],
             patient_id=body["context"]["patientId"],
             prefetched=(body.get("prefetch") or {}).get(PREFETCH_KEY),
@@ -158,5 +161,5 @@ def feedback() -> Response:
     """CDS Hooks 2.0 feedback on the cards shown: stored and audited, each entry."""
     _, body = json_object()
     rows = schemas.load(schemas.feedback_request, body)["feedback"]
-    unknown = extension.cds().record_feedback(g.cds_caller, rows)
+    unknown = extension.cds().record_feedback(_caller().name, rows)
     return jsonify(received=len(rows), unknown_cards=unknown)

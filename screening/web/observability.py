@@ -117,15 +117,10 @@ def route_label() -> str:
 
 
 def _caller_name() -> str | None:
-    """The name of the key behind the request, also when it was refused (403, 429)."""
-    # log_caller: an EHR's issuer (CDS Hooks, a verified JWT); api_key: the view's caller;
-    # identified_key: the bearer token's key, found before a role check (403) or the
-    # rate limit (429) refused it; review_key: a review session's.
-    caller = g.get("log_caller")
-    if caller is not None:
-        return str(caller)
-    key = g.get("api_key") or g.get("identified_key") or g.get("review_key")
-    return None if key is None else str(key.name)
+    """The name of who called, also when the request was refused (403, 429): a key's, a
+    review session's, or an EHR's issuer."""
+    caller = g.get("caller")
+    return None if caller is None else str(caller.name)
 
 
 def _finish(response: Response) -> Response:

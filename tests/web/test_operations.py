@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from datetime import UTC
 from datetime import datetime
@@ -20,8 +21,18 @@ from screening.services.keys import token_digest
 from screening.storage.store import Store
 from screening.storage.tables import screenings
 from tests.support.app import BOTH_DATABASES
+from tests.support.app import TOKENS
 from tests.support.app import bearer
 from tests.support.app import make_app
+from tests.support.cds import DISCOVERY_URL
+from tests.support.cds import ISS
+from tests.support.cds import PUBLIC_URL
+from tests.support.cds import authorization
+from tests.support.cds import claims
+from tests.support.cds import client_config
+from tests.support.cds import jwk_set
+from tests.support.cds import rsa_key
+from tests.support.cds import sign
 
 METRICS_TOKEN = "metrics-token"
 
@@ -182,3 +193,37 @@ def test_purge_needs_a_positive_number_of_days(app: Flask) -> None:
     runner = app.test_cli_runner()
     assert runner.invoke(args=["screenings", "purge", "--older-than", "0"]).exit_code == 2
     assert runner.invoke(args=["screenings", "purge"]).exit_code == 2
+
+
+def test_the_access_log_names_the_caller_however_it_came_in(
+    database_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """One caller per request, whichever way it proved who it is: an API key (also when
+    its role is refused), a review session, an EHR's signed token; nobody for a token no
+    key matches."""
+    key = rsa_key()
+    config = client_config(jwks=jwk_set(key), fhir_servers=[])
+    with make_app(database_url, CDS_CLIENTS=config, PUBLIC_URL=PUBLIC_URL) as app:
+        client = app.test_client()
+        capsys.readouterr()
+        assert client.get("/v1/screenings", headers=bearer("dr-c")).status_code == 200
+        assert client.get("/v1/screenings", headers=bearer("portal-a")).status_code == 403
+        unknown = {"Authorization": "Bearer no-such-token"}
+        assert client.get("/v1/screenings", headers=unknown).status_code == 401
+        client.get(DISCOVERY_URL, headers=authorization(sign(key, claims(aud=DISCOVERY_URL))))
+        login = client.get("/review/login")
+        token = re.search(r'name="csrf_token" value="([^"]+)"', login.text)
+        assert token is not None
+        client.post("/review/login", data={"token": TOKENS["dr-c"], "csrf_token": token[1]})
+        page = client.get("/review/")
+        assert "Signed in as <strong>dr-c</strong>" in page.text
+        keys = [(line["route"], line["status"], line["key"]) for line in _access_lines(capsys)]
+    assert keys == [
+        ("/v1/screenings", 200, "dr-c"),
+        ("/v1/screenings", 403, "portal-a"),
+        ("/v1/screenings", 401, None),
+        ("/cds-services", 200, ISS),
+        ("/review/login", 200, None),
+        ("/review/login", 303, None),
+        ("/review/", 200, "dr-c"),
+    ]

@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 from datetime import timedelta
-from typing import cast
 from urllib.parse import urlsplit
 
 from flask import current_app
@@ -27,8 +26,11 @@ from flask import url_for
 from flask.typing import ResponseReturnValue
 
 from screening import extension
+from screening.services.callers import Caller
 from screening.services.keys import ApiKey
+from screening.web.auth import current_caller
 from screening.web.auth import current_key
+from screening.web.auth import set_caller
 from screening.web.review.blueprint import bp
 from screening.web.review.blueprint import csrf
 from screening.web.review.blueprint import error_page
@@ -62,7 +64,7 @@ def signed_in_key() -> ApiKey | None:
     Looked up once per request (the rate limiter asks before the pages do); a
     session whose key was removed or rotated is ended on the spot.
     """
-    if "review_key" not in g:
+    if "caller" not in g:
         found = None
         token = session.get(_SESSION_TOKEN) if current_app.secret_key else None
         if isinstance(token, str):
@@ -72,8 +74,9 @@ def signed_in_key() -> ApiKey | None:
                 found = _configured_key(live.key_name, live.key_check)
                 if found is None:
                     sessions.end(token)
-        g.review_key = found
-    return cast("ApiKey | None", g.review_key)
+        set_caller(None if found is None else Caller.with_key(found, "review_session"))
+    caller = current_caller()
+    return None if caller is None else caller.key
 
 
 def _safe_next(target: str | None) -> str:
@@ -121,8 +124,6 @@ def _guard() -> ResponseReturnValue | None:
             target = request.full_path if request.query_string else request.path
         # 303: after a refused post, the browser fetches the sign-in page with GET.
         return redirect(url_for("review.login", next=target), code=303)
-    # Where the API keeps its caller, so the access log names the clinician too.
-    g.api_key = key
     return None
 
 
