@@ -230,10 +230,7 @@ def in_process_cost(database_url: str, rounds: int) -> tuple[float, float, float
             record = service.record(submission, key)
             rows = (
                 service.notifier.deliveries(
-                    "screening.created",
-                    {**record, "decided_by": record["result"]["decided_by"]},
-                    "pending",
-                    record["created_at"],
+                    "screening.created", record, "pending", record.created_at
                 )
                 if with_row
                 else []

@@ -18,12 +18,14 @@ from flask.cli import AppGroup
 from prometheus_client import start_http_server
 
 from screening import extension
+from screening.records import Result
 from screening.rules.cases import run_cases
 from screening.rules.diff import diff_packages
 from screening.rules.diff import diff_text
 from screening.rules.i18n import DEFAULT
 from screening.rules.loader import RulesError
 from screening.rules.replay import Replay
+from screening.rules.rulebook import Package
 from screening.rules.rulebook import case_problems
 from screening.rules.rulebook import load_package
 from screening.rules.rulebook import load_rules
@@ -243,6 +245,19 @@ def _ruleset_reference(value: str | None) -> dict[str, str] | None:
     return {"id": ruleset_id} if not version else {"id": ruleset_id, "version": version}
 
 
+def _result_line(result: Result, package: Package) -> dict[str, Any]:
+    """``rules evaluate``'s line for one result: what the engine gives, rules named last."""
+    ruleset = package.ruleset
+    return {
+        "outcome": result.outcome,
+        "decided_by": result.decided_by,
+        "matched_rules": list(result.matched_rules),
+        "summary": result.summary,
+        "trace": result.trace,
+        "ruleset": {"id": ruleset.id, "version": ruleset.version, "sha256": ruleset.sha256},
+    }
+
+
 @rules_cli.command("evaluate")
 @click.argument("source", type=click.File("rb"))
 @click.option(
@@ -306,7 +321,7 @@ def evaluate_command(
         else:
             # Shadow packages' results are for `rules replay`, as the API keeps them from
             # callers; the line is the deciding package's result.
-            lines.append(orjson.dumps({k: v for k, v in result.items() if k != "shadow"}))
+            lines.append(orjson.dumps(_result_line(result, package)))
         if len(lines) == _LINES_PER_WRITE:
             output.write(b"\n".join(lines) + b"\n")
             lines.clear()

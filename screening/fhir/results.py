@@ -11,10 +11,9 @@
   data (SDC observation-based extraction: pain intensity as LOINC 72514-3), each
   ``derivedFrom`` the QuestionnaireResponse.
 
-Pure: the record is the store's dict (answers, result, language, created_at, ...), and
-nothing here reads a clock, a database or a request. Entries refer to each other by
-``urn:uuid`` full URLs derived from the screening id, so the same screening always gives
-the same Bundle.
+Pure: it reads a ``screening.records.Screening``, and nothing here reads a clock, a
+database or a request. Entries refer to each other by ``urn:uuid`` full URLs derived from
+the screening id, so the same screening always gives the same Bundle.
 """
 
 from __future__ import annotations
@@ -26,6 +25,8 @@ from typing import Any
 
 from screening.fhir.forms import questionnaire_response_from_answers
 from screening.fhir.forms import response_answers
+from screening.records import Result
+from screening.records import Screening
 from screening.rules.questionnaire import Item
 from screening.rules.questionnaire import Questionnaire
 from screening.timestamps import rfc3339
@@ -45,17 +46,17 @@ def _full_url(screening_id: str, part: str) -> str:
     return f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, f'screening:{screening_id}:{part}')}"
 
 
-def _subject(record: Mapping[str, Any]) -> dict[str, Any] | None:
+def _subject(screening: Screening) -> dict[str, Any] | None:
     """The patient: the submitted response's Patient reference, else the opaque patient_ref."""
-    source = record.get("source")
-    if isinstance(source, dict):
+    source = screening.source
+    if source is not None:
         subject = source.get("subject")
         if isinstance(subject, dict):
             reference = subject.get("reference")
             if isinstance(reference, str) and _REFERENCE.fullmatch(reference):
                 return {"reference": reference}
-    if record.get("patient_ref"):
-        return {"identifier": {"value": record["patient_ref"]}}
+    if screening.patient_ref:
+        return {"identifier": {"value": screening.patient_ref}}
     return None
 
 
@@ -65,10 +66,10 @@ def _with_subject(resource: dict[str, Any], subject: dict[str, Any] | None) -> d
     return resource
 
 
-def _reason_codes(result: Mapping[str, Any], rules_system: str) -> list[dict[str, Any]]:
+def _reason_codes(result: Result, rules_system: str) -> list[dict[str, Any]]:
     """A CodeableConcept per finding and note (every matched rule but a fallback that did not
     decide), the deciding one first, with its sources."""
-    clinician = result["summary"]["clinician"]
+    clinician = result.clinician
     citations = {source["id"]: source["citation"] for source in clinician["sources"]}
     reasons = []
     for finding in [*clinician["findings"], *clinician["notes"]]:
@@ -105,28 +106,28 @@ def _observation_values(
     ]
 
 
-def screening_bundle(record: Mapping[str, Any], questionnaire: Questionnaire) -> dict[str, Any]:
+def screening_bundle(screening: Screening, questionnaire: Questionnaire) -> dict[str, Any]:
     """A stored screening as a FHIR R4 ``collection`` Bundle (see the module docstring).
 
     ``questionnaire`` is the one the screening was answered on. The ruleset is named as the
-    record keeps it (id and version), not as loaded now.
+    screening keeps it (id and version), not as loaded now.
     """
-    screening_id = record["id"]
-    ruleset_id = record["ruleset_id"]
-    result = record["result"]
+    screening_id = screening.id
+    ruleset_id = screening.ruleset.id
+    result = screening.result
     base = fhir_base(questionnaire)
-    authored = rfc3339(record["created_at"])
-    subject = _subject(record)
+    authored = rfc3339(screening.created_at)
+    subject = _subject(screening)
     identifier = {"system": f"{base}/screening", "value": screening_id}
     response_url = _full_url(screening_id, "QuestionnaireResponse")
     parameters_url = _full_url(screening_id, "Parameters")
 
-    response = questionnaire_response_from_answers(record["answers"], questionnaire)
+    response = questionnaire_response_from_answers(screening.answers, questionnaire)
     response = _with_subject(
         {
             "resourceType": "QuestionnaireResponse",
             "identifier": identifier,
-            "language": record["language"],
+            "language": screening.language,
             **{k: v for k, v in response.items() if k != "resourceType"},
             "authored": authored,
         },
@@ -134,23 +135,23 @@ def screening_bundle(record: Mapping[str, Any], questionnaire: Questionnaire) ->
     )
     outcome_coding = {
         "system": f"{base}/CodeSystem/{ruleset_id}-outcomes",
-        "code": result["outcome"],
-        "display": result["summary"]["clinician"]["outcome_label"],
+        "code": result.outcome,
+        "display": result.clinician["outcome_label"],
     }
     parameters = {
         "resourceType": "Parameters",
         "parameter": [
             {"name": "outcome", "valueCoding": outcome_coding},
-            {"name": "decided_by", "valueString": result["decided_by"]},
-            {"name": "patient_summary", "valueString": _summary_text(result["summary"]["patient"])},
-            {"name": "patient_summary_language", "valueCode": record["language"]},
+            {"name": "decided_by", "valueString": result.decided_by},
+            {"name": "patient_summary", "valueString": _summary_text(result.patient)},
+            {"name": "patient_summary_language", "valueCode": screening.language},
         ],
     }
     guidance = _with_subject(
         {
             "resourceType": "GuidanceResponse",
             "identifier": [identifier],
-            "moduleCanonical": f"{base}/Library/{ruleset_id}|{record['ruleset_version']}",
+            "moduleCanonical": f"{base}/Library/{ruleset_id}|{screening.ruleset.version}",
             "status": "success",
             "occurrenceDateTime": authored,
             "reasonCode": _reason_codes(result, f"{base}/CodeSystem/{ruleset_id}-rules"),
@@ -164,7 +165,7 @@ def screening_bundle(record: Mapping[str, Any], questionnaire: Questionnaire) ->
         {"fullUrl": parameters_url, "resource": parameters},
     ]
     for item in questionnaire.items:
-        value = record["answers"].get(item.link_id)
+        value = screening.answers.get(item.link_id)
         if item.code is None or value is None:
             continue
         for index, observed in enumerate(_observation_values(questionnaire, item, value)):

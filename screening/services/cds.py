@@ -29,6 +29,7 @@ from urllib.parse import quote
 import jwt
 import requests
 
+from screening.records import CardFeedback
 from screening.rules.i18n import DEFAULT
 from screening.rules.rulebook import Rulebook
 from screening.services.cds_cards import PATIENT_PLACEHOLDER
@@ -417,7 +418,7 @@ class CdsService:
             caller=call.caller,
             hook_instance=call.hook_instance,
             patient_id=call.patient_id,
-            outcome=result["outcome"],
+            outcome=result.outcome,
             screening_id=screening_id,
         )
         return card
@@ -472,6 +473,6 @@ class CdsService:
         """Store and audit feedback entries; return how many named an unknown card."""
         return self.store.cds.record_feedback(caller, entries)
 
-    def card_feedback(self, screening_id: str) -> list[dict[str, Any]]:
+    def card_feedback(self, screening_id: str) -> list[CardFeedback]:
         """The feedback received on the cards of one screening, oldest first."""
         return self.store.cds.card_feedback(screening_id)

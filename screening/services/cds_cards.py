@@ -10,6 +10,7 @@ import uuid
 from typing import Any
 
 from screening.fhir.forms import canonical_reference
+from screening.records import Result
 from screening.rules.rulebook import Package
 from screening.rules.rulebook import Rulebook
 from screening.services.problems import ValidationProblem
@@ -72,9 +73,9 @@ def latest_response(prefetched: Any, rulebook: Rulebook) -> dict[str, Any] | Non
     return max(responses, key=lambda r: str(r.get("authored") or ""))
 
 
-def _detail(result: dict[str, Any]) -> str:
+def _detail(result: Result) -> str:
     """The card's Markdown: outcome, every finding with its sources, notes, citations."""
-    clinician = result["summary"]["clinician"]
+    clinician = result.clinician
     lines = [f"**Outcome:** {clinician['outcome_label']}", "", "**Findings**"]
     for finding in clinician["findings"]:
         sources = ", ".join(finding["sources"])
@@ -89,7 +90,7 @@ def _detail(result: dict[str, Any]) -> str:
 
 
 def card_for(
-    result: dict[str, Any], package: Package, review_url: str, *, stored: bool = False
+    result: Result, package: Package, review_url: str, *, stored: bool = False
 ) -> dict[str, Any]:
     """The one card for a result of ``package``'s rules, linking to ``review_url`` (a
     screening's page when ``stored``, else the list)."""
@@ -101,8 +102,8 @@ def card_for(
     )
     return {
         "uuid": str(uuid.uuid4()),
-        "summary": result["summary"]["clinician"]["card_summary"],
-        "indicator": ruleset.outcomes[result["outcome"]].indicator,
+        "summary": result.clinician["card_summary"],
+        "indicator": ruleset.outcomes[result.outcome].indicator,
         "detail": _detail(result),
         "source": {"label": f"Screening rules {ruleset.id} {ruleset.version}"},
         "links": [{"label": label, "url": review_url, "type": "absolute"}],

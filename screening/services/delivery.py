@@ -27,6 +27,7 @@ from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from screening.records import EventFacts
 from screening.services.metrics import record_delivery
 from screening.services.metrics import record_overdue_scan
 from screening.services.triage import ReviewClock
@@ -228,7 +229,7 @@ class Deliverer:
         now = _now()
         cutoff = self.clock.cutoff(now)
 
-        def deliveries(screening: Mapping[str, Any]) -> list[dict[str, Any]]:
+        def deliveries(screening: EventFacts) -> list[dict[str, Any]]:
             return self.notifier.deliveries(REVIEW_OVERDUE, screening, "pending", now)
 
         covered = self._overdue_covered

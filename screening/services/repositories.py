@@ -2,7 +2,7 @@
 
 ``screening.storage.store.Store`` satisfies these (its repositories are the database
 ones); a test may hand ``ScreeningService`` an in-memory one where a database adds
-nothing (``tests/support/memory.py``). A record is a dict of the stored columns.
+nothing (``tests/support/memory.py``). Screenings are ``screening.records`` types.
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ from datetime import datetime
 from typing import Any
 from typing import Protocol
 
+from screening.records import ListRow
+from screening.records import Screening
 from screening.storage.idempotency import Claim
 from screening.storage.screenings import ListFilters
 from screening.storage.screenings import Position
@@ -24,7 +26,7 @@ class ScreeningRecords(Protocol):
 
     def insert(
         self,
-        row: dict[str, Any],
+        screening: Screening,
         *,
         idempotency: tuple[str, str, str] | None = None,
         response: tuple[int, str] | None = None,
@@ -32,7 +34,7 @@ class ScreeningRecords(Protocol):
     ) -> None:
         """Store a screening and finish its Idempotency-Key claim (``ClaimLost`` if lost)."""
 
-    def get(self, screening_id: str) -> dict[str, Any] | None:
+    def get(self, screening_id: str) -> Screening | None:
         """One screening with its review history (``reviews``), or None."""
 
     def page(
@@ -41,7 +43,7 @@ class ScreeningRecords(Protocol):
         limit: int,
         after: Position | None,
         triage: TriageOrder | None = None,
-    ) -> tuple[list[dict[str, Any]], Position | None]:
+    ) -> tuple[list[ListRow], Position | None]:
         """A page of list rows, newest first or in triage order, and where it ended."""
 
     def replay_rows(

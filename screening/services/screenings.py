@@ -21,6 +21,13 @@ from typing import Any
 from sqlalchemy.exc import SQLAlchemyError
 
 from screening.fhir.forms import answers_from_questionnaire_response
+from screening.records import Document
+from screening.records import ListRow
+from screening.records import QuestionnaireRef
+from screening.records import Result
+from screening.records import RulesetRef
+from screening.records import Screening
+from screening.records import ShadowOutcome
 from screening.rules.engine import evaluate
 from screening.rules.i18n import Catalog
 from screening.rules.rulebook import ChoiceError
@@ -49,9 +56,6 @@ from screening.storage.screenings import Position
 
 logger = logging.getLogger(__name__)
 
-#: A stored screening (or one evaluated but not stored) as the store returns it.
-Record = dict[str, Any]
-
 
 @dataclass(frozen=True, slots=True)
 class Submission:
@@ -59,11 +63,11 @@ class Submission:
 
     answers: dict[str, Any]
     patient_ref: str | None
-    result: dict[str, Any]
+    result: Result
     #: The package whose questionnaire checked the answers and whose ruleset decided.
     package: Package
     language: str = "en"
-    source: dict[str, Any] | None = None
+    source: Document | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +84,7 @@ class Created:
 class Page:
     """One page of the clinician list and the cursor of the next."""
 
-    rows: list[Record]
+    rows: list[ListRow]
     next_cursor: str | None
 
 
@@ -105,11 +109,6 @@ def _may_exist(screening_id: str) -> bool:
 
 def _not_found() -> ProblemError:
     return ProblemError("There is no screening with this id.", status=404)
-
-
-def _event_facts(record: Record) -> dict[str, Any]:
-    """A stored screening's fields that webhook events carry."""
-    return {**record, "decided_by": record["result"]["decided_by"]}
 
 
 class ScreeningService:
@@ -137,15 +136,22 @@ class ScreeningService:
         answers: dict[str, Any],
         patient_ref: str | None,
         catalog: Catalog,
-        source: dict[str, Any] | None = None,
+        source: Document | None = None,
     ) -> Submission:
         """Apply the package's rules; the patient summary is built, and kept, in the
         language it is read in."""
         result = evaluate(answers, package.ruleset, package.catalogs[catalog.language])
-        result["shadow"] = self._shadows(package, answers)
-        return Submission(answers, patient_ref, result, package, catalog.language, source)
+        typed = Result(
+            outcome=result["outcome"],
+            decided_by=result["decided_by"],
+            matched_rules=tuple(result["matched_rules"]),
+            summary=result["summary"],
+            trace=result["trace"],
+            shadow=self._shadows(package, answers),
+        )
+        return Submission(answers, patient_ref, typed, package, catalog.language, source)
 
-    def _shadows(self, package: Package, answers: dict[str, Any]) -> list[dict[str, Any]]:
+    def _shadows(self, package: Package, answers: dict[str, Any]) -> tuple[ShadowOutcome, ...]:
         """Every shadow ruleset of the questionnaire, evaluated beside the deciding one.
 
         Never shown to a patient; a shadow ruleset that fails is logged (its id and
@@ -160,18 +166,14 @@ class ScreeningService:
                 logger.exception("shadow ruleset %s %s failed", ruleset.id, ruleset.version)
                 continue
             shadows.append(
-                {
-                    "ruleset": {
-                        "id": ruleset.id,
-                        "version": ruleset.version,
-                        "sha256": ruleset.sha256,
-                    },
-                    "outcome": result["outcome"],
-                    "decided_by": result["decided_by"],
-                    "matched_rules": result["matched_rules"],
-                }
+                ShadowOutcome(
+                    RulesetRef(ruleset.id, ruleset.version, ruleset.sha256),
+                    result["outcome"],
+                    result["decided_by"],
+                    tuple(result["matched_rules"]),
+                )
             )
-        return shadows
+        return tuple(shadows)
 
     def replay_rows(
         self,
@@ -245,29 +247,26 @@ class ScreeningService:
             raise ValidationProblem(errors)
         return self._submission(package, clean, None, catalog, source=resource)
 
-    def record(self, submission: Submission, key: ApiKey) -> Record:
+    def record(self, submission: Submission, key: ApiKey) -> Screening:
         """The screening a submission makes, as it would be stored (not stored here)."""
         package = submission.package
         questionnaire, ruleset = package.questionnaire, package.ruleset
-        return {
-            "id": secrets.token_hex(16),
-            "created_at": datetime.now(UTC),
-            "created_by": key.name,
-            "patient_ref": submission.patient_ref,
-            "language": submission.language,
-            "questionnaire_id": questionnaire.id,
-            "questionnaire_version": questionnaire.version,
-            "questionnaire_sha256": questionnaire.sha256,
-            "ruleset_id": ruleset.id,
-            "ruleset_version": ruleset.version,
-            "ruleset_sha256": ruleset.sha256,
-            "outcome": submission.result["outcome"],
-            "review_status": "pending",
-            "answers": submission.answers,
-            "answers_sha256": json_digest(submission.answers),
-            "result": {k: v for k, v in submission.result.items() if k != "ruleset"},
-            "source": submission.source,
-        }
+        return Screening(
+            id=secrets.token_hex(16),
+            created_at=datetime.now(UTC),
+            created_by=key.name,
+            patient_ref=submission.patient_ref,
+            language=submission.language,
+            questionnaire=QuestionnaireRef(
+                questionnaire.id, questionnaire.version, questionnaire.sha256
+            ),
+            ruleset=RulesetRef(ruleset.id, ruleset.version, ruleset.sha256),
+            review_status="pending",
+            answers=submission.answers,
+            answers_sha256=json_digest(submission.answers),
+            result=submission.result,
+            source=submission.source,
+        )
 
     # --- storing --------------------------------------------------------------------
 
@@ -276,7 +275,7 @@ class ScreeningService:
         key: ApiKey,
         check: Callable[[], Submission],
         idempotency: tuple[str, str] | None,
-        render: Callable[[Record], str],
+        render: Callable[[Screening], str],
     ) -> Created:
         """Store a screening; ``check()`` builds the Submission, ``render`` its response body.
 
@@ -298,16 +297,14 @@ class ScreeningService:
             if claim.state == "replay":
                 assert claim.response_body is not None and claim.screening_id is not None
                 stored = store.screenings.get(claim.screening_id)
-                language = stored["language"] if stored is not None else "en"
+                language = stored.language if stored is not None else "en"
                 return Created(claim.screening_id, claim.response_body, language, replayed=True)
             assert claim.token is not None
             scope = (key.name, idempotency_key, claim.token)
         try:
             record = self.record(check(), key)
-            body = render(self.clock.with_review_times(record, record["created_at"]))
-            deliveries = self.notifier.deliveries(
-                CREATED, _event_facts(record), "pending", record["created_at"]
-            )
+            body = render(self.clock.with_review_times(record, record.created_at))
+            deliveries = self.notifier.deliveries(CREATED, record, "pending", record.created_at)
             store.screenings.insert(
                 record, idempotency=scope, response=(201, body), deliveries=deliveries
             )
@@ -319,18 +316,18 @@ class ScreeningService:
             if scope is not None:
                 store.idempotency.release(*scope)
             raise
-        record_outcome(record["outcome"])
-        for shadow in record["result"].get("shadow", []):
-            if shadow["outcome"] != record["outcome"]:
-                record_shadow_disagreement(shadow["ruleset"]["id"], shadow["ruleset"]["version"])
-        return Created(record["id"], body, record["language"])
+        record_outcome(record.outcome)
+        for shadow in record.result.shadow:
+            if shadow.outcome != record.outcome:
+                record_shadow_disagreement(shadow.ruleset.id, shadow.ruleset.version)
+        return Created(record.id, body, record.language)
 
     # --- reading --------------------------------------------------------------------
 
-    def read(self, screening_id: str, key: ApiKey) -> Record:
+    def read(self, screening_id: str, key: ApiKey) -> Screening:
         """One screening with its review history; 404 for a portal key that did not create it."""
         record = self.store.screenings.get(screening_id) if _may_exist(screening_id) else None
-        if record is None or (key.role == "portal" and record["created_by"] != key.name):
+        if record is None or (key.role == "portal" and record.created_by != key.name):
             raise _not_found()
         self.store.audit.record(key.name, "read", [screening_id])
         return self.clock.with_review_times(record, datetime.now(UTC))
@@ -374,14 +371,14 @@ class ScreeningService:
         rows, position = self.store.screenings.page(
             filters, params["limit"], after, self.clock.order if triage else None
         )
-        self.store.audit.record(key.name, "list", [row["id"] for row in rows])
+        self.store.audit.record(key.name, "list", [row.id for row in rows])
         now = datetime.now(UTC)
-        rows = [self.clock.with_review_times(row, now) for row in rows]
+        timed = [self.clock.with_review_times(row, now) for row in rows]
         if position is None:
-            return Page(rows, None)
+            return Page(timed, None)
         if len(position) == 3:
-            return Page(rows, encode_triage_cursor(*position))
-        return Page(rows, encode_cursor(*position))
+            return Page(timed, encode_triage_cursor(*position))
+        return Page(timed, encode_cursor(*position))
 
     def _check_ruleset_filter(self, ruleset_id: str | None, version: str | None) -> None:
         """A 422 unless the list's ruleset filter names a loaded package (any status,
@@ -402,7 +399,7 @@ class ScreeningService:
 
     # --- reviewing ------------------------------------------------------------------
 
-    def review(self, screening_id: str, note: str | None, key: ApiKey) -> Record:
+    def review(self, screening_id: str, note: str | None, key: ApiKey) -> Screening:
         """Mark a screening reviewed with an optional note; return it as stored now.
 
         The ``screening.reviewed`` event is recorded in the review's own transaction.
@@ -416,7 +413,7 @@ class ScreeningService:
             current = self.store.screenings.get(screening_id)
             if current is None:
                 raise _not_found()
-            deliveries = self.notifier.deliveries(REVIEWED, _event_facts(current), "reviewed", now)
+            deliveries = self.notifier.deliveries(REVIEWED, current, "reviewed", now)
         if not self.store.screenings.add_review(screening_id, key.name, note, now, deliveries):
             raise _not_found()
         record = self.store.screenings.get(screening_id)

@@ -8,12 +8,19 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from dataclasses import replace
 from datetime import datetime
 from datetime import timedelta
 from typing import Any
+from typing import TypeVar
 
+from screening.records import ListRow
+from screening.records import Screening
 from screening.rules.ruleset import Outcome
 from screening.storage.screenings import TriageOrder
+
+#: A screening or list row, which the clock gives its review times.
+Timed = TypeVar("Timed", Screening, ListRow)
 
 #: How long an urgent screening may wait for its review by default (notifications-v1.md).
 DEFAULT_URGENT_REVIEW_MINUTES = 60
@@ -62,25 +69,25 @@ class ReviewClock:
         """The store's triage order."""
         return TriageOrder(urgent=self.urgent, see_doctor=self.see_doctor)
 
-    def due_at(self, screening: Mapping[str, Any]) -> datetime | None:
+    def due_at(self, screening: Screening | ListRow) -> datetime | None:
         """When an urgent screening's review is due; None for any other outcome."""
-        if screening["outcome"] not in self.urgent:
+        if screening.outcome not in self.urgent:
             return None
-        return screening["created_at"] + self.review_within  # type: ignore[no-any-return]
+        return screening.created_at + self.review_within
 
-    def overdue(self, screening: Mapping[str, Any], now: datetime) -> bool:
+    def overdue(self, screening: Screening | ListRow, now: datetime) -> bool:
         """Whether an urgent screening is still pending after its due time."""
         due = self.due_at(screening)
-        return due is not None and screening["review_status"] == "pending" and now >= due
+        return due is not None and screening.review_status == "pending" and now >= due
 
     def cutoff(self, now: datetime) -> datetime:
         """Urgent screenings created at or before this moment are due by ``now``."""
         return now - self.review_within
 
-    def with_review_times(self, screening: dict[str, Any], now: datetime) -> dict[str, Any]:
-        """``screening`` with ``review_due_at`` and ``review_overdue`` added."""
-        return {
-            **screening,
-            "review_due_at": self.due_at(screening),
-            "review_overdue": self.overdue(screening, now),
-        }
+    def with_review_times(self, screening: Timed, now: datetime) -> Timed:
+        """``screening`` with its ``review_due_at`` and ``review_overdue``."""
+        return replace(
+            screening,
+            review_due_at=self.due_at(screening),
+            review_overdue=self.overdue(screening, now),
+        )

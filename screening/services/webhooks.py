@@ -14,7 +14,6 @@ import binascii
 import re
 import secrets
 from collections.abc import Collection
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -22,6 +21,7 @@ from typing import Any
 import orjson
 from standardwebhooks.webhooks import Webhook
 
+from screening.records import ScreeningFacts
 from screening.services.settings import http_url
 from screening.services.settings import json_array
 from screening.timestamps import rfc3339
@@ -178,34 +178,31 @@ class Notifier:
         return any(event_type in e.events for e in self.endpoints)
 
     def payload(
-        self, event_type: str, screening: Mapping[str, Any], review_status: str, at: datetime
+        self, event_type: str, screening: ScreeningFacts, review_status: str, at: datetime
     ) -> str:
         """The JSON body of one event: notifications-v1.md's fields and nothing else."""
         body = {
             "type": event_type,
             "timestamp": rfc3339(at),
             "data": {
-                "id": screening["id"],
-                "created_at": rfc3339(screening["created_at"]),
-                "outcome": screening["outcome"],
-                "decided_by": screening["decided_by"],
-                "patient_ref": screening["patient_ref"],
-                "created_by": screening["created_by"],
-                "ruleset": {
-                    "id": screening["ruleset_id"],
-                    "version": screening["ruleset_version"],
-                },
+                "id": screening.id,
+                "created_at": rfc3339(screening.created_at),
+                "outcome": screening.outcome,
+                "decided_by": screening.decided_by,
+                "patient_ref": screening.patient_ref,
+                "created_by": screening.created_by,
+                "ruleset": {"id": screening.ruleset.id, "version": screening.ruleset.version},
                 "review": {"status": review_status},
-                "url": f"{self.public_url}/review/{screening['id']}",
+                "url": f"{self.public_url}/review/{screening.id}",
             },
         }
         return orjson.dumps(body).decode()
 
     def deliveries(
-        self, event_type: str, screening: Mapping[str, Any], review_status: str, at: datetime
+        self, event_type: str, screening: ScreeningFacts, review_status: str, at: datetime
     ) -> list[dict[str, Any]]:
         """The outbox rows for one event: none when no endpoint wants it."""
-        targets = [e.name for e in self.endpoints if e.wants(event_type, screening["outcome"])]
+        targets = [e.name for e in self.endpoints if e.wants(event_type, screening.outcome)]
         if not targets:
             return []
         payload = self.payload(event_type, screening, review_status, at)
@@ -215,7 +212,7 @@ class Notifier:
                 "event_id": event_id,
                 "event_type": event_type,
                 "endpoint": name,
-                "screening_id": screening["id"],
+                "screening_id": screening.id,
                 "payload": payload,
                 "status": "pending",
                 "attempts": 0,

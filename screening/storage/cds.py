@@ -12,6 +12,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from screening.records import CardFeedback
 from screening.storage.audit import write_audit
 from screening.storage.tables import cds_cards
 from screening.storage.tables import cds_feedback
@@ -106,12 +107,13 @@ class CdsRepository:
         rows = self.store.grouped.run(record)
         return sum(1 for row in rows if not row["known"])
 
-    def card_feedback(self, screening_id: str) -> list[dict[str, Any]]:
+    def card_feedback(self, screening_id: str) -> list[CardFeedback]:
         """The feedback on the cards that described a screening, oldest first."""
+        f = cds_feedback.c
         query = (
-            sa.select(cds_feedback)
+            sa.select(f.caller, f.outcome, f.outcome_at, f.override_reason, f.user_comment)
             .where(cds_feedback.c.screening_id == screening_id)
             .order_by(cds_feedback.c.id)
         )
         with self.store.engine.connect() as conn:
-            return [dict(r._mapping) for r in conn.execute(query)]
+            return [CardFeedback(*row) for row in conn.execute(query)]

@@ -22,6 +22,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.engine import Engine
 
+#: A result row of any shape (its columns are read by name).
+AnyRow = sa.Row[*tuple[Any, ...]]
+
 logger = logging.getLogger(__name__)
 
 

@@ -25,6 +25,9 @@ from typing import Literal
 
 import sqlalchemy as sa
 
+from screening.records import EventFacts
+from screening.records import RulesetRef
+from screening.storage.database import AnyRow
 from screening.storage.store import Store
 from screening.storage.tables import overdue_progress
 from screening.storage.tables import overdue_reviews
@@ -32,6 +35,19 @@ from screening.storage.tables import screenings
 from screening.storage.tables import webhook_deliveries
 
 _d = webhook_deliveries.c
+
+
+def _event_facts(row: AnyRow) -> EventFacts:
+    """A row of the overdue scan's query as what its event says."""
+    return EventFacts(
+        id=row.id,
+        created_at=row.created_at,
+        created_by=row.created_by,
+        patient_ref=row.patient_ref,
+        outcome=row.outcome,
+        decided_by=row.decided_by,
+        ruleset=RulesetRef(row.ruleset_id, row.ruleset_version, row.ruleset_sha256),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,7 +153,7 @@ class Outbox:
         outcomes: Collection[str],
         cutoff: datetime,
         now: datetime,
-        deliveries: Callable[[Mapping[str, Any]], list[dict[str, Any]]],
+        deliveries: Callable[[EventFacts], list[dict[str, Any]]],
         limit: int = OVERDUE_BATCH,
         since: datetime | None = None,
     ) -> int:
@@ -161,6 +177,7 @@ class Outbox:
                 s.created_by,
                 s.ruleset_id,
                 s.ruleset_version,
+                s.ruleset_sha256,
             )
             .where(
                 s.outcome.in_(outcomes),
@@ -188,7 +205,7 @@ class Outbox:
                 ).first()
                 if marked is not None:
                     noticed += 1
-                    rows.extend(deliveries(dict(screening._mapping)))
+                    rows.extend(deliveries(_event_facts(screening)))
             if rows:
                 conn.execute(webhook_deliveries.insert(), rows)
         return noticed

@@ -17,7 +17,15 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from screening.records import ListRow
+from screening.records import QuestionnaireRef
+from screening.records import Result
+from screening.records import Review
+from screening.records import RulesetRef
+from screening.records import Screening
+from screening.records import ShadowOutcome
 from screening.storage.audit import write_audit
+from screening.storage.database import AnyRow
 from screening.storage.idempotency import FINISH_IDEMPOTENCY
 from screening.storage.idempotency import ClaimLost
 from screening.storage.tables import audit_log
@@ -81,6 +89,112 @@ def _screening_with_events_parameters(
     for n, delivery in enumerate(deliveries):
         parameters.update({f"d{n}_{col.name}": delivery.get(col.name) for col in _DELIVERY_COLUMNS})
     return parameters
+
+
+def result_document(result: Result) -> dict[str, Any]:
+    """A result as the ``result`` column keeps it (its ruleset is in columns of its own)."""
+    return {
+        "outcome": result.outcome,
+        "decided_by": result.decided_by,
+        "matched_rules": list(result.matched_rules),
+        "summary": result.summary,
+        "trace": result.trace,
+        "shadow": [
+            {
+                "ruleset": {
+                    "id": shadow.ruleset.id,
+                    "version": shadow.ruleset.version,
+                    "sha256": shadow.ruleset.sha256,
+                },
+                "outcome": shadow.outcome,
+                "decided_by": shadow.decided_by,
+                "matched_rules": list(shadow.matched_rules),
+            }
+            for shadow in result.shadow
+        ],
+    }
+
+
+def _result(document: dict[str, Any]) -> Result:
+    """The ``result`` column as a ``Result`` (a screening stored before shadow rulesets
+    existed has none)."""
+    return Result(
+        outcome=document["outcome"],
+        decided_by=document["decided_by"],
+        matched_rules=tuple(document["matched_rules"]),
+        summary=document["summary"],
+        trace=document["trace"],
+        shadow=tuple(
+            ShadowOutcome(
+                RulesetRef(**shadow["ruleset"]),
+                shadow["outcome"],
+                shadow["decided_by"],
+                tuple(shadow["matched_rules"]),
+            )
+            for shadow in document.get("shadow", [])
+        ),
+    )
+
+
+def screening_row(screening: Screening) -> dict[str, Any]:
+    """A screening as a row of the ``screenings`` table."""
+    return {
+        "id": screening.id,
+        "created_at": screening.created_at,
+        "created_by": screening.created_by,
+        "patient_ref": screening.patient_ref,
+        "language": screening.language,
+        "questionnaire_id": screening.questionnaire.id,
+        "questionnaire_version": screening.questionnaire.version,
+        "questionnaire_sha256": screening.questionnaire.sha256,
+        "ruleset_id": screening.ruleset.id,
+        "ruleset_version": screening.ruleset.version,
+        "ruleset_sha256": screening.ruleset.sha256,
+        "outcome": screening.outcome,
+        "review_status": screening.review_status,
+        "answers": screening.answers,
+        "result": result_document(screening.result),
+        "source": screening.source,
+        "answers_sha256": screening.answers_sha256,
+    }
+
+
+def _screening(row: AnyRow, history: Sequence[AnyRow]) -> Screening:
+    """A row of the ``screenings`` table, with its reviews, as a ``Screening``."""
+    return Screening(
+        id=row.id,
+        created_at=row.created_at,
+        created_by=row.created_by,
+        patient_ref=row.patient_ref,
+        language=row.language,
+        questionnaire=QuestionnaireRef(
+            row.questionnaire_id, row.questionnaire_version, row.questionnaire_sha256
+        ),
+        ruleset=RulesetRef(row.ruleset_id, row.ruleset_version, row.ruleset_sha256),
+        review_status=row.review_status,
+        answers=row.answers,
+        answers_sha256=row.answers_sha256,
+        result=_result(row.result),
+        source=row.source,
+        reviews=tuple(Review(r.at, r.by, r.note) for r in history),
+    )
+
+
+def _list_row(row: AnyRow) -> ListRow:
+    """A row of the list's query as a ``ListRow``."""
+    return ListRow(
+        id=row.id,
+        created_at=row.created_at,
+        created_by=row.created_by,
+        patient_ref=row.patient_ref,
+        language=row.language,
+        questionnaire=QuestionnaireRef(row.questionnaire_id, row.questionnaire_version),
+        ruleset=RulesetRef(row.ruleset_id, row.ruleset_version, row.ruleset_sha256),
+        outcome=row.outcome,
+        review_status=row.review_status,
+        decided_by=row.decided_by,
+        card_summary=row.card_summary,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,7 +288,7 @@ class ScreeningRepository:
 
     def insert(
         self,
-        row: dict[str, Any],
+        screening: Screening,
         *,
         idempotency: tuple[str, str, str] | None = None,
         response: tuple[int, str] | None = None,
@@ -186,6 +300,7 @@ class ScreeningRepository:
         ``idempotency`` is (key name, Idempotency-Key, claim token). Raises ``ClaimLost``,
         storing nothing, when another request took the claim over meanwhile.
         """
+        row = screening_row(screening)
 
         # Parameters go beside fixed statements, not into them, so SQLAlchemy
         # compiles each statement once per process instead of once per request. The
@@ -200,7 +315,12 @@ class ScreeningRepository:
             else:
                 self.store.insert_rows(conn, screenings, [row])
                 write_audit(
-                    self.store, conn, row["created_by"], "create", [row["id"]], row["created_at"]
+                    self.store,
+                    conn,
+                    screening.created_by,
+                    "create",
+                    [screening.id],
+                    screening.created_at,
                 )
                 if deliveries:
                     self.store.insert_rows(conn, webhook_deliveries, deliveries)
@@ -214,7 +334,7 @@ class ScreeningRepository:
                         "state": "done",
                         "status_code": response[0],
                         "response_body": response[1],
-                        "screening_id": row["id"],
+                        "screening_id": screening.id,
                     },
                 ).rowcount
                 if finished != 1:
@@ -223,7 +343,7 @@ class ScreeningRepository:
 
         self.store.grouped.run(insert)
 
-    def get(self, screening_id: str) -> dict[str, Any] | None:
+    def get(self, screening_id: str) -> Screening | None:
         """One screening with its review history, or None."""
         with self.store.engine.connect() as conn:
             row = conn.execute(
@@ -236,9 +356,7 @@ class ScreeningRepository:
                 .where(reviews.c.screening_id == screening_id)
                 .order_by(reviews.c.id)
             ).all()
-        record = dict(row._mapping)
-        record["reviews"] = [dict(r._mapping) for r in history]
-        return record
+        return _screening(row, history)
 
     def replay_rows(
         self,
@@ -302,7 +420,7 @@ class ScreeningRepository:
         limit: int,
         after: Position | None,
         triage: TriageOrder | None = None,
-    ) -> tuple[list[dict[str, Any]], Position | None]:
+    ) -> tuple[list[ListRow], Position | None]:
         """A page of screenings, newest first (or in ``triage`` order), and the position
         after its last one."""
         c = screenings.c
@@ -346,11 +464,11 @@ class ScreeningRepository:
         leading = [column.desc() for column in _index_prefix(filters)]
         query = query.order_by(*leading, c.created_at.desc(), c.id.desc()).limit(limit + 1)
         with self.store.engine.connect() as conn:
-            rows = [dict(r._mapping) for r in conn.execute(query)]
+            rows = conn.execute(query).all()
         if len(rows) > limit:
-            rows = rows[:limit]
-            return rows, (rows[-1]["created_at"], rows[-1]["id"])
-        return rows, None
+            last = rows[limit - 1]
+            return [_list_row(row) for row in rows[:limit]], (last.created_at, last.id)
+        return [_list_row(row) for row in rows], None
 
     def _triage_page(
         self,
@@ -359,7 +477,7 @@ class ScreeningRepository:
         after: Position | None,
         triage: TriageOrder,
         filters: ListFilters,
-    ) -> tuple[list[dict[str, Any]], Position | None]:
+    ) -> tuple[list[ListRow], Position | None]:
         """``query`` in triage order: band, then oldest first, then id (keyset paging).
 
         One query per band, each in the order of an index: pending screenings of the urgent
@@ -380,7 +498,7 @@ class ScreeningRepository:
         ]
         bands.append([sa.or_(~pending, c.outcome.not_in(first))] if first else [])
         start, moment, last_id = (0, None, None) if after is None else after  # type: ignore[misc]
-        rows: list[dict[str, Any]] = []
+        rows: list[AnyRow] = []
         with self.store.engine.connect() as conn:
             for band in range(start, len(bands)):
                 conditions = bands[band]
@@ -397,14 +515,13 @@ class ScreeningRepository:
                 else:
                     leading = _index_prefix(filters)
                 page = page.order_by(*leading, c.created_at, c.id).limit(limit + 1 - len(rows))
-                rows += [dict(r._mapping) for r in conn.execute(page)]
+                rows += conn.execute(page).all()
                 if len(rows) > limit:
                     break
         if len(rows) > limit:
-            rows = rows[:limit]
-            last = rows[-1]
-            return rows, (last["band"], last["created_at"], last["id"])
-        return rows, None
+            last = rows[limit - 1]
+            return [_list_row(row) for row in rows[:limit]], (last.band, last.created_at, last.id)
+        return [_list_row(row) for row in rows], None
 
     def add_review(
         self,

@@ -181,14 +181,14 @@ def get_screening(screening_id: str) -> Response:
     if request.accept_mimetypes.best_match(offered, default=JSON) == FHIR_JSON:
         # The questionnaire it was answered on (a portal may be pinned to an older one).
         questionnaire = extension.rulebook().questionnaire_of(
-            record["questionnaire_id"], record["questionnaire_version"]
+            record.questionnaire.id, record.questionnaire.version
         )
         response = jsonify(screening_bundle(record, questionnaire))
         response.mimetype = FHIR_JSON
     else:
         response = jsonify(views.caller_view(record, key.role))
     response.vary.add("Accept")
-    response.headers["Content-Language"] = _language_of_view(record["language"], key.role)
+    response.headers["Content-Language"] = _language_of_view(record.language, key.role)
     return response
 
 

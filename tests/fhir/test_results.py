@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC
 from datetime import datetime
 from typing import Any
@@ -12,6 +13,10 @@ from fhir.resources.R4B.bundle import Bundle
 from screening.fhir.forms import answers_from_questionnaire_response
 from screening.fhir.results import fhir_base
 from screening.fhir.results import screening_bundle
+from screening.records import QuestionnaireRef
+from screening.records import Result
+from screening.records import RulesetRef
+from screening.records import Screening
 from screening.rules.questionnaire import Group
 from screening.rules.questionnaire import Item
 from screening.rules.questionnaire import Option
@@ -47,41 +52,45 @@ def _questionnaire() -> Questionnaire:
     )
 
 
-def _record(**changes: Any) -> dict[str, Any]:
-    """A stored screening as the store returns it, in the shape the engine writes."""
+def _record(**changes: Any) -> Screening:
+    """A stored screening, its result in the shape the engine writes."""
     finding = {"rule": "r1", "title": "Rule one", "text": "It held.", "sources": ["S1", "S9"]}
     note = {"rule": "n1", "title": "A note", "text": "Also.", "sources": []}
-    record = {
-        "id": "0123456789abcdef0123456789abcdef",
-        "created_at": datetime(2026, 11, 21, 9, 4, 17, 554529, tzinfo=UTC),
-        "patient_ref": None,
-        "language": "en",
-        "ruleset_id": "toy-rules",
-        "ruleset_version": "2.0.0",
-        "source": None,
-        "answers": {"count": 4, "flag": False, "pick": "b", "picks": ["a", "b"], "plain": 1},
-        "result": {
-            "outcome": "go",
-            "decided_by": "r1",
-            "matched_rules": ["r1", "n1"],
-            "summary": {
-                "patient": {
-                    "headline": "Head.",
-                    "body": ["One."],
-                    "notes": ["Note."],
-                    "disclaimer": "Not a diagnosis.",
-                },
-                "clinician": {
-                    "outcome_label": "Go",
-                    "findings": [finding],
-                    "notes": [note],
-                    "sources": [{"id": "S1", "citation": "A guideline."}],
-                },
+    result = Result(
+        outcome="go",
+        decided_by="r1",
+        matched_rules=("r1", "n1"),
+        summary={
+            "patient": {
+                "headline": "Head.",
+                "body": ["One."],
+                "notes": ["Note."],
+                "disclaimer": "Not a diagnosis.",
+            },
+            "clinician": {
+                "outcome_label": "Go",
+                "findings": [finding],
+                "notes": [note],
+                "sources": [{"id": "S1", "citation": "A guideline."}],
             },
         },
-    }
-    record.update(changes)
-    return record
+        trace=[],
+    )
+    record = Screening(
+        id="0123456789abcdef0123456789abcdef",
+        created_at=datetime(2026, 11, 21, 9, 4, 17, 554529, tzinfo=UTC),
+        created_by="portal-a",
+        patient_ref=None,
+        language="en",
+        questionnaire=QuestionnaireRef("toy", "1.0.0", "0" * 64),
+        ruleset=RulesetRef("toy-rules", "2.0.0", "1" * 64),
+        review_status="pending",
+        answers={"count": 4, "flag": False, "pick": "b", "picks": ["a", "b"], "plain": 1},
+        answers_sha256=None,
+        result=result,
+        source=None,
+    )
+    return replace(record, **changes)
 
 
 def _of(bundle: dict[str, Any], kind: str) -> list[dict[str, Any]]:
@@ -116,7 +125,7 @@ def test_the_response_holds_every_answer_and_the_guidance_every_matched_rule() -
     record = _record()
     bundle = screening_bundle(record, questionnaire)
     [response] = _of(bundle, "QuestionnaireResponse")
-    assert answers_from_questionnaire_response(response, questionnaire) == (record["answers"], {})
+    assert answers_from_questionnaire_response(response, questionnaire) == (record.answers, {})
     [guidance] = _of(bundle, "GuidanceResponse")
     assert guidance["moduleCanonical"] == "https://example.org/fhir/Library/toy-rules|2.0.0"
     assert [r["coding"][0]["code"] for r in guidance["reasonCode"]] == ["r1", "n1"]

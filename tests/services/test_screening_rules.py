@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
+from screening.records import Screening
 from screening.rules.rulebook import Rulebook
 from screening.services.keys import ApiKey
 from screening.services.problems import ProblemError
 from screening.services.problems import ValidationProblem
-from screening.services.screenings import Record
 from screening.services.screenings import ScreeningService
 from screening.services.screenings import Submission
 from tests.support.memory import MemoryStore
@@ -42,8 +42,8 @@ def _check(service: ScreeningService, rulebook: Rulebook, answers: dict[str, Any
     return check
 
 
-def _render(record: Record) -> str:
-    return json.dumps({"id": record["id"], "outcome": record["outcome"]})
+def _render(record: Screening) -> str:
+    return json.dumps({"id": record.id, "outcome": record.outcome})
 
 
 def test_a_repeated_key_replays_the_first_answer_and_stores_nothing_new(
@@ -98,7 +98,7 @@ def test_a_portal_reads_only_its_own_screenings_and_every_read_is_audited(
     service: ScreeningService, store: MemoryStore, rulebook: Rulebook, valid_answers: dict[str, Any]
 ) -> None:
     created = service.create(PORTAL_A, _check(service, rulebook, valid_answers), None, _render)
-    assert service.read(created.screening_id, PORTAL_A)["created_by"] == "portal-a"
+    assert service.read(created.screening_id, PORTAL_A).created_by == "portal-a"
     with pytest.raises(ProblemError) as caught:
         service.read(created.screening_id, PORTAL_B)
     # The same answer as for an id that does not exist: nothing tells it apart.
@@ -106,7 +106,7 @@ def test_a_portal_reads_only_its_own_screenings_and_every_read_is_audited(
         service.read("0" * 32, PORTAL_B)
     assert caught.value.status == missing.value.status == 404
     assert caught.value.detail == missing.value.detail
-    assert service.read(created.screening_id, CLINICIAN)["id"] == created.screening_id
+    assert service.read(created.screening_id, CLINICIAN).id == created.screening_id
     reads = [e for e in store.audit.entries if e[1] == "read"]
     assert reads == [
         ("portal-a", "read", created.screening_id),
@@ -119,8 +119,8 @@ def test_a_review_records_who_and_the_note_and_an_unknown_id_is_404(
 ) -> None:
     created = service.create(PORTAL_A, _check(service, rulebook, valid_answers), None, _render)
     reviewed = service.review(created.screening_id, "Called the patient.", CLINICIAN)
-    assert reviewed["review_status"] == "reviewed"
-    assert [(r["by"], r["note"]) for r in reviewed["reviews"]] == [("dr-c", "Called the patient.")]
+    assert reviewed.review_status == "reviewed"
+    assert [(r.by, r.note) for r in reviewed.reviews] == [("dr-c", "Called the patient.")]
     assert ("dr-c", "review", created.screening_id) in store.audit.entries
     for unknown in ("0" * 32, "not\x00printable"):
         with pytest.raises(ProblemError) as caught:

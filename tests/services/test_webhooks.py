@@ -295,7 +295,7 @@ def test_a_screening_rolled_back_leaves_no_event_and_an_event_that_fails_no_scre
         )
         record = service.record(submission, key)
         deliveries = service.notifier.deliveries(
-            "screening.created", {**record, "decided_by": "x"}, "pending", record["created_at"]
+            "screening.created", record, "pending", record.created_at
         )
     assert deliveries
     claim = store.idempotency.claim(key.name, "order-2", "fingerprint")
@@ -309,12 +309,12 @@ def test_a_screening_rolled_back_leaves_no_event_and_an_event_that_fails_no_scre
             deliveries=deliveries,
         )
     assert _rows(store) == []
-    assert store.screenings.get(record["id"]) is None
+    assert store.screenings.get(record.id) is None
     # And the other way: an outbox row the database refuses takes the screening with it.
     broken = [{**deliveries[0], "payload": None}]
     with pytest.raises(sa.exc.IntegrityError):
         store.screenings.insert(record, deliveries=broken)
-    assert store.screenings.get(record["id"]) is None
+    assert store.screenings.get(record.id) is None
     assert _rows(store) == []
 
 

@@ -145,7 +145,7 @@ def test_every_list_reads_by_an_index(
     cursors: list[Any] = []
     if rows:
         row = rows[0]
-        moment, screening_id = row["created_at"], row["id"]
+        moment, screening_id = row.created_at, row.id
         cursors = (
             [(band, moment, screening_id) for band in (0, 1, 2)]
             if triage

@@ -10,10 +10,14 @@ from collections.abc import Iterator
 from collections.abc import Sequence
 from dataclasses import dataclass
 from dataclasses import field
+from dataclasses import replace
 from datetime import UTC
 from datetime import datetime
 from typing import Any
 
+from screening.records import ListRow
+from screening.records import Review
+from screening.records import Screening
 from screening.storage.idempotency import Claim
 from screening.storage.idempotency import ClaimLost
 from screening.storage.screenings import ListFilters
@@ -61,17 +65,33 @@ class MemoryIdempotency:
             del self.claims[(key_name, key)]
 
 
+def _list_row(screening: Screening) -> ListRow:
+    return ListRow(
+        id=screening.id,
+        created_at=screening.created_at,
+        created_by=screening.created_by,
+        patient_ref=screening.patient_ref,
+        language=screening.language,
+        questionnaire=screening.questionnaire,
+        ruleset=screening.ruleset,
+        outcome=screening.outcome,
+        review_status=screening.review_status,
+        decided_by=screening.decided_by,
+        card_summary=screening.result.clinician["card_summary"],
+    )
+
+
 @dataclass
 class MemoryScreenings:
     audit: MemoryAudit
     idempotency: MemoryIdempotency
-    rows: dict[str, dict[str, Any]] = field(default_factory=dict)
-    reviews: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    rows: dict[str, Screening] = field(default_factory=dict)
+    reviews: dict[str, list[Review]] = field(default_factory=dict)
     deliveries: list[dict[str, Any]] = field(default_factory=list)
 
     def insert(
         self,
-        row: dict[str, Any],
+        screening: Screening,
         *,
         idempotency: tuple[str, str, str] | None = None,
         response: tuple[int, str] | None = None,
@@ -81,16 +101,16 @@ class MemoryScreenings:
             held = self.idempotency.claims.get(idempotency[:2])
             if held is None or held.token != idempotency[2] or held.done:
                 raise ClaimLost(idempotency[1])
-            held.done, held.response, held.screening_id = True, response, row["id"]
-        self.rows[row["id"]] = dict(row)
-        self.audit.record(row["created_by"], "create", [row["id"]])
+            held.done, held.response, held.screening_id = True, response, screening.id
+        self.rows[screening.id] = screening
+        self.audit.record(screening.created_by, "create", [screening.id])
         self.deliveries.extend(deliveries)
 
-    def get(self, screening_id: str) -> dict[str, Any] | None:
+    def get(self, screening_id: str) -> Screening | None:
         row = self.rows.get(screening_id)
         if row is None:
             return None
-        return {**row, "reviews": list(self.reviews.get(screening_id, []))}
+        return replace(row, reviews=tuple(self.reviews.get(screening_id, [])))
 
     def page(
         self,
@@ -98,19 +118,19 @@ class MemoryScreenings:
         limit: int,
         after: Position | None,
         triage: TriageOrder | None = None,
-    ) -> tuple[list[dict[str, Any]], Position | None]:
+    ) -> tuple[list[ListRow], Position | None]:
         assert triage is None and after is None, "newest first, one page, here"
         rows = [
             row
             for row in self.rows.values()
-            if (filters.outcome is None or row["outcome"] == filters.outcome)
-            and (filters.review_status is None or row["review_status"] == filters.review_status)
-            and (filters.patient_ref is None or row["patient_ref"] == filters.patient_ref)
+            if (filters.outcome is None or row.outcome == filters.outcome)
+            and (filters.review_status is None or row.review_status == filters.review_status)
+            and (filters.patient_ref is None or row.patient_ref == filters.patient_ref)
         ]
-        rows.sort(key=lambda row: (row["created_at"], row["id"]), reverse=True)
-        page = rows[:limit]
+        rows.sort(key=lambda row: (row.created_at, row.id), reverse=True)
+        page = [_list_row(row) for row in rows[:limit]]
         more = len(rows) > limit
-        return page, (page[-1]["created_at"], page[-1]["id"]) if more else None
+        return page, (page[-1].created_at, page[-1].id) if more else None
 
     def replay_rows(
         self,
@@ -120,13 +140,13 @@ class MemoryScreenings:
         batch: int = 5000,
         ruleset_id: str | None = None,
     ) -> Iterator[tuple[str, dict[str, Any], str, str]]:
-        for row in sorted(self.rows.values(), key=lambda r: (r["created_at"], r["id"])):
-            if (row["questionnaire_id"], row["questionnaire_version"]) == questionnaire:
-                yield row["id"], row["answers"], row["outcome"], row["result"]["decided_by"]
+        for row in sorted(self.rows.values(), key=lambda r: (r.created_at, r.id)):
+            if (row.questionnaire.id, row.questionnaire.version) == questionnaire:
+                yield row.id, dict(row.answers), row.outcome, row.decided_by
 
     def decided_by_ruleset(self, ruleset_id: str, version: str | None) -> bool:
         return any(
-            row["ruleset_id"] == ruleset_id and version in (None, row["ruleset_version"])
+            row.ruleset.id == ruleset_id and version in (None, row.ruleset.version)
             for row in self.rows.values()
         )
 
@@ -141,16 +161,14 @@ class MemoryScreenings:
         row = self.rows.get(screening_id)
         if row is None:
             return False
-        row["review_status"] = "reviewed"
-        self.reviews.setdefault(screening_id, []).append(
-            {"at": at or datetime.now(UTC), "by": by, "note": note}
-        )
+        self.rows[screening_id] = replace(row, review_status="reviewed")
+        self.reviews.setdefault(screening_id, []).append(Review(at or datetime.now(UTC), by, note))
         self.audit.record(by, "review", [screening_id])
         self.deliveries.extend(deliveries)
         return True
 
     def purge(self, before: datetime, actor: str) -> int:
-        doomed = [i for i, row in self.rows.items() if row["created_at"] < before]
+        doomed = [i for i, row in self.rows.items() if row.created_at < before]
         for screening_id in doomed:
             del self.rows[screening_id]
             self.reviews.pop(screening_id, None)

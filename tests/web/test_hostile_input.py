@@ -102,7 +102,7 @@ def test_nul_bytes(client: FlaskClient, store: Store, valid_answers: dict[str, A
     assert note.status_code == 422
     assert "note" in note.get_json()["errors"]
     record = store.screenings.get(screening_id)
-    assert record is not None and record["reviews"] == []
+    assert record is not None and record.reviews == ()
 
 
 @pytest.mark.parametrize("number", ["1e400", "-1e400", "1" * 5000, "NaN", "Infinity", "1.0"])

@@ -121,8 +121,8 @@ def test_fhir_response_gives_the_native_result_and_is_kept(
         assert a[field] == b[field], field
     record = store.screenings.get(b["id"])
     assert record is not None
-    assert record["source"] == resource
-    assert record["answers"] == valid_answers
+    assert record.source == resource
+    assert record.answers == valid_answers
     evaluated = fhir_post(client, "/v1/evaluate", resource)
     assert evaluated.status_code == 200
     assert evaluated.get_json()["outcome"] == "urgent_care"

@@ -8,6 +8,8 @@ import html
 import re
 import shutil
 import time
+from dataclasses import replace
+from datetime import datetime
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -714,25 +716,42 @@ def test_an_unusable_secret_key_stops_start_up(database_url: str, secret: object
         create_app({"TESTING": True, "DATABASE_URL": database_url, "SECRET_KEY": secret})
 
 
+def test_the_pages_times_are_the_apis_in_machine_form_and_words_for_people(
+    client: FlaskClient,
+) -> None:
+    screening_id = _urgent(client)
+    view = client.get(f"/v1/screenings/{screening_id}", headers=bearer("dr-c")).get_json()
+    created, due = view["created_at"], view["review"]["due_at"]
+    assert due is not None
+    _sign_in(client)
+    listed = client.get("/review/").text
+    detail = client.get(f"/review/{screening_id}").text
+    # The attribute a browser or screen reader reads is the API's RFC 3339 time, to the
+    # microsecond; the words are the minute, in UTC.
+    assert f'<time datetime="{created}">' in listed
+    assert f'<time datetime="{due}">' in listed and f'<time datetime="{due}">' in detail
+    minute = datetime.fromisoformat(created).strftime("%d %b %Y, %H:%M UTC")
+    assert minute in listed and f"Screening of {minute}" in detail
+
+
 def test_an_urgent_screening_states_no_finding_that_denies_a_red_flag(
     app: Flask, client: FlaskClient, store: Store
 ) -> None:
     screening_id = _urgent(client)
     # A screening stored before findings left the fallback out still lists it.
-    old = dict(store.screenings.get(screening_id) or {})
+    stored = store.screenings.get(screening_id)
+    assert stored is not None
     fallback = {
         "rule": "meets_discussion_criteria",
         "title": "No exclusion found; discussion with a specialist may be appropriate",
         "text": "No exclusion or red flag found: referral may be discussed.",
         "sources": ["S1"],
     }
-    old["result"]["summary"]["clinician"]["findings"].append(fallback)
-    old["id"] = "0" * 32
-    for name in ("reviews", "review_due_at", "review_overdue"):
-        old.pop(name, None)
+    stored.result.clinician["findings"].append(fallback)
+    old = replace(stored, id="0" * 32)
     store.screenings.insert(old, idempotency=None, response=(201, "{}"), deliveries=[])
     _sign_in(client)
-    for shown in (screening_id, old["id"]):
+    for shown in (screening_id, old.id):
         page = client.get(f"/review/{shown}")
         assert page.status_code == 200
         text = page.text

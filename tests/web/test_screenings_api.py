@@ -148,12 +148,12 @@ def test_stored_record_keeps_versions_hashes_and_creator(
     record = store.screenings.get(screening_id)
     assert record is not None
     rulebook = extension.of(client.application).rulebook
-    assert record["created_by"] == "portal-a"
-    assert record["patient_ref"] == "MRN-1"
-    assert record["questionnaire_sha256"] == rulebook.questionnaire.sha256
-    assert record["ruleset_sha256"] == rulebook.ruleset.sha256
-    assert record["result"]["decided_by"] == "meets_discussion_criteria"
-    assert record["answers"] == valid_answers
+    assert record.created_by == "portal-a"
+    assert record.patient_ref == "MRN-1"
+    assert record.questionnaire.sha256 == rulebook.questionnaire.sha256
+    assert record.ruleset.sha256 == rulebook.ruleset.sha256
+    assert record.result.decided_by == "meets_discussion_criteria"
+    assert record.answers == valid_answers
 
 
 @pytest.mark.parametrize(
@@ -293,7 +293,7 @@ def test_list_time_window(client: FlaskClient, store: Store, valid_answers: dict
     ids = _fill(client, valid_answers)
     third = store.screenings.get(ids[2])
     assert third is not None
-    stamp = third["created_at"].isoformat().replace("+00:00", "Z")
+    stamp = third.created_at.isoformat().replace("+00:00", "Z")
     since = client.get(
         "/v1/screenings", query_string={"created_from": stamp}, headers=bearer("dr-c")
     )
@@ -388,7 +388,7 @@ def test_bad_review_body_is_named_and_changes_nothing(
     assert set(response.get_json()["errors"]) == set(body)
     record = store.screenings.get(screening_id)
     assert record is not None
-    assert record["review_status"] == "pending" and record["reviews"] == []
+    assert record.review_status == "pending" and record.reviews == ()
 
 
 def test_review_of_unknown_screening_is_404(client: FlaskClient) -> None:

@@ -110,7 +110,7 @@ def test_the_deepest_and_largest_storable_bodies_are_stored_whole(
     response = post_fhir(client, "/v1/screenings", resource)
     assert response.status_code == 201, response.get_json()
     record = store.screenings.get(response.get_json()["id"])
-    assert record is not None and record["source"] == resource
+    assert record is not None and record.source == resource
 
 
 @pytest.mark.parametrize("entry", [5, True, "entries", {"resource": {}}])
@@ -155,7 +155,7 @@ def test_a_review_note_with_nul_is_refused_by_the_form_as_by_the_api(
     assert api.status_code == 422
     record = store.screenings.get(screening_id)
     assert record is not None
-    assert record["reviews"] == [] and record["review_status"] == "pending"
+    assert record.reviews == () and record.review_status == "pending"
 
 
 # --- 7. error keys are bounded -----------------------------------------------------------

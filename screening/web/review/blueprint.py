@@ -15,6 +15,7 @@ from werkzeug.wrappers import Response
 
 from screening.services.config import DEFAULT_IDLE
 from screening.services.problems import ProblemError
+from screening.timestamps import rfc3339
 
 #: Defaults for ``create_app`` to apply before the ``SCREENING_*`` settings.
 CONFIG_DEFAULTS: dict[str, Any] = {
@@ -58,6 +59,8 @@ bp = Blueprint(
     static_folder="static",
     static_url_path="/static",
 )
+# A time in a ``<time datetime>`` attribute: RFC 3339, as the API writes it.
+bp.add_app_template_filter(rfc3339, "rfc3339")
 csrf = CSRFProtect()
 
 

@@ -18,7 +18,6 @@ from flask.typing import ResponseReturnValue
 from screening import extension
 from screening.services.problems import ValidationProblem
 from screening.web import schemas
-from screening.web import views
 from screening.web.auth import current_key
 from screening.web.review import words
 from screening.web.review.blueprint import PAGE_SIZE
@@ -45,29 +44,18 @@ def _api_query(query: dict[str, str]) -> dict[str, str]:
     return api
 
 
-def _row(item: dict[str, Any]) -> dict[str, Any]:
-    """A list row in the words of the rules that decided it."""
-    package = words.words_package(item)
-    return {
-        **item,
-        "received": words.when(item["created_at"]),
-        "outcome_view": words.outcome(item["outcome"], package),
-        "due": None if item["review_due_at"] is None else words.when(item["review_due_at"]),
-    }
-
-
 @bp.get("/")
 def index() -> ResponseReturnValue:
     """Screenings newest first or in triage order, with filters and a next page."""
     query = _list_query()
     query.setdefault("limit", str(PAGE_SIZE))
     params = schemas.load(schemas.list_query, _api_query(query))
-    page = views.list_view(extension.screenings().list(params, current_key()))
+    page = extension.screenings().list(params, current_key())
     # Any: url_for's keyword arguments mix typed options with free query values.
     filters: dict[str, Any] = {k: v for k, v in query.items() if k in _FILTERS}
     if query["limit"] != str(PAGE_SIZE):
         filters["limit"] = query["limit"]
-    rows = [_row(item) for item in page["items"]]
+    rows = [words.list_entry(row) for row in page.rows]
     rulebook = extension.rulebook()
     # Every package's outcomes, each in the words of a package that declares it.
     outcomes = [
@@ -76,8 +64,8 @@ def index() -> ResponseReturnValue:
         if (package := rulebook.outcome_package(code)) is not None
     ]
     next_url = None
-    if page["next_cursor"] is not None:
-        next_url = url_for("review.index", **filters, cursor=page["next_cursor"])
+    if page.next_cursor is not None:
+        next_url = url_for("review.index", **filters, cursor=page.next_cursor)
     first_url = url_for("review.index", **filters) if "cursor" in query else None
     return render_template(
         "review/list.html",
@@ -91,14 +79,10 @@ def index() -> ResponseReturnValue:
     )
 
 
-def _full_view(screening_id: str) -> dict[str, Any]:
-    """The screening's full view, as the API gives it to clinicians (read and audited)."""
-    return views.full_view(extension.screenings().read(screening_id, current_key()))
-
-
 def _detail_context(screening_id: str) -> dict[str, Any]:
     """The detail page's words: the screening and the EHR's feedback on its cards."""
-    context = words.detail_context(_full_view(screening_id))
+    # Read (and audited) as the API reads it for clinicians.
+    context = words.detail_context(extension.screenings().read(screening_id, current_key()))
     context["card_feedback"] = words.card_feedback(extension.cds().card_feedback(screening_id))
     return context
 

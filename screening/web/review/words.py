@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC
 from datetime import datetime
 from typing import Any
 
 from screening import extension
+from screening.records import CardFeedback
+from screening.records import Document
+from screening.records import ListRow
+from screening.records import Result
+from screening.records import RulesetRef
+from screening.records import Screening
 from screening.rules.questionnaire import Item
 from screening.rules.rulebook import Package
 from screening.rules.summaries import states_a_finding
@@ -96,11 +103,10 @@ class TraceRule:
     steps: tuple[TraceStep, ...]
 
 
-def words_package(view: Mapping[str, Any]) -> Package:
-    """The package whose words describe a stored screening (a view or a list row): the
-    one that decided it while loaded, else the default one."""
-    ruleset = view["ruleset"]
-    return extension.rulebook().package_or_default(ruleset["id"], ruleset["version"])
+def words_package(ruleset: RulesetRef) -> Package:
+    """The package whose words describe a screening decided by ``ruleset``: that one
+    while loaded, else the default one."""
+    return extension.rulebook().package_or_default(ruleset.id, ruleset.version)
 
 
 def outcome(code: str, package: Package) -> OutcomeView:
@@ -148,30 +154,65 @@ def _words(link_id: str, value: Any, package: Package) -> str:
     return str(value)
 
 
-def when(stamp: str | datetime) -> str:
-    """An RFC 3339 time (or an aware datetime) as "21 Nov 2025, 09:06 UTC"."""
-    if isinstance(stamp, str):
-        stamp = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
-    return stamp.astimezone(UTC).strftime("%d %b %Y, %H:%M UTC")
+def when(moment: datetime) -> str:
+    """An aware datetime as "21 Nov 2025, 09:06 UTC"."""
+    return moment.astimezone(UTC).strftime("%d %b %Y, %H:%M UTC")
+
+
+def maybe_when(moment: datetime | None) -> str | None:
+    """``when(moment)``, or None for no time."""
+    return None if moment is None else when(moment)
+
+
+@dataclass(frozen=True, slots=True)
+class ListEntry:
+    """A list row in the words of the rules that decided it."""
+
+    row: ListRow
+    outcome: OutcomeView
+    received: str
+    #: When an urgent screening's review is due, in words.
+    due: str | None
+
+
+def list_entry(row: ListRow) -> ListEntry:
+    """A list row with its outcome in its own package's words, and its times in words."""
+    return ListEntry(
+        row,
+        outcome(row.outcome, words_package(row.ruleset)),
+        when(row.created_at),
+        maybe_when(row.review_due_at),
+    )
 
 
 #: CDS Hooks feedback outcomes in words.
 _FEEDBACK_OUTCOMES = {"accepted": "Card accepted", "overridden": "Card overridden"}
 
 
-def card_feedback(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+@dataclass(frozen=True, slots=True)
+class FeedbackEntry:
+    """An EHR's feedback on a card, as the detail page shows it."""
+
+    outcome: str
+    by: str
+    at: str
+    reason: str | None
+    comment: str | None
+
+
+def card_feedback(entries: list[CardFeedback]) -> list[FeedbackEntry]:
     """CDS Hooks feedback entries as the detail page shows them."""
     shown = []
-    for row in rows:
-        reason = row["override_reason"] or {}
+    for entry in entries:
+        reason = entry.override_reason or {}
         shown.append(
-            {
-                "outcome": _FEEDBACK_OUTCOMES.get(row["outcome"], row["outcome"]),
-                "by": row["caller"],
-                "at": when(row["outcome_at"]),
-                "reason": reason.get("display") or reason.get("code"),
-                "comment": row["user_comment"],
-            }
+            FeedbackEntry(
+                outcome=_FEEDBACK_OUTCOMES.get(entry.outcome, entry.outcome),
+                by=entry.caller,
+                at=when(entry.outcome_at),
+                reason=reason.get("display") or reason.get("code"),
+                comment=entry.user_comment,
+            )
         )
     return shown
 
@@ -190,7 +231,7 @@ def _citations(ids: list[str], stored: dict[str, str], package: Package) -> tupl
 
 
 def _findings(
-    entries: list[dict[str, Any]], stored: dict[str, str], decided_by: str | None, package: Package
+    entries: list[Document], stored: dict[str, str], decided_by: str | None, package: Package
 ) -> list[Finding]:
     """Stored findings (or notes) with titles and citations; mark the deciding one.
 
@@ -215,7 +256,7 @@ def _findings(
     ]
 
 
-def _answer_groups(answers: dict[str, Any], package: Package) -> list[AnswerGroup]:
+def _answer_groups(answers: Mapping[str, Any], package: Package) -> list[AnswerGroup]:
     """Every answer under its questionnaire section, in questionnaire order."""
     questionnaire = package.questionnaire
     groups = []
@@ -238,7 +279,7 @@ def _answer_groups(answers: dict[str, Any], package: Package) -> list[AnswerGrou
     return groups
 
 
-def _trace(trace: list[dict[str, Any]], package: Package) -> list[TraceRule]:
+def _trace(trace: Sequence[Document], package: Package) -> list[TraceRule]:
     """The stored trace in words: each rule, each comparison, and whether it held."""
     rules = []
     for entry in trace:
@@ -301,25 +342,25 @@ def ruleset_choices() -> list[tuple[str, str]]:
     return choices
 
 
-def _differing_shadows(view: dict[str, Any]) -> tuple[list[ShadowView], int]:
+def _differing_shadows(result: Result) -> tuple[list[ShadowView], int]:
     """The shadow outcomes that differ from the screening's, and how many agreed."""
     rulebook = extension.rulebook()
     differing = []
     agreed = 0
-    for entry in view.get("shadow", []):
-        if entry["outcome"] == view["outcome"]:
+    for entry in result.shadow:
+        if entry.outcome == result.outcome:
             agreed += 1
             continue
-        ruleset = entry["ruleset"]
-        package = rulebook.package(ruleset["id"], ruleset["version"])
+        ruleset = entry.ruleset
+        package = rulebook.package(ruleset.id, ruleset.version)
         # No longer loaded: its codes as stored, not another package's words for them.
         shown = ShadowView(
-            ruleset["id"],
-            ruleset["version"],
-            OutcomeView(entry["outcome"], entry["outcome"], "info")
+            ruleset.id,
+            ruleset.version,
+            OutcomeView(entry.outcome, entry.outcome, "info")
             if package is None
-            else outcome(entry["outcome"], package),
-            entry["decided_by"] if package is None else rule_title(entry["decided_by"], package),
+            else outcome(entry.outcome, package),
+            entry.decided_by if package is None else rule_title(entry.decided_by, package),
             loaded=package is not None,
         )
         differing.append(shown)
@@ -351,14 +392,13 @@ def ruleset_context(package: Package) -> dict[str, Any]:
     }
 
 
-def ruleset_notice(view: dict[str, Any], package: Package | None) -> str | None:
-    """Why the rules that decided a screening (its ``package``, None when no longer
-    loaded) are not what a new one would get, if so."""
-    ruleset = view["ruleset"]
-    named = f"{ruleset['id']} version {ruleset['version']}"
+def ruleset_notice(ruleset: RulesetRef, package: Package | None) -> str | None:
+    """Why the rules that decided a screening (``ruleset``; its ``package``, None when no
+    longer loaded) are not what a new one would get, if so."""
+    named = f"{ruleset.id} version {ruleset.version}"
     if package is None:
         return f"The rules that worked out this result ({named}) are no longer loaded."
-    if package.ruleset.sha256 != ruleset["sha256"]:
+    if package.ruleset.sha256 != ruleset.sha256:
         retired = " They are now retired too." if package.status == "retired" else ""
         return f"The rules of {named} were changed after this result was worked out.{retired}"
     if package.status == "retired":
@@ -366,39 +406,40 @@ def ruleset_notice(view: dict[str, Any], package: Package | None) -> str | None:
     return None
 
 
-def detail_context(view: dict[str, Any]) -> dict[str, Any]:
-    """What the detail page shows, in words, from the full view of a screening."""
-    clinician = view["summary"]["clinician"]
+def detail_context(screening: Screening) -> dict[str, Any]:
+    """What the detail page shows, in words, of a screening as a clinician reads it."""
+    result = screening.result
+    clinician = result.clinician
     stored_sources = {s["id"]: s["citation"] for s in clinician.get("sources", [])}
-    ruleset = view["ruleset"]
+    ruleset = screening.ruleset
     rulebook = extension.rulebook()
-    loaded = rulebook.package(ruleset["id"], ruleset["version"])
+    loaded = rulebook.package(ruleset.id, ruleset.version)
     # Words for a screening whose rules are no longer loaded come from the default package.
     package = loaded or rulebook.default
-    review = view["review"]
-    shadows, agreed = _differing_shadows(view)
+    shadows, agreed = _differing_shadows(result)
     return {
-        "screening": view,
-        "received": when(view["created_at"]),
-        "outcome": outcome(view["outcome"], package),
-        "decided_by": rule_title(view["decided_by"], package),
-        "findings": _findings(clinician["findings"], stored_sources, view["decided_by"], package),
+        "screening": screening,
+        "received": when(screening.created_at),
+        "outcome": outcome(result.outcome, package),
+        "decided_by": rule_title(result.decided_by, package),
+        "findings": _findings(clinician["findings"], stored_sources, result.decided_by, package),
         "notes": _findings(clinician.get("notes", []), stored_sources, None, package),
         "key_answers": [
             Answer(_question(entry["linkId"], package), entry["display"])
             for entry in clinician.get("key_answers", [])
         ],
-        "answer_groups": _answer_groups(view["answers"], package),
-        "patient": view["summary"]["patient"],
-        "trace": _trace(view["trace"], package),
+        "answer_groups": _answer_groups(screening.answers, package),
+        "patient": result.patient,
+        "trace": _trace(result.trace, package),
         "history": [
-            {"at": when(entry["at"]), "by": entry["by"], "note": entry["note"]}
-            for entry in view["review"]["history"]
+            {"at": when(review.at), "by": review.by, "note": review.note}
+            for review in screening.reviews
         ],
-        "due": None if review["due_at"] is None else when(review["due_at"]),
-        "overdue": review["overdue"],
+        "due": maybe_when(screening.review_due_at),
+        "due_at": screening.review_due_at,
+        "overdue": screening.review_overdue,
         "ruleset_known": loaded is not None,
-        "ruleset_notice": ruleset_notice(view, loaded),
+        "ruleset_notice": ruleset_notice(ruleset, loaded),
         "shadows": shadows,
         "shadows_agreed": agreed,
         "note_limit": NOTE_LIMIT,

@@ -1,0 +1,201 @@
+"""A screening as every layer reads it: frozen, typed, its times kept as datetimes.
+
+The services make these and the store keeps them; the API's serializers
+(``screening.web.views``), the review pages, the FHIR Bundle, webhook events and CDS
+cards read their fields, and only a serializer writes a time as RFC 3339. This module
+sits beneath the layers (like ``timestamps``), as the storage and FHIR layers below the
+services read and return these types too.
+
+The result's ``summary`` and ``trace`` stay the JSON documents the rules engine wrote:
+the API hands them out as stored, and a screening decided under older rules keeps the
+shape it was stored with.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from typing import Protocol
+
+#: An answer as the questionnaire's checks leave it: a yes/no, a number, a code, or the
+#: codes of a pick-all-that-fit item.
+AnswerValue = bool | int | float | str | list[str] | None
+#: Every answer of one screening, by linkId.
+Answers = Mapping[str, AnswerValue]
+#: A JSON document as stored (the summary, the trace, a submitted FHIR resource).
+Document = Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class QuestionnaireRef:
+    """The questionnaire version a screening was answered on."""
+
+    id: str
+    version: str
+    #: Empty where it was not read (a list row).
+    sha256: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class RulesetRef:
+    """The rules that decided a screening, as they were then."""
+
+    id: str
+    version: str
+    sha256: str
+
+
+@dataclass(frozen=True, slots=True)
+class ShadowOutcome:
+    """A shadow ruleset's result beside the deciding one (never shown to a patient)."""
+
+    ruleset: RulesetRef
+    outcome: str
+    decided_by: str
+    matched_rules: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """What the rules gave: the outcome, the rule that decided it, every rule that held,
+    the patient and clinician summaries, the trace, and any shadow rulesets' outcomes."""
+
+    outcome: str
+    decided_by: str
+    matched_rules: tuple[str, ...]
+    summary: Document
+    trace: Sequence[Document]
+    shadow: tuple[ShadowOutcome, ...] = ()
+
+    @property
+    def clinician(self) -> Document:
+        """The clinician summary (findings, notes, sources, the card's words)."""
+        clinician: Document = self.summary["clinician"]
+        return clinician
+
+    @property
+    def patient(self) -> Document:
+        """The patient summary, in the language the screening was answered in."""
+        patient: Document = self.summary["patient"]
+        return patient
+
+
+@dataclass(frozen=True, slots=True)
+class Review:
+    """One review of a screening: when, by whom, and the note if any."""
+
+    at: datetime
+    by: str
+    note: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Screening:
+    """A stored screening (or one evaluated but not stored), with its review history.
+
+    ``review_due_at`` and ``review_overdue`` are worked out when it is read (the triage
+    clock's ``with_review_times``), never stored.
+    """
+
+    id: str
+    created_at: datetime
+    #: The name of the caller that stored it (a portal's key, say).
+    created_by: str
+    patient_ref: str | None
+    language: str
+    questionnaire: QuestionnaireRef
+    ruleset: RulesetRef
+    review_status: str
+    answers: Mapping[str, Any]
+    answers_sha256: str | None
+    result: Result
+    #: The document the answers came in, when not native JSON (a FHIR QuestionnaireResponse).
+    source: Document | None = None
+    reviews: tuple[Review, ...] = ()
+    review_due_at: datetime | None = None
+    review_overdue: bool = False
+
+    @property
+    def outcome(self) -> str:
+        """The outcome code."""
+        return self.result.outcome
+
+    @property
+    def decided_by(self) -> str:
+        """The id of the rule that decided the outcome."""
+        return self.result.decided_by
+
+
+@dataclass(frozen=True, slots=True)
+class ListRow:
+    """One screening as the clinician list reads it: enough to triage, read from the
+    row's columns and two fields of its result, without answers or trace."""
+
+    id: str
+    created_at: datetime
+    created_by: str
+    patient_ref: str | None
+    language: str
+    questionnaire: QuestionnaireRef
+    ruleset: RulesetRef
+    outcome: str
+    review_status: str
+    decided_by: str
+    card_summary: str
+    review_due_at: datetime | None = None
+    review_overdue: bool = False
+
+
+class ScreeningFacts(Protocol):
+    """What a webhook event says of a screening (a ``Screening``, a ``ListRow``, or the
+    overdue scan's ``EventFacts``)."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def created_at(self) -> datetime: ...
+
+    @property
+    def created_by(self) -> str: ...
+
+    @property
+    def patient_ref(self) -> str | None: ...
+
+    @property
+    def outcome(self) -> str: ...
+
+    @property
+    def decided_by(self) -> str: ...
+
+    @property
+    def ruleset(self) -> RulesetRef: ...
+
+
+@dataclass(frozen=True, slots=True)
+class EventFacts:
+    """A screening as the overdue scan reads it: what its event says, and no more."""
+
+    id: str
+    created_at: datetime
+    created_by: str
+    patient_ref: str | None
+    outcome: str
+    decided_by: str
+    ruleset: RulesetRef
+
+
+@dataclass(frozen=True, slots=True)
+class CardFeedback:
+    """An EHR's feedback on a CDS card that described a screening."""
+
+    caller: str
+    #: ``accepted`` or ``overridden``.
+    outcome: str
+    outcome_at: datetime
+    #: The override reason as the EHR coded it (``code``, ``display``, ...), if given.
+    override_reason: Document | None
+    user_comment: str | None
