@@ -90,9 +90,10 @@ def _pool(package: Package, rng: random.Random, size: int) -> dict[str, list[tup
         result = evaluate(answers, package.ruleset)
         pool = by_outcome[result["outcome"]]
         if len(pool) < size:
-            ruleset = result.pop("ruleset")
-            result["shadow"] = []
-            pool.append((answers, result, ruleset))
+            # As the result column keeps it: its ruleset in columns of their own.
+            stored = {k: v for k, v in result.items() if k != "ruleset"}
+            stored["shadow"] = []
+            pool.append((answers, stored, result["ruleset"]))
     return by_outcome
 
 

@@ -6,9 +6,8 @@ cards read their fields, and only a serializer writes a time as RFC 3339. This m
 sits beneath the layers (like ``timestamps``), as the storage and FHIR layers below the
 services read and return these types too.
 
-The result's ``summary`` and ``trace`` stay the JSON documents the rules engine wrote:
-the API hands them out as stored, and a screening decided under older rules keeps the
-shape it was stored with.
+The result's ``summary`` and ``trace`` are the JSON documents the rules engine wrote
+(``screening.rules.results`` names their fields): the API hands them out as stored.
 """
 
 from __future__ import annotations
@@ -19,6 +18,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from typing import Protocol
+
+from screening.rules.results import ClinicianSummary
+from screening.rules.results import PatientSummary
+from screening.rules.results import Summary
+from screening.rules.results import TraceEntry
 
 #: An answer as the questionnaire's checks leave it: a yes/no, a number, a code, or the
 #: codes of a pick-all-that-fit item.
@@ -66,21 +70,19 @@ class Result:
     outcome: str
     decided_by: str
     matched_rules: tuple[str, ...]
-    summary: Document
-    trace: Sequence[Document]
+    summary: Summary
+    trace: Sequence[TraceEntry]
     shadow: tuple[ShadowOutcome, ...] = ()
 
     @property
-    def clinician(self) -> Document:
+    def clinician(self) -> ClinicianSummary:
         """The clinician summary (findings, notes, sources, the card's words)."""
-        clinician: Document = self.summary["clinician"]
-        return clinician
+        return self.summary["clinician"]
 
     @property
-    def patient(self) -> Document:
+    def patient(self) -> PatientSummary:
         """The patient summary, in the language the screening was answered in."""
-        patient: Document = self.summary["patient"]
-        return patient
+        return self.summary["patient"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,8 +21,10 @@ from dataclasses import dataclass
 from dataclasses import field
 from typing import Any
 
+from screening.rules.results import Step
+
 Answers = Mapping[str, Any]
-Trace = list[dict[str, Any]]
+Trace = list[Step]
 
 #: The item types each operator can be applied to.
 OPERATOR_TYPES: dict[str, frozenset[str]] = {
@@ -88,7 +90,7 @@ class Condition:
         raise NotImplementedError
 
 
-def _entry(link_id: str, operator: str, expected: Any, actual: Any, held: bool) -> dict[str, Any]:
+def _entry(link_id: str, operator: str, expected: Any, actual: Any, held: bool) -> Step:
     """One trace entry (the generic path; the inlined closures below build the same dict)."""
     return {
         "linkId": link_id,

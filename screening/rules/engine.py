@@ -11,6 +11,10 @@ from collections.abc import Mapping
 from typing import Any
 from typing import Protocol
 
+from screening.rules.results import EngineResult
+from screening.rules.results import PatientSummary
+from screening.rules.results import Step
+from screening.rules.results import TraceEntry
 from screening.rules.ruleset import Rule
 from screening.rules.ruleset import Ruleset
 from screening.rules.summaries import clinician_summary
@@ -26,12 +30,12 @@ class PatientTexts(Protocol):
     @property
     def language(self) -> str: ...
 
-    def summary_for(self, decided_by: str, matched_rules: Iterable[str]) -> dict[str, Any]: ...
+    def summary_for(self, decided_by: str, matched_rules: Iterable[str]) -> PatientSummary: ...
 
 
 def evaluate(
     answers: Mapping[str, Any], ruleset: Ruleset, texts: PatientTexts | None = None
-) -> dict[str, Any]:
+) -> EngineResult:
     """Apply every rule to ``answers`` (already validated) and build the result, with the
     patient summary in the language of ``texts`` (the ruleset's own English without them).
 
@@ -40,18 +44,18 @@ def evaluate(
     the trace shows each comparison of each rule. A note that names its outcomes
     (``with_outcomes``) holds only on a result with one of them.
     """
-    trace: list[dict[str, Any]] = []
+    trace: list[TraceEntry] = []
     matched: list[Rule] = []
     decided: Rule | None = None
     # Notes that name their outcomes and held: whether each goes with the result is
     # known only once the outcome is (see below).
-    restricted: list[tuple[Rule, dict[str, Any]]] = []
+    restricted: list[tuple[Rule, TraceEntry]] = []
     add_to_trace = trace.append
     # Each step holds the rule's compiled condition (see conditions.py): no tree walk here.
     for rule, rule_id, traced, decides in ruleset.steps:
-        conditions: list[dict[str, Any]] = []
+        conditions: list[Step] = []
         held = traced(answers, conditions)
-        entry = {"rule": rule_id, "matched": held, "conditions": conditions}
+        entry: TraceEntry = {"rule": rule_id, "matched": held, "conditions": conditions}
         add_to_trace(entry)
         if held:
             matched.append(rule)

@@ -30,6 +30,7 @@ from screening.rules.loader import RulesError
 from screening.rules.loader import check_schema
 from screening.rules.loader import find_schema_dir
 from screening.rules.questionnaire import Questionnaire
+from screening.rules.results import PatientSummary
 from screening.rules.ruleset import Ruleset
 
 #: The languages the service speaks; the first is the source and the fallback.
@@ -161,19 +162,17 @@ class Catalog:
         return self._questionnaire_json
 
     def patient_summary(
-        self, summary: Mapping[str, Any], decided_by: str, matched_rules: Iterable[str]
-    ) -> dict[str, Any]:
+        self, summary: PatientSummary, decided_by: str, matched_rules: Iterable[str]
+    ) -> PatientSummary:
         """The patient summary in this language for a result's rule ids.
 
         ``summary`` is the English patient summary the engine built; the result
         keeps its keys and their order, with headline, body, notes and
         disclaimer in this language (notes in the order of ``matched_rules``).
         """
-        localized = dict(summary)
-        localized.update(self.summary_for(decided_by, matched_rules))
-        return localized
+        return {**summary, **self.summary_for(decided_by, matched_rules)}
 
-    def summary_for(self, decided_by: str, matched_rules: Iterable[str]) -> dict[str, Any]:
+    def summary_for(self, decided_by: str, matched_rules: Iterable[str]) -> PatientSummary:
         """The patient summary in this language, built from a result's rule ids alone:
         headline, body, the notes that fit the outcome (in the order of
         ``matched_rules``), disclaimer."""

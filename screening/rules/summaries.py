@@ -12,23 +12,31 @@ from collections.abc import Sequence
 from typing import Any
 
 from screening.rules.conditions import Always
+from screening.rules.results import ClinicianSummary
+from screening.rules.results import Finding
+from screening.rules.results import KeyAnswer
+from screening.rules.results import PatientSummary
 from screening.rules.ruleset import NOT_ASKED
 from screening.rules.ruleset import Rule
 from screening.rules.ruleset import Ruleset
 
 
-def patient_summary(ruleset: Ruleset, decided: Rule, matched: Sequence[Rule]) -> dict[str, Any]:
+def patient_summary(ruleset: Ruleset, decided: Rule, matched: Sequence[Rule]) -> PatientSummary:
     """The plain-language summary the patient reads."""
     assert decided.outcome is not None
     return {
         "headline": ruleset.outcomes[decided.outcome].headline,
         "body": list(decided.patient),
-        "notes": [rule.patient_note for rule in matched if rule.note_fits(decided.outcome)],
+        "notes": [
+            rule.patient_note
+            for rule in matched
+            if rule.patient_note is not None and rule.note_fits(decided.outcome)
+        ],
         "disclaimer": ruleset.disclaimer,
     }
 
 
-def _finding(rule: Rule, answers: Mapping[str, Any]) -> dict[str, Any]:
+def _finding(rule: Rule, answers: Mapping[str, Any]) -> Finding:
     return {
         "rule": rule.id,
         "title": rule.title,
@@ -52,11 +60,11 @@ def states_a_finding(rule: Rule, decided: Rule) -> bool:
 
 def clinician_summary(
     answers: Mapping[str, Any], ruleset: Ruleset, decided: Rule, matched: Sequence[Rule]
-) -> dict[str, Any]:
+) -> ClinicianSummary:
     """The clinician's view: every finding with its sources, notes and key answers."""
     assert decided.outcome is not None
-    findings = []
-    notes = []
+    findings: list[Finding] = []
+    notes: list[Finding] = []
     cited: set[str] = set()
     # One pass over the matched rules; decision findings and notes keep rule order. A
     # fallback that did not decide is no finding of this screening (states_a_finding).
@@ -68,7 +76,7 @@ def clinician_summary(
         else:
             continue
         cited.update(rule.sources)
-    key_answers = []
+    key_answers: list[KeyAnswer] = []
     for link_id, known_type, words, display in ruleset.key_displays:
         if link_id in answers:
             value = answers[link_id]

@@ -21,6 +21,7 @@ from screening.rules.questionnaire import Group
 from screening.rules.questionnaire import Item
 from screening.rules.questionnaire import Option
 from screening.rules.questionnaire import Questionnaire
+from screening.rules.results import Finding
 
 SYSTEM = "https://example.org/fhir/CodeSystem/toy-answers"
 SNOMED = "http://snomed.info/sct"
@@ -54,8 +55,13 @@ def _questionnaire() -> Questionnaire:
 
 def _record(**changes: Any) -> Screening:
     """A stored screening, its result in the shape the engine writes."""
-    finding = {"rule": "r1", "title": "Rule one", "text": "It held.", "sources": ["S1", "S9"]}
-    note = {"rule": "n1", "title": "A note", "text": "Also.", "sources": []}
+    finding: Finding = {
+        "rule": "r1",
+        "title": "Rule one",
+        "text": "It held.",
+        "sources": ["S1", "S9"],
+    }
+    note: Finding = {"rule": "n1", "title": "A note", "text": "Also.", "sources": []}
     result = Result(
         outcome="go",
         decided_by="r1",
@@ -69,8 +75,10 @@ def _record(**changes: Any) -> Screening:
             },
             "clinician": {
                 "outcome_label": "Go",
+                "card_summary": "Go: rule one",
                 "findings": [finding],
                 "notes": [note],
+                "key_answers": [],
                 "sources": [{"id": "S1", "citation": "A guideline."}],
             },
         },

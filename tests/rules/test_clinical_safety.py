@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from screening.rules.cases import load_cases
 from screening.rules.engine import evaluate
+from screening.rules.results import EngineResult
 from screening.rules.rulebook import Package
 from screening.rules.rulebook import load_rules
 from tests.support.answers import valid_answers
@@ -48,7 +49,7 @@ def base(pkg: Package) -> dict[str, Any]:
     return dict(yaml.safe_load(pkg.cases_path.read_text(encoding="utf-8"))["bases"]["no_findings"])
 
 
-def result_for(pkg: Package, changes: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+def result_for(pkg: Package, changes: dict[str, Any]) -> tuple[dict[str, Any], EngineResult]:
     answers = {k: v for k, v in {**base(pkg), **changes}.items() if v is not None}
     answers = {k: v for k, v in answers.items() if k in pkg.questionnaire.by_link_id}
     clean, errors = pkg.questionnaire.validate(answers)
@@ -209,7 +210,7 @@ def test_each_defect_is_gone_from_every_package_that_replaced_its_package(
     defect: str,
     retired: tuple[str, str],
     changes: dict[str, Any],
-    shows: Callable[[dict[str, Any]], bool],
+    shows: Callable[[EngineResult], bool],
 ) -> None:
     old = package(*retired)
     assert old.status == "retired"

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from screening.rules import conditions
+from screening.rules.results import Step
 
 
 def holds(data: dict[str, Any], answers: dict[str, Any]) -> bool:
@@ -82,7 +83,7 @@ def test_trace_records_every_comparison_with_what_it_saw() -> None:
             ]
         }
     )
-    trace: list[dict[str, Any]] = []
+    trace: list[Step] = []
     # The first part already holds; the trace still shows every part.
     assert condition.evaluate({"a": True, "b": 49}, trace) is True
     assert trace == [

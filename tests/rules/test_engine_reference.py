@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from screening.rules import conditions
 from screening.rules.cases import load_cases
 from screening.rules.engine import evaluate
+from screening.rules.results import Step
 from screening.rules.rulebook import Package
 from screening.rules.rulebook import load_rules
 from tests.rules.test_engine import RULEBOOK
@@ -69,7 +70,9 @@ def test_results_share_no_mutable_parts() -> None:
     first["summary"]["patient"]["body"].append("edited")
     first["summary"]["clinician"]["findings"][0]["sources"].append("edited")
     first["summary"]["clinician"]["key_answers"][0]["display"] = "edited"
-    first["trace"][0]["conditions"].append({})
+    first["trace"][0]["conditions"].append(
+        {"linkId": "x", "operator": "equals", "expected": 1, "actual": 2, "held": False}
+    )
     first["matched_rules"].append("edited")
     assert json.dumps(evaluate(clean, RULEBOOK.ruleset)) == expected
 
@@ -111,7 +114,7 @@ def test_each_condition_holds_as_the_reference_on_any_answers(
     assert _outcome(lambda: condition.evaluate(answers)) == _outcome(
         lambda: reference_engine.holds(data, answers)
     )
-    traced: list[dict[str, Any]] = []
+    traced: list[Step] = []
     reference_trace: list[dict[str, Any]] = []
     got = _outcome(lambda: condition.evaluate(answers, traced))
     want = _outcome(lambda: reference_engine.holds(data, answers, reference_trace))

@@ -9,6 +9,7 @@ import pytest
 from screening.rules import conditions
 from screening.rules.cases import load_cases
 from screening.rules.engine import evaluate
+from screening.rules.results import EngineResult
 from screening.rules.rulebook import Package
 from screening.rules.rulebook import load_rules
 from tests.support.app import RULES_ROOT
@@ -19,7 +20,7 @@ PACKAGES = load_rules(RULES_ROOT).sorted_packages()
 RELEASED_BEFORE_NOTE_OUTCOMES = {("lumbar-rfa", "1.0.0")}
 
 
-def _results(package: Package) -> list[tuple[str, dict[str, Any]]]:
+def _results(package: Package) -> list[tuple[str, EngineResult]]:
     results = []
     for case in load_cases(package):
         if "errors" in case.expect:

@@ -21,6 +21,8 @@ from screening.rules.i18n import Catalog
 from screening.rules.i18n import Texts
 from screening.rules.i18n import load_translations
 from screening.rules.loader import RulesError
+from screening.rules.results import EngineResult
+from screening.rules.results import PatientSummary
 from screening.rules.rulebook import load_rules
 from tests.support.app import RULES_DIR  # noqa: E402
 from tests.support.app import RULES_ROOT
@@ -505,7 +507,7 @@ def test_a_catalog_refuses_another_questionnaire(rules_copy: Path) -> None:
         CATALOGS["es"].questionnaire_json(other)
 
 
-def _summaries(answers: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+def _summaries(answers: dict[str, Any]) -> tuple[EngineResult, PatientSummary, PatientSummary]:
     """The engine's result, its English patient summary, and that summary in Spanish."""
     result = evaluate(answers, RULESET)
     english = result["summary"]["patient"]
@@ -563,7 +565,8 @@ def test_the_summary_is_a_fresh_copy(valid_answers: dict[str, Any]) -> None:
 def test_unknown_rule_ids_are_refused(decided_by: str, matched: list[str]) -> None:
     catalog: Catalog = CATALOGS["es"]
     with pytest.raises(ValueError):
-        catalog.patient_summary({}, decided_by, matched)
+        empty: PatientSummary = {"headline": "", "body": [], "notes": [], "disclaimer": ""}
+        catalog.patient_summary(empty, decided_by, matched)
 
 
 @pytest.mark.parametrize(

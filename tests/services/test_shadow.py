@@ -11,6 +11,7 @@ from prometheus_client import REGISTRY
 
 import screening.services.screenings as screenings
 from screening.rules import engine
+from screening.rules.results import EngineResult
 from tests.support.app import BOTH_DATABASES
 from tests.support.app import bearer
 from tests.support.app import make_app
@@ -78,7 +79,7 @@ def test_a_failing_shadow_never_fails_the_request(
 
     def broken_for_the_shadow(
         answers: dict[str, Any], ruleset: Any, texts: Any = None
-    ) -> dict[str, Any]:
+    ) -> EngineResult:
         if ruleset.version == "1.3.0":
             raise RuntimeError("a broken shadow ruleset")
         return real(answers, ruleset, texts)

@@ -11,11 +11,12 @@ when a file is not what the rules give now; ``make texts`` writes them again.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from screening import PROJECT_ROOT
 from screening.rules.cases import load_cases
 from screening.rules.engine import evaluate
+from screening.rules.results import ClinicianSummary
+from screening.rules.results import PatientSummary
 from screening.rules.rulebook import Package
 from screening.rules.rulebook import load_rules
 
@@ -36,7 +37,7 @@ def file_name(package: Package) -> str:
     return f"{package.id}-{package.version}.md"
 
 
-def _patient(lines: list[str], summary: dict[str, Any], language: str) -> None:
+def _patient(lines: list[str], summary: PatientSummary, language: str) -> None:
     lines.append(f"Patient ({LANGUAGE_NAMES[language]}):")
     lines.append("")
     lines.append(f"> **{summary['headline']}**")
@@ -48,7 +49,7 @@ def _patient(lines: list[str], summary: dict[str, Any], language: str) -> None:
     lines.append("")
 
 
-def _clinician(lines: list[str], clinician: dict[str, Any]) -> None:
+def _clinician(lines: list[str], clinician: ClinicianSummary) -> None:
     lines.append(f"Clinician: **{clinician['outcome_label']}**. Card: {clinician['card_summary']}")
     lines.append("")
     for finding in clinician["findings"]:

@@ -27,6 +27,7 @@ from werkzeug.test import TestResponse
 from screening import StartupError
 from screening import create_app
 from screening import extension
+from screening.rules.results import Finding
 from screening.rules.rulebook import Rulebook
 from screening.services.keys import Authenticator
 from screening.services.keys import parse_api_keys
@@ -741,7 +742,7 @@ def test_an_urgent_screening_states_no_finding_that_denies_a_red_flag(
     # A screening stored before findings left the fallback out still lists it.
     stored = store.screenings.get(screening_id)
     assert stored is not None
-    fallback = {
+    fallback: Finding = {
         "rule": "meets_discussion_criteria",
         "title": "No exclusion found; discussion with a specialist may be appropriate",
         "text": "No exclusion or red flag found: referral may be discussed.",

@@ -11,12 +11,13 @@ from typing import Any
 
 from screening import extension
 from screening.records import CardFeedback
-from screening.records import Document
 from screening.records import ListRow
 from screening.records import Result
 from screening.records import RulesetRef
 from screening.records import Screening
 from screening.rules.questionnaire import Item
+from screening.rules.results import Finding as FindingJson
+from screening.rules.results import TraceEntry
 from screening.rules.rulebook import Package
 from screening.rules.summaries import states_a_finding
 from screening.web.schemas import NOTE_LIMIT
@@ -231,7 +232,7 @@ def _citations(ids: list[str], stored: dict[str, str], package: Package) -> tupl
 
 
 def _findings(
-    entries: list[Document], stored: dict[str, str], decided_by: str | None, package: Package
+    entries: list[FindingJson], stored: dict[str, str], decided_by: str | None, package: Package
 ) -> list[Finding]:
     """Stored findings (or notes) with titles and citations; mark the deciding one.
 
@@ -279,7 +280,7 @@ def _answer_groups(answers: Mapping[str, Any], package: Package) -> list[AnswerG
     return groups
 
 
-def _trace(trace: Sequence[Document], package: Package) -> list[TraceRule]:
+def _trace(trace: Sequence[TraceEntry], package: Package) -> list[TraceRule]:
     """The stored trace in words: each rule, each comparison, and whether it held."""
     rules = []
     for entry in trace:
