@@ -471,13 +471,13 @@ def list_webhooks_command(failed: bool, limit: int) -> None:
         f"{'screening':<32}  {'created':<20}  {'next / delivered':<20}  last result"
     )
     for row in rows:
-        when = row["delivered_at"] if row["status"] == "delivered" else row["next_attempt_at"]
-        if row["status"] == "failed":
+        when = row.delivered_at if row.status == "delivered" else row.next_attempt_at
+        if row.status == "failed":
             when = None
         click.echo(
-            f"{row['id']:>6}  {row['status']:<9} {row['attempts']:>5}  {row['event_type']:<24} "
-            f"{row['endpoint']:<16} {row['screening_id']:<32}  {_moment(row['created_at']):<20}  "
-            f"{_moment(when):<20}  {row['last_result'] or '-'}"
+            f"{row.id:>6}  {row.status:<9} {row.attempts:>5}  {row.event_type:<24} "
+            f"{row.endpoint:<16} {row.screening_id:<32}  {_moment(row.created_at):<20}  "
+            f"{_moment(when):<20}  {row.last_result or '-'}"
         )
     if not rows:
         click.echo("no failed deliveries" if failed else "no deliveries")

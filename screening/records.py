@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from typing import Protocol
+from typing import TypedDict
 
 from screening.rules.results import ClinicianSummary
 from screening.rules.results import PatientSummary
@@ -201,3 +202,46 @@ class CardFeedback:
     #: The override reason as the EHR coded it (``code``, ``display``, ...), if given.
     override_reason: Document | None
     user_comment: str | None
+
+
+class NewDelivery(TypedDict):
+    """An event on its way to one endpoint, as the outbox first keeps it."""
+
+    event_id: str
+    event_type: str
+    endpoint: str
+    screening_id: str
+    #: The signed body, as sent.
+    payload: str
+    status: str
+    attempts: int
+    created_at: datetime
+    scheduled_at: datetime
+    next_attempt_at: datetime
+
+
+class AttemptOutcome(TypedDict, total=False):
+    """What one delivery attempt changes of its outbox row."""
+
+    status: str
+    delivered_at: datetime
+    next_attempt_at: datetime
+    last_result: str
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryState:
+    """A delivery as an operator lists it: where it stands, without its payload."""
+
+    id: int
+    event_id: str
+    event_type: str
+    endpoint: str
+    screening_id: str
+    status: str
+    attempts: int
+    created_at: datetime
+    next_attempt_at: datetime | None
+    last_attempt_at: datetime | None
+    last_result: str | None
+    delivered_at: datetime | None

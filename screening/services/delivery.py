@@ -23,11 +23,12 @@ from datetime import UTC
 from datetime import datetime
 from datetime import timedelta
 from typing import TYPE_CHECKING
-from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from screening.records import AttemptOutcome
 from screening.records import EventFacts
+from screening.records import NewDelivery
 from screening.services.metrics import record_delivery
 from screening.services.metrics import record_overdue_scan
 from screening.services.triage import ReviewClock
@@ -163,7 +164,7 @@ class Deliverer:
             return Attempt(False, "timeout")
         return Attempt(200 <= status < 300, f"HTTP {status}")
 
-    def _outcome(self, delivery: Claimed, attempt: Attempt, now: datetime) -> dict[str, Any]:
+    def _outcome(self, delivery: Claimed, attempt: Attempt, now: datetime) -> AttemptOutcome:
         """The columns an attempt's result sets."""
         if attempt.ok:
             return {"status": "delivered", "delivered_at": now, "last_result": attempt.result}
@@ -229,7 +230,7 @@ class Deliverer:
         now = _now()
         cutoff = self.clock.cutoff(now)
 
-        def deliveries(screening: EventFacts) -> list[dict[str, Any]]:
+        def deliveries(screening: EventFacts) -> list[NewDelivery]:
             return self.notifier.deliveries(REVIEW_OVERDUE, screening, "pending", now)
 
         covered = self._overdue_covered

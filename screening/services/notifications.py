@@ -6,11 +6,11 @@ from __future__ import annotations
 import logging
 from datetime import UTC
 from datetime import datetime
-from typing import Any
 from typing import Literal
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from screening.records import DeliveryState
 from screening.services.delivery import DEFAULT_LEASE_SECONDS
 from screening.services.delivery import Deliverer
 from screening.services.triage import ReviewClock
@@ -41,7 +41,7 @@ class NotificationService:
             self.outbox, self.endpoints, self.notifier, self.clock, lease_seconds=lease_seconds
         )
 
-    def deliveries(self, *, failed_only: bool = False, limit: int = 50) -> list[dict[str, Any]]:
+    def deliveries(self, *, failed_only: bool = False, limit: int = 50) -> list[DeliveryState]:
         """Deliveries newest first, without their payloads."""
         return self.outbox.list(failed_only=failed_only, limit=limit)
 

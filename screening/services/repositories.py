@@ -14,6 +14,7 @@ from typing import Any
 from typing import Protocol
 
 from screening.records import ListRow
+from screening.records import NewDelivery
 from screening.records import Screening
 from screening.storage.idempotency import Claim
 from screening.storage.screenings import ListFilters
@@ -30,7 +31,7 @@ class ScreeningRecords(Protocol):
         *,
         idempotency: tuple[str, str, str] | None = None,
         response: tuple[int, str] | None = None,
-        deliveries: Sequence[dict[str, Any]] = (),
+        deliveries: Sequence[NewDelivery] = (),
     ) -> None:
         """Store a screening and finish its Idempotency-Key claim (``ClaimLost`` if lost)."""
 
@@ -65,7 +66,7 @@ class ScreeningRecords(Protocol):
         by: str,
         note: str | None,
         at: datetime | None = None,
-        deliveries: Sequence[dict[str, Any]] = (),
+        deliveries: Sequence[NewDelivery] = (),
     ) -> bool:
         """Record a review; False when there is no such screening."""
 

@@ -23,6 +23,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from screening.fhir.forms import answers_from_questionnaire_response
 from screening.records import Document
 from screening.records import ListRow
+from screening.records import NewDelivery
 from screening.records import QuestionnaireRef
 from screening.records import Result
 from screening.records import RulesetRef
@@ -407,7 +408,7 @@ class ScreeningService:
         if not _may_exist(screening_id):
             raise _not_found()
         now = datetime.now(UTC)
-        deliveries: list[dict[str, Any]] = []
+        deliveries: list[NewDelivery] = []
         if self.notifier.wants(REVIEWED):
             # What the event says of the screening never changes once it is stored.
             current = self.store.screenings.get(screening_id)

@@ -21,6 +21,7 @@ from typing import Any
 import orjson
 from standardwebhooks.webhooks import Webhook
 
+from screening.records import NewDelivery
 from screening.records import ScreeningFacts
 from screening.services.settings import http_url
 from screening.services.settings import json_array
@@ -200,7 +201,7 @@ class Notifier:
 
     def deliveries(
         self, event_type: str, screening: ScreeningFacts, review_status: str, at: datetime
-    ) -> list[dict[str, Any]]:
+    ) -> list[NewDelivery]:
         """The outbox rows for one event: none when no endpoint wants it."""
         targets = [e.name for e in self.endpoints if e.wants(event_type, screening.outcome)]
         if not targets:

@@ -16,16 +16,17 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from collections.abc import Collection
-from collections.abc import Mapping
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 from typing import Literal
 
 import sqlalchemy as sa
 
+from screening.records import AttemptOutcome
+from screening.records import DeliveryState
 from screening.records import EventFacts
+from screening.records import NewDelivery
 from screening.records import RulesetRef
 from screening.storage.database import AnyRow
 from screening.storage.store import Store
@@ -126,7 +127,7 @@ class Outbox:
         claimed = [Claimed(**row._mapping) for row in rows]
         return sorted(claimed, key=lambda c: c.id)
 
-    def record(self, delivery_id: int, token: str, values: Mapping[str, Any]) -> bool:
+    def record(self, delivery_id: int, token: str, values: AttemptOutcome) -> bool:
         """Record an attempt's result, if ``token`` still holds the claim; always frees it."""
         statement = (
             webhook_deliveries.update()
@@ -153,7 +154,7 @@ class Outbox:
         outcomes: Collection[str],
         cutoff: datetime,
         now: datetime,
-        deliveries: Callable[[EventFacts], list[dict[str, Any]]],
+        deliveries: Callable[[EventFacts], list[NewDelivery]],
         limit: int = OVERDUE_BATCH,
         since: datetime | None = None,
     ) -> int:
@@ -195,7 +196,7 @@ class Outbox:
             candidates = candidates.with_for_update(of=screenings, skip_locked=True)
         noticed = 0
         with self.store.transaction() as conn:
-            rows: list[dict[str, Any]] = []
+            rows: list[NewDelivery] = []
             for screening in conn.execute(candidates).all():
                 marked = conn.execute(
                     self.store.insert_statement(overdue_reviews)
@@ -253,7 +254,7 @@ class Outbox:
             count = conn.execute(failed).scalar_one()
         return first, int(count)
 
-    def list(self, *, failed_only: bool, limit: int) -> list[dict[str, Any]]:
+    def list(self, *, failed_only: bool, limit: int) -> list[DeliveryState]:
         """Deliveries newest first (only failed ones with ``failed_only``), without payloads."""
         query = sa.select(
             _d.id,
@@ -273,7 +274,7 @@ class Outbox:
             query = query.where(_d.status == "failed")
         query = query.order_by(_d.id.desc()).limit(limit)
         with self.store.engine.connect() as conn:
-            return [dict(row._mapping) for row in conn.execute(query)]
+            return [DeliveryState(**row._mapping) for row in conn.execute(query)]
 
     def retry(self, delivery_id: int, now: datetime) -> Literal["retried", "missing", "not_failed"]:
         """Put a failed delivery back on a fresh retry schedule, due now."""

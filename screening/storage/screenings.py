@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from screening.records import ListRow
+from screening.records import NewDelivery
 from screening.records import QuestionnaireRef
 from screening.records import Result
 from screening.records import Review
@@ -82,8 +83,8 @@ def _insert_screening_with_events(deliveries: int) -> sa.Insert:
 
 
 def _screening_with_events_parameters(
-    row: dict[str, Any], deliveries: Sequence[dict[str, Any]]
-) -> dict[str, Any]:
+    row: dict[str, object], deliveries: Sequence[NewDelivery]
+) -> dict[str, object]:
     """The parameters of ``_insert_screening_with_events(len(deliveries))``."""
     parameters = {f"s_{col.name}": row.get(col.name) for col in screenings.c}
     for n, delivery in enumerate(deliveries):
@@ -136,7 +137,7 @@ def _result(document: dict[str, Any]) -> Result:
     )
 
 
-def screening_row(screening: Screening) -> dict[str, Any]:
+def screening_row(screening: Screening) -> dict[str, object]:
     """A screening as a row of the ``screenings`` table."""
     return {
         "id": screening.id,
@@ -292,7 +293,7 @@ class ScreeningRepository:
         *,
         idempotency: tuple[str, str, str] | None = None,
         response: tuple[int, str] | None = None,
-        deliveries: Sequence[dict[str, Any]] = (),
+        deliveries: Sequence[NewDelivery] = (),
     ) -> None:
         """Store a screening, its audit entry, its webhook deliveries (the outbox) and (if
         any) its idempotency outcome at once.
@@ -529,7 +530,7 @@ class ScreeningRepository:
         by: str,
         note: str | None,
         at: datetime | None = None,
-        deliveries: Sequence[dict[str, Any]] = (),
+        deliveries: Sequence[NewDelivery] = (),
     ) -> bool:
         """Record a review and its webhook deliveries (the outbox) at once; False, storing
         nothing, when there is no such screening."""

@@ -9,6 +9,7 @@ Each aggregate's statements live in a module of its own: ``screenings``, ``idemp
 from __future__ import annotations
 
 from collections.abc import Iterator
+from collections.abc import Mapping
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from contextlib import contextmanager
@@ -87,7 +88,7 @@ class Store:
         migrate(self.engine, revision)
 
     def insert_rows(
-        self, conn: Connection, table: sa.Table, rows: Sequence[dict[str, Any]]
+        self, conn: Connection, table: sa.Table, rows: Sequence[Mapping[str, object]]
     ) -> None:
         """Insert ``rows`` into ``table`` (SQLAlchemy's executemany for several)."""
         conn.execute(table.insert(), list(rows))

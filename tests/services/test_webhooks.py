@@ -20,6 +20,7 @@ from datetime import datetime
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from typing import cast
 
 import pytest
 import requests
@@ -34,6 +35,7 @@ from screening import PROJECT_ROOT
 from screening import StartupError
 from screening import create_app
 from screening import extension
+from screening.records import NewDelivery
 from screening.services import delivery
 from screening.services.delivery import BACKOFF_CAP
 from screening.services.delivery import GIVE_UP_AFTER
@@ -311,7 +313,7 @@ def test_a_screening_rolled_back_leaves_no_event_and_an_event_that_fails_no_scre
     assert _rows(store) == []
     assert store.screenings.get(record.id) is None
     # And the other way: an outbox row the database refuses takes the screening with it.
-    broken = [{**deliveries[0], "payload": None}]
+    broken = [cast(NewDelivery, {**deliveries[0], "payload": None})]
     with pytest.raises(sa.exc.IntegrityError):
         store.screenings.insert(record, deliveries=broken)
     assert store.screenings.get(record.id) is None

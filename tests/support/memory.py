@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from screening.records import ListRow
+from screening.records import NewDelivery
 from screening.records import Review
 from screening.records import Screening
 from screening.storage.idempotency import Claim
@@ -87,7 +88,7 @@ class MemoryScreenings:
     idempotency: MemoryIdempotency
     rows: dict[str, Screening] = field(default_factory=dict)
     reviews: dict[str, list[Review]] = field(default_factory=dict)
-    deliveries: list[dict[str, Any]] = field(default_factory=list)
+    deliveries: list[NewDelivery] = field(default_factory=list)
 
     def insert(
         self,
@@ -95,7 +96,7 @@ class MemoryScreenings:
         *,
         idempotency: tuple[str, str, str] | None = None,
         response: tuple[int, str] | None = None,
-        deliveries: Sequence[dict[str, Any]] = (),
+        deliveries: Sequence[NewDelivery] = (),
     ) -> None:
         if idempotency is not None:
             held = self.idempotency.claims.get(idempotency[:2])
@@ -156,7 +157,7 @@ class MemoryScreenings:
         by: str,
         note: str | None,
         at: datetime | None = None,
-        deliveries: Sequence[dict[str, Any]] = (),
+        deliveries: Sequence[NewDelivery] = (),
     ) -> bool:
         row = self.rows.get(screening_id)
         if row is None:
