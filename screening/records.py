@@ -20,16 +20,12 @@ from typing import Any
 from typing import Protocol
 from typing import TypedDict
 
+from screening.rules.questionnaire import Answers
 from screening.rules.results import ClinicianSummary
 from screening.rules.results import PatientSummary
 from screening.rules.results import Summary
 from screening.rules.results import TraceEntry
 
-#: An answer as the questionnaire's checks leave it: a yes/no, a number, a code, or the
-#: codes of a pick-all-that-fit item.
-AnswerValue = bool | int | float | str | list[str] | None
-#: Every answer of one screening, by linkId.
-Answers = Mapping[str, AnswerValue]
 #: A JSON document as stored (the summary, the trace, a submitted FHIR resource).
 Document = Mapping[str, Any]
 
@@ -112,7 +108,7 @@ class Screening:
     questionnaire: QuestionnaireRef
     ruleset: RulesetRef
     review_status: str
-    answers: Mapping[str, Any]
+    answers: Answers
     answers_sha256: str | None
     result: Result
     #: The document the answers came in, when not native JSON (a FHIR QuestionnaireResponse).

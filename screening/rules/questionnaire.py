@@ -19,8 +19,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from dataclasses import field
 from typing import Any
+from typing import cast
 
 from screening.rules.conditions import Condition
+
+#: A checked answer: a yes/no, a whole number, a code, or the codes of a multi_choice item.
+AnswerValue = bool | int | str | list[str]
+#: A submission's checked answers by linkId, in item order (no answer: left out).
+Answers = dict[str, AnswerValue]
 
 Errors = dict[str, list[str]]
 _LINK_ID = re.compile(r"[a-z][a-z0-9_]{0,63}")
@@ -239,7 +245,7 @@ class Questionnaire:
             for item in items
         )
 
-    def validate(self, answers: Any) -> tuple[dict[str, Any], Errors]:
+    def validate(self, answers: Any) -> tuple[Answers, Errors]:
         """Check a submission; return the clean answers (in item order) and errors.
 
         ``null`` and a missing item are the same: no answer. When an item's
@@ -249,14 +255,15 @@ class Questionnaire:
         if not isinstance(answers, dict):
             return {}, {"answers": ["Must be an object mapping linkId to answer."]}
         errors: Errors = {}
-        loaded: dict[str, Any] = {}
+        loaded: Answers = {}
         checks = self._checks
         accepted = self._accepted
         strangers = 0
         for link_id, value in answers.items():
             fast = accepted.get(link_id)
             if fast is not None and type(value) is fast[0] and value in fast[1]:
-                loaded[link_id] = value
+                # One of the item's accepted yes/no or code values, exactly.
+                loaded[link_id] = cast(AnswerValue, value)
                 continue
             check = checks.get(link_id)
             if check is None:
@@ -275,7 +282,7 @@ class Questionnaire:
         if strangers:
             errors["answers"] = [f"{strangers} more answer(s) name no item of this questionnaire."]
         undecided = set(errors)
-        clean: dict[str, Any] = {}
+        clean: Answers = {}
         for link_id, required, asked, depends_on in self._plan:
             if asked is not None:
                 if undecided and not undecided.isdisjoint(depends_on):

@@ -10,12 +10,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
 from typing import Protocol
 
 from screening.records import ListRow
 from screening.records import NewDelivery
 from screening.records import Screening
+from screening.rules.questionnaire import Answers
 from screening.storage.idempotency import Claim
 from screening.storage.screenings import ListFilters
 from screening.storage.screenings import Position
@@ -54,7 +54,7 @@ class ScreeningRecords(Protocol):
         until: datetime | None = None,
         batch: int = 5000,
         ruleset_id: str | None = None,
-    ) -> Iterator[tuple[str, dict[str, Any], str, str]]:
+    ) -> Iterator[tuple[str, Answers, str, str]]:
         """(id, answers, outcome, decided_by) of a questionnaire version's screenings."""
 
     def decided_by_ruleset(self, ruleset_id: str, version: str | None) -> bool:

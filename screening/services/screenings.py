@@ -31,6 +31,7 @@ from screening.records import Screening
 from screening.records import ShadowOutcome
 from screening.rules.engine import evaluate
 from screening.rules.i18n import Catalog
+from screening.rules.questionnaire import Answers
 from screening.rules.rulebook import ChoiceError
 from screening.rules.rulebook import Package
 from screening.rules.rulebook import Rulebook
@@ -62,7 +63,7 @@ logger = logging.getLogger(__name__)
 class Submission:
     """A request body that passed every check, and its result."""
 
-    answers: dict[str, Any]
+    answers: Answers
     patient_ref: str | None
     result: Result
     #: The package whose questionnaire checked the answers and whose ruleset decided.
@@ -134,7 +135,7 @@ class ScreeningService:
     def _submission(
         self,
         package: Package,
-        answers: dict[str, Any],
+        answers: Answers,
         patient_ref: str | None,
         catalog: Catalog,
         source: Document | None = None,
@@ -152,7 +153,7 @@ class ScreeningService:
         )
         return Submission(answers, patient_ref, typed, package, catalog.language, source)
 
-    def _shadows(self, package: Package, answers: dict[str, Any]) -> tuple[ShadowOutcome, ...]:
+    def _shadows(self, package: Package, answers: Answers) -> tuple[ShadowOutcome, ...]:
         """Every shadow ruleset of the questionnaire, evaluated beside the deciding one.
 
         Never shown to a patient; a shadow ruleset that fails is logged (its id and
@@ -182,7 +183,7 @@ class ScreeningService:
         since: datetime | None,
         until: datetime | None,
         ruleset_id: str | None = None,
-    ) -> Iterator[tuple[str, dict[str, Any], str, str]]:
+    ) -> Iterator[tuple[str, Answers, str, str]]:
         """(id, answers, outcome, decided_by) of each stored screening of a questionnaire
         version (decided by ``ruleset_id`` when given), oldest first, streamed in bounded
         memory; reads only."""
@@ -220,7 +221,7 @@ class ScreeningService:
             raise ValidationProblem(errors)
         return self._submission(package, answers, envelope["patient_ref"], catalog)
 
-    def _fhir_package(self, resource: dict[str, Any]) -> Package:
+    def _fhir_package(self, resource: Mapping[str, object]) -> Package:
         """The default package of the questionnaire version a QuestionnaireResponse names.
 
         A reference to no served version falls back to the default questionnaire,

@@ -12,6 +12,8 @@ from datetime import UTC
 from datetime import datetime
 from typing import TYPE_CHECKING
 from typing import Any
+from typing import NotRequired
+from typing import TypedDict
 
 import orjson
 import sqlalchemy as sa
@@ -25,6 +27,10 @@ from screening.records import Review
 from screening.records import RulesetRef
 from screening.records import Screening
 from screening.records import ShadowOutcome
+from screening.rules.questionnaire import Answers
+from screening.rules.results import RulesetName
+from screening.rules.results import Summary
+from screening.rules.results import TraceEntry
 from screening.storage.audit import write_audit
 from screening.storage.database import AnyRow
 from screening.storage.idempotency import FINISH_IDEMPOTENCY
@@ -92,14 +98,35 @@ def _screening_with_events_parameters(
     return parameters
 
 
-def result_document(result: Result) -> dict[str, Any]:
+class StoredShadow(TypedDict):
+    """A shadow ruleset's outcome in the ``result`` column."""
+
+    ruleset: RulesetName
+    outcome: str
+    decided_by: str
+    matched_rules: list[str]
+
+
+class StoredResult(TypedDict):
+    """The ``result`` column: the engine's result less its ruleset (kept in columns of its
+    own), with the shadow rulesets' outcomes (none on a screening stored before those)."""
+
+    outcome: str
+    decided_by: str
+    matched_rules: list[str]
+    summary: Summary
+    trace: list[TraceEntry]
+    shadow: NotRequired[list[StoredShadow]]
+
+
+def result_document(result: Result) -> StoredResult:
     """A result as the ``result`` column keeps it (its ruleset is in columns of its own)."""
     return {
         "outcome": result.outcome,
         "decided_by": result.decided_by,
         "matched_rules": list(result.matched_rules),
         "summary": result.summary,
-        "trace": result.trace,
+        "trace": list(result.trace),
         "shadow": [
             {
                 "ruleset": {
@@ -116,7 +143,7 @@ def result_document(result: Result) -> dict[str, Any]:
     }
 
 
-def _result(document: dict[str, Any]) -> Result:
+def _result(document: StoredResult) -> Result:
     """The ``result`` column as a ``Result`` (a screening stored before shadow rulesets
     existed has none)."""
     return Result(
@@ -127,7 +154,11 @@ def _result(document: dict[str, Any]) -> Result:
         trace=document["trace"],
         shadow=tuple(
             ShadowOutcome(
-                RulesetRef(**shadow["ruleset"]),
+                RulesetRef(
+                    shadow["ruleset"]["id"],
+                    shadow["ruleset"]["version"],
+                    shadow["ruleset"]["sha256"],
+                ),
                 shadow["outcome"],
                 shadow["decided_by"],
                 tuple(shadow["matched_rules"]),
@@ -366,7 +397,7 @@ class ScreeningRepository:
         until: datetime | None = None,
         batch: int = 5000,
         ruleset_id: str | None = None,
-    ) -> Iterator[tuple[str, dict[str, Any], str, str]]:
+    ) -> Iterator[tuple[str, Answers, str, str]]:
         """(id, answers, outcome, decided_by) of every screening of a questionnaire id and
         version (decided by ``ruleset_id`` when given), oldest first, read in keyset
         batches: memory stays one batch, whatever the table's size, and no transaction

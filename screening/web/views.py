@@ -1,33 +1,133 @@
 """The API's serializers: a screening as JSON, full for clinicians, the patient view for
-the portal. Times become RFC 3339 here and nowhere before."""
+the portal. Times become RFC 3339 here and nowhere before.
+
+Each view is a ``TypedDict`` with the fields openapi.yaml gives it (the spec-checking test
+client holds the two together), built in the order the document lists them.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import TypedDict
 
 from screening.records import ListRow
 from screening.records import QuestionnaireRef
 from screening.records import Result
 from screening.records import RulesetRef
 from screening.records import Screening
+from screening.rules.questionnaire import Answers
+from screening.rules.results import PatientSummary
+from screening.rules.results import RulesetName
+from screening.rules.results import Summary
+from screening.rules.results import TraceEntry
 from screening.services.screenings import Page
 from screening.timestamps import rfc3339
+
+
+class QuestionnaireName(TypedDict):
+    id: str
+    version: str
+
+
+class ShadowJson(TypedDict):
+    ruleset: RulesetName
+    outcome: str
+    decided_by: str
+    matched_rules: list[str]
+
+
+class PatientOnly(TypedDict):
+    patient: PatientSummary
+
+
+class PatientEvaluation(TypedDict):
+    """``POST /v1/evaluate`` for a portal: the outcome and the patient summary."""
+
+    questionnaire: QuestionnaireName
+    ruleset: RulesetName
+    outcome: str
+    summary: PatientOnly
+
+
+class PatientScreening(PatientEvaluation):
+    """A stored screening as its portal reads it (api-v1.md's patient view)."""
+
+    id: str
+    created_at: str
+
+
+class ClinicianEvaluation(TypedDict):
+    """``POST /v1/evaluate`` for a clinician: the whole result with the answers."""
+
+    patient_ref: str | None
+    language: str
+    questionnaire: QuestionnaireName
+    ruleset: RulesetName
+    answers: Answers
+    outcome: str
+    decided_by: str
+    matched_rules: list[str]
+    summary: Summary
+    trace: list[TraceEntry]
+    shadow: list[ShadowJson]
+
+
+class ReviewEntry(TypedDict):
+    at: str
+    by: str
+    note: str | None
+
+
+class ReviewJson(TypedDict):
+    status: str
+    due_at: str | None
+    overdue: bool
+    history: list[ReviewEntry]
+
+
+class ClinicianScreening(ClinicianEvaluation):
+    """A stored screening as a clinician reads it, with its review."""
+
+    id: str
+    created_at: str
+    review: ReviewJson
+
+
+class ListItem(TypedDict):
+    """One row of the clinician list: enough to triage, without answers or trace."""
+
+    id: str
+    created_at: str
+    patient_ref: str | None
+    language: str
+    questionnaire: QuestionnaireName
+    ruleset: RulesetName
+    outcome: str
+    decided_by: str
+    card_summary: str
+    review_status: str
+    review_due_at: str | None
+    review_overdue: bool
+
+
+class ListPage(TypedDict):
+    items: list[ListItem]
+    next_cursor: str | None
 
 
 def _maybe_rfc3339(moment: datetime | None) -> str | None:
     return None if moment is None else rfc3339(moment)
 
 
-def _questionnaire(questionnaire: QuestionnaireRef) -> dict[str, str]:
+def _questionnaire(questionnaire: QuestionnaireRef) -> QuestionnaireName:
     return {"id": questionnaire.id, "version": questionnaire.version}
 
 
-def _ruleset(ruleset: RulesetRef) -> dict[str, str]:
+def _ruleset(ruleset: RulesetRef) -> RulesetName:
     return {"id": ruleset.id, "version": ruleset.version, "sha256": ruleset.sha256}
 
 
-def _shadows(result: Result) -> list[dict[str, Any]]:
+def _shadows(result: Result) -> list[ShadowJson]:
     """Each shadow ruleset's outcome, as stored (none before shadow evaluation existed)."""
     return [
         {
@@ -40,12 +140,10 @@ def _shadows(result: Result) -> list[dict[str, Any]]:
     ]
 
 
-def _clinician_view(screening: Screening) -> dict[str, Any]:
-    """The result as a clinician sees it, without the review."""
+def _clinician_evaluation(screening: Screening) -> ClinicianEvaluation:
+    """The result as a clinician sees it, without id, time or review."""
     result = screening.result
     return {
-        "id": screening.id,
-        "created_at": rfc3339(screening.created_at),
         "patient_ref": screening.patient_ref,
         "language": screening.language,
         "questionnaire": _questionnaire(screening.questionnaire),
@@ -55,15 +153,17 @@ def _clinician_view(screening: Screening) -> dict[str, Any]:
         "decided_by": result.decided_by,
         "matched_rules": list(result.matched_rules),
         "summary": result.summary,
-        "trace": result.trace,
+        "trace": list(result.trace),
         "shadow": _shadows(result),
     }
 
 
-def full_view(screening: Screening) -> dict[str, Any]:
+def full_view(screening: Screening) -> ClinicianScreening:
     """Everything a clinician needs to review a screening, its review's due time included."""
     return {
-        **_clinician_view(screening),
+        "id": screening.id,
+        "created_at": rfc3339(screening.created_at),
+        **_clinician_evaluation(screening),
         "review": {
             "status": screening.review_status,
             "due_at": _maybe_rfc3339(screening.review_due_at),
@@ -76,12 +176,9 @@ def full_view(screening: Screening) -> dict[str, Any]:
     }
 
 
-def patient_view(screening: Screening) -> dict[str, Any]:
-    """What the patient portal may show: the outcome and the patient summary."""
-    # Exactly api-v1.md's patient view; its language travels as Content-Language.
+def _patient_evaluation(screening: Screening) -> PatientEvaluation:
+    """What a portal may show: the outcome and the patient summary."""
     return {
-        "id": screening.id,
-        "created_at": rfc3339(screening.created_at),
         "questionnaire": _questionnaire(screening.questionnaire),
         "ruleset": _ruleset(screening.ruleset),
         "outcome": screening.outcome,
@@ -89,8 +186,18 @@ def patient_view(screening: Screening) -> dict[str, Any]:
     }
 
 
-def list_item_view(row: ListRow) -> dict[str, Any]:
-    """One row of the clinician list: enough to triage, without answers or trace."""
+def patient_view(screening: Screening) -> PatientScreening:
+    """A stored screening as its portal reads it."""
+    # Exactly api-v1.md's patient view; its language travels as Content-Language.
+    return {
+        "id": screening.id,
+        "created_at": rfc3339(screening.created_at),
+        **_patient_evaluation(screening),
+    }
+
+
+def list_item_view(row: ListRow) -> ListItem:
+    """One row of the clinician list."""
     return {
         "id": row.id,
         "created_at": rfc3339(row.created_at),
@@ -107,21 +214,18 @@ def list_item_view(row: ListRow) -> dict[str, Any]:
     }
 
 
-def evaluation_view(screening: Screening, role: str) -> dict[str, Any]:
+def evaluation_view(screening: Screening, role: str) -> ClinicianEvaluation | PatientEvaluation:
     """``POST /v1/evaluate``: the caller's view without id, created_at or review."""
     if role == "clinician":
-        view = _clinician_view(screening)
-    else:
-        view = patient_view(screening)
-    del view["id"], view["created_at"]
-    return view
+        return _clinician_evaluation(screening)
+    return _patient_evaluation(screening)
 
 
-def caller_view(screening: Screening, role: str) -> dict[str, Any]:
+def caller_view(screening: Screening, role: str) -> ClinicianScreening | PatientScreening:
     """The screening as a caller of this role may see it."""
     return full_view(screening) if role == "clinician" else patient_view(screening)
 
 
-def list_view(page: Page) -> dict[str, Any]:
+def list_view(page: Page) -> ListPage:
     """A page of the clinician list: its rows and the cursor of the next page."""
     return {"items": [list_item_view(row) for row in page.rows], "next_cursor": page.next_cursor}

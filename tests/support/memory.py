@@ -13,12 +13,12 @@ from dataclasses import field
 from dataclasses import replace
 from datetime import UTC
 from datetime import datetime
-from typing import Any
 
 from screening.records import ListRow
 from screening.records import NewDelivery
 from screening.records import Review
 from screening.records import Screening
+from screening.rules.questionnaire import Answers
 from screening.storage.idempotency import Claim
 from screening.storage.idempotency import ClaimLost
 from screening.storage.screenings import ListFilters
@@ -140,7 +140,7 @@ class MemoryScreenings:
         until: datetime | None = None,
         batch: int = 5000,
         ruleset_id: str | None = None,
-    ) -> Iterator[tuple[str, dict[str, Any], str, str]]:
+    ) -> Iterator[tuple[str, Answers, str, str]]:
         for row in sorted(self.rows.values(), key=lambda r: (r.created_at, r.id)):
             if (row.questionnaire.id, row.questionnaire.version) == questionnaire:
                 yield row.id, dict(row.answers), row.outcome, row.decided_by
