@@ -22,6 +22,8 @@ import re
 from collections.abc import Mapping
 from collections.abc import Sequence
 from typing import Any
+from typing import NotRequired
+from typing import TypedDict
 
 from screening.rules.conditions import All
 from screening.rules.conditions import Always
@@ -30,6 +32,8 @@ from screening.rules.conditions import Comparison
 from screening.rules.conditions import Condition
 from screening.rules.conditions import Not
 from screening.rules.questionnaire import MAX_NAMED_UNKNOWN
+from screening.rules.questionnaire import Answers
+from screening.rules.questionnaire import AnswerValue
 from screening.rules.questionnaire import Errors
 from screening.rules.questionnaire import Item
 from screening.rules.questionnaire import Questionnaire
@@ -70,13 +74,101 @@ VALUE_KEYS = {
     "multi_choice": "valueCoding",
 }
 
+#: A FHIR element whose value is a choice of types (``value[x]``, ``answer[x]``): its key
+#: names the type, so no fixed set of fields describes it.
+Element = dict[str, object]
+
+
+class Coding(TypedDict):
+    system: str
+    code: str
+    display: str
+
+
+class AnswerOption(TypedDict):
+    valueCoding: Coding
+    extension: NotRequired[list[Element]]
+
+
+class EnableWhen(TypedDict, total=False):
+    """An item's ``enableWhen`` and, with more than one, its ``enableBehavior``."""
+
+    enableWhen: list[Element]
+    enableBehavior: str
+
+
+class QuestionItem(TypedDict):
+    """A question of the Questionnaire resource."""
+
+    linkId: str
+    text: str
+    type: str
+    required: bool
+    repeats: NotRequired[bool]
+    code: NotRequired[list[dict[str, str]]]
+    extension: NotRequired[list[Element]]
+    enableWhen: NotRequired[list[Element]]
+    enableBehavior: NotRequired[str]
+    answerOption: NotRequired[list[AnswerOption]]
+
+
+class GroupItem(TypedDict):
+    """A group of the Questionnaire resource, holding its questions."""
+
+    linkId: str
+    text: str
+    type: str
+    item: list[QuestionItem]
+
+
+class QuestionnaireResource(TypedDict):
+    """The questionnaire as a FHIR R4 Questionnaire (``language`` once localized)."""
+
+    resourceType: str
+    id: str
+    extension: list[object]
+    url: str
+    version: str
+    name: str
+    title: str
+    status: str
+    subjectType: list[str]
+    item: list[GroupItem]
+    language: NotRequired[str]
+
+
+class AnsweredItem(TypedDict):
+    """A question of a QuestionnaireResponse with its answers."""
+
+    linkId: str
+    text: str
+    answer: list[Element]
+
+
+class AnsweredGroup(TypedDict):
+    """A group of a QuestionnaireResponse, holding its answered questions."""
+
+    linkId: str
+    text: str
+    item: list[AnsweredItem]
+
+
+class QuestionnaireResponseResource(TypedDict):
+    """A completed QuestionnaireResponse (``item`` left out when nothing was answered)."""
+
+    resourceType: str
+    questionnaire: str
+    status: str
+    item: NotRequired[list[AnsweredItem] | list[AnsweredGroup]]
+
+
 # Order comparisons: their FHIR operator, and the operator of their negation.
 _ORDER_OPERATORS = {"less_than": "<", "at_most": "<=", "greater_than": ">", "at_least": ">="}
 _NEGATED_ORDER = {"<": ">=", "<=": ">", ">": "<=", ">=": "<"}
 
 # One translated condition: its enableBehavior ("all" or "any"; None for a single
 # enableWhen, which fits under either) and its enableWhen entries.
-_Translation = tuple[str | None, list[dict[str, Any]]]
+_Translation = tuple[str | None, list[Element]]
 
 
 class _Untranslatable(Exception):
@@ -95,7 +187,7 @@ def _computable_name(identifier: str) -> str:
     return name if name[:1].isalpha() else f"Q{name}"
 
 
-def _coding(questionnaire: Questionnaire, item: Item, code: str) -> dict[str, str]:
+def _coding(questionnaire: Questionnaire, item: Item, code: str) -> Coding:
     """A Coding for one of the item's answer codes."""
     for option in item.options:
         if option.code == code:
@@ -103,9 +195,7 @@ def _coding(questionnaire: Questionnaire, item: Item, code: str) -> dict[str, st
     raise _Untranslatable(f"item '{item.link_id}' has no answer code '{code}'")
 
 
-def _typed_answer(
-    questionnaire: Questionnaire, item: Item, prefix: str, value: Any
-) -> dict[str, Any]:
+def _typed_answer(questionnaire: Questionnaire, item: Item, prefix: str, value: Any) -> Element:
     """``{prefix + type: value}`` in the item's FHIR type (answer[x] or value[x])."""
     suffix = VALUE_KEYS[item.type].removeprefix("value")
     if item.type == "integer":
@@ -123,12 +213,12 @@ def _typed_answer(
 
 def _entry(
     questionnaire: Questionnaire, comparison: Comparison, operator: str, value: Any
-) -> dict[str, Any]:
+) -> Element:
     """One enableWhen entry on the comparison's item."""
     item = questionnaire.by_link_id.get(comparison.link_id)
     if item is None:
         raise _Untranslatable(f"names unknown item '{comparison.link_id}'")
-    entry: dict[str, Any] = {"question": item.link_id, "operator": operator}
+    entry: Element = {"question": item.link_id, "operator": operator}
     if operator == "exists":
         entry["answerBoolean"] = value
     else:
@@ -178,7 +268,7 @@ def _translate(questionnaire: Questionnaire, condition: Condition, negated: bool
     if isinstance(condition, All | AnyOf):
         # De Morgan: a negated "all" is an "any" of negations, and the other way round.
         behaviour = "all" if isinstance(condition, All) is not negated else "any"
-        entries: list[dict[str, Any]] = []
+        entries: list[Element] = []
         for part in condition.parts:
             part_behaviour, part_entries = _translate(questionnaire, part, negated)
             # FHIR has one enableBehavior per item: no "all" inside an "any" or back.
@@ -191,7 +281,7 @@ def _translate(questionnaire: Questionnaire, condition: Condition, negated: bool
     raise _Untranslatable(f"{type(condition).__name__} has no FHIR form")
 
 
-def enable_when(questionnaire: Questionnaire, item: Item) -> dict[str, Any]:
+def enable_when(questionnaire: Questionnaire, item: Item) -> EnableWhen:
     """The item's ``enableWhen`` (and ``enableBehavior``) fields; empty when always asked.
 
     Raises ValueError, naming the item, for a condition FHIR cannot express.
@@ -206,16 +296,18 @@ def enable_when(questionnaire: Questionnaire, item: Item) -> dict[str, Any]:
         raise ValueError(
             f"item '{item.link_id}': enable_when cannot be written as FHIR enableWhen: {exc}"
         ) from None
-    fields: dict[str, Any] = {"enableWhen": entries}
+    fields: EnableWhen = {"enableWhen": entries}
     if len(entries) > 1:
-        # Required by FHIR (que-12) whenever there is more than one enableWhen.
+        # Required by FHIR (que-12) whenever there is more than one enableWhen; the
+        # translation names it whenever it gives more than one.
+        assert behaviour is not None
         fields["enableBehavior"] = behaviour
     return fields
 
 
-def _question(questionnaire: Questionnaire, item: Item) -> dict[str, Any]:
+def _question(questionnaire: Questionnaire, item: Item) -> QuestionItem:
     """One question as a FHIR Questionnaire item."""
-    question: dict[str, Any] = {
+    question: QuestionItem = {
         "linkId": item.link_id,
         "text": item.text,
         "type": FHIR_TYPES[item.type],
@@ -225,7 +317,7 @@ def _question(questionnaire: Questionnaire, item: Item) -> dict[str, Any]:
         question["repeats"] = True
     if item.code is not None:
         question["code"] = [dict(item.code)]
-    extensions: list[dict[str, Any]] = [
+    extensions: list[Element] = [
         {"url": url, "valueInteger": bound}
         for url, bound in ((MIN_VALUE_URL, item.minimum), (MAX_VALUE_URL, item.maximum))
         if bound is not None
@@ -237,11 +329,15 @@ def _question(questionnaire: Questionnaire, item: Item) -> dict[str, Any]:
         extensions.append({"url": OBSERVATION_EXTRACT_URL, "valueBoolean": True})
     if extensions:
         question["extension"] = extensions
-    question.update(enable_when(questionnaire, item))
+    when = enable_when(questionnaire, item)
+    if "enableWhen" in when:
+        question["enableWhen"] = when["enableWhen"]
+    if "enableBehavior" in when:
+        question["enableBehavior"] = when["enableBehavior"]
     if item.options:
         options = []
         for option in item.options:
-            entry: dict[str, Any] = {"valueCoding": _coding(questionnaire, item, option.code)}
+            entry: AnswerOption = {"valueCoding": _coding(questionnaire, item, option.code)}
             if option.exclusive:
                 entry["extension"] = [{"url": OPTION_EXCLUSIVE_URL, "valueBoolean": True}]
             options.append(entry)
@@ -249,13 +345,13 @@ def _question(questionnaire: Questionnaire, item: Item) -> dict[str, Any]:
     return question
 
 
-def questionnaire_resource(questionnaire: Questionnaire) -> dict[str, Any]:
+def questionnaire_resource(questionnaire: Questionnaire) -> QuestionnaireResource:
     """The questionnaire as a FHIR R4 Questionnaire resource (JSON).
 
     Each group becomes a ``group`` item holding its questions, all with our linkIds.
     Raises ValueError for an ``enable_when`` condition FHIR cannot express.
     """
-    groups = []
+    groups: list[GroupItem] = []
     for group in questionnaire.groups:
         questions = [
             _question(questionnaire, item)
@@ -288,7 +384,7 @@ class _ResponseReader:
         """Start with no answers and no errors."""
         self.questionnaire = questionnaire
         self.group_ids = {group.link_id for group in questionnaire.groups}
-        self.answers: dict[str, Any] = {}
+        self.answers: Answers = {}
         self.errors: Errors = {}
         self.seen: set[str] = set()
         #: Unknown linkIds named in the errors, and how many more were only counted.
@@ -339,7 +435,7 @@ class _ResponseReader:
         else:
             self.strangers += 1
 
-    def read_group(self, entry: dict[str, Any], link_id: str, parent: str | None) -> None:
+    def read_group(self, entry: Mapping[str, object], link_id: str, parent: str | None) -> None:
         """Read one group item: no answers of its own, its questions inside."""
         if parent is not None:
             self.error(link_id, "Groups cannot be nested; put this group at the top level.")
@@ -349,7 +445,7 @@ class _ResponseReader:
         if "item" in entry:
             self.read_items(entry["item"], link_id, link_id)
 
-    def read_question(self, entry: dict[str, Any], item: Item, group: str | None) -> None:
+    def read_question(self, entry: Mapping[str, object], item: Item, group: str | None) -> None:
         """Read one question's answers into the native answer for its item."""
         link_id = item.link_id
         if group is not None and group != item.group:
@@ -364,16 +460,17 @@ class _ResponseReader:
         values = [self.read_answer(answer, item) for answer in raw_answers]
         if link_id in self.errors:
             return
+        # Every value is usable here: an unusable one recorded an error above.
         if item.type == "multi_choice":
             # Empty means unanswered; duplicates and exclusive codes are left to validate().
             if values:
-                self.answers[link_id] = values
+                self.answers[link_id] = [code for code in values if isinstance(code, str)]
         elif len(values) > 1:
             self.error(link_id, "Takes only one answer.")
-        elif values:
+        elif values and values[0] is not None:
             self.answers[link_id] = values[0]
 
-    def read_answer(self, answer: Any, item: Item) -> Any:
+    def read_answer(self, answer: Any, item: Item) -> AnswerValue | None:
         """The native value of one answer entry; None (with an error recorded) if unusable."""
         link_id = item.link_id
         expected = VALUE_KEYS[item.type]
@@ -420,7 +517,7 @@ class _ResponseReader:
 
 def answers_from_questionnaire_response(
     resource: Any, questionnaire: Questionnaire
-) -> tuple[dict[str, Any], Errors]:
+) -> tuple[Answers, Errors]:
     """Read a FHIR R4 QuestionnaireResponse into native answers and errors.
 
     Answers are ``{linkId: value}`` in item order: an int, a bool, a code, or a
@@ -453,9 +550,9 @@ def answers_from_questionnaire_response(
     return answers, reader.errors
 
 
-def response_answers(questionnaire: Questionnaire, item: Item, value: Any) -> list[dict[str, Any]]:
+def response_answers(questionnaire: Questionnaire, item: Item, value: object) -> list[Element]:
     """The FHIR answer entries for one native answer."""
-    values: Sequence[Any]
+    values: Sequence[object]
     if item.type == "multi_choice":
         if type(value) is not list:
             raise ValueError(f"item '{item.link_id}': the answer must be a list of codes")
@@ -473,7 +570,7 @@ def response_answers(questionnaire: Questionnaire, item: Item, value: Any) -> li
 
 def questionnaire_response_from_answers(
     answers: Mapping[str, Any], questionnaire: Questionnaire, *, nested: bool = True
-) -> dict[str, Any]:
+) -> QuestionnaireResponseResource:
     """A completed FHIR R4 QuestionnaireResponse holding native ``answers``.
 
     With ``nested`` the questions sit in their groups, as in the Questionnaire;
@@ -483,25 +580,26 @@ def questionnaire_response_from_answers(
     unknown = [link_id for link_id in answers if link_id not in questionnaire.by_link_id]
     if unknown:
         raise ValueError(f"{len(unknown)} answer(s) name no item of the questionnaire")
-    flat: list[dict[str, Any]] = []
-    by_group: dict[str, list[dict[str, Any]]] = {}
+    flat: list[AnsweredItem] = []
+    by_group: dict[str, list[AnsweredItem]] = {}
     for item in questionnaire.items:
         value = answers.get(item.link_id)
         fhir_answers = [] if value is None else response_answers(questionnaire, item, value)
         # FHIR JSON has no empty arrays: an empty pick-all-that-fit list is left out.
         if not fhir_answers:
             continue
-        question = {"linkId": item.link_id, "text": item.text, "answer": fhir_answers}
+        question: AnsweredItem = {"linkId": item.link_id, "text": item.text, "answer": fhir_answers}
         flat.append(question)
         by_group.setdefault(item.group, []).append(question)
-    items = flat
+    items: list[AnsweredItem] | list[AnsweredGroup] = flat
     if nested:
-        items = [
+        groups: list[AnsweredGroup] = [
             {"linkId": group.link_id, "text": group.text, "item": by_group[group.link_id]}
             for group in questionnaire.groups
             if group.link_id in by_group
         ]
-    response: dict[str, Any] = {
+        items = groups
+    response: QuestionnaireResponseResource = {
         "resourceType": "QuestionnaireResponse",
         "questionnaire": canonical_reference(questionnaire),
         "status": "completed",
@@ -511,21 +609,16 @@ def questionnaire_response_from_answers(
     return response
 
 
-def localized(resource: dict[str, Any], language: str, texts: Any) -> dict[str, Any]:
+def localized(resource: QuestionnaireResource, language: str, texts: Any) -> QuestionnaireResource:
     """A copy of ``questionnaire_resource(...)`` with its texts in another language.
 
     ``texts`` is an ``i18n.Texts``: title, group texts, item texts and option
     displays keyed by linkId and code. Codes, linkIds and conditions stay as they are.
     """
 
-    def item(entry: dict[str, Any]) -> dict[str, Any]:
+    def question(entry: QuestionItem) -> QuestionItem:
         link_id = entry["linkId"]
-        copy = dict(entry)
-        if entry["type"] == "group":
-            copy["text"] = texts.groups[link_id]
-            copy["item"] = [item(child) for child in entry["item"]]
-            return copy
-        copy["text"] = texts.items[link_id]
+        copy: QuestionItem = {**entry, "text": texts.items[link_id]}
         if "answerOption" in entry:
             displays = texts.options[link_id]
             copy["answerOption"] = [
@@ -540,9 +633,16 @@ def localized(resource: dict[str, Any], language: str, texts: Any) -> dict[str, 
             ]
         return copy
 
+    def group(entry: GroupItem) -> GroupItem:
+        return {
+            **entry,
+            "text": texts.groups[entry["linkId"]],
+            "item": [question(child) for child in entry["item"]],
+        }
+
     return {
         **resource,
         "language": language,
         "title": texts.title,
-        "item": [item(entry) for entry in resource["item"]],
+        "item": [group(entry) for entry in resource["item"]],
     }

@@ -122,13 +122,13 @@ def screening_bundle(screening: Screening, questionnaire: Questionnaire) -> dict
     response_url = _full_url(screening_id, "QuestionnaireResponse")
     parameters_url = _full_url(screening_id, "Parameters")
 
-    response = questionnaire_response_from_answers(screening.answers, questionnaire)
+    answered = questionnaire_response_from_answers(screening.answers, questionnaire)
     response = _with_subject(
         {
             "resourceType": "QuestionnaireResponse",
             "identifier": identifier,
             "language": screening.language,
-            **{k: v for k, v in response.items() if k != "resourceType"},
+            **{k: v for k, v in answered.items() if k != "resourceType"},
             "authored": authored,
         },
         subject,

@@ -14,6 +14,7 @@ from flask import jsonify
 from flask import request
 
 from screening import extension
+from screening.fhir.forms import QuestionnaireResource
 from screening.fhir.forms import localized
 from screening.fhir.forms import questionnaire_resource
 from screening.fhir.results import screening_bundle
@@ -39,7 +40,7 @@ _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 
 
 @cache
-def _fhir_questionnaire(questionnaire: Questionnaire, catalog: Catalog) -> dict[str, Any]:
+def _fhir_questionnaire(questionnaire: Questionnaire, catalog: Catalog) -> QuestionnaireResource:
     """The FHIR Questionnaire in the catalog's language, built once per process.
 
     Both arguments are loaded once at start-up and never change, so the

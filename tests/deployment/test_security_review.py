@@ -487,7 +487,9 @@ def test_a_portal_key_probing_clinician_routes_is_logged_by_name(server: Server)
 def test_a_3_kb_field_name_or_link_id_is_never_sent_back(server: Server) -> None:
     name = "Jane Doe " + "x" * 3000
     native = {"answers": base_answers(), name: 1}
-    resource = questionnaire_response_from_answers(base_answers(), QUESTIONNAIRE)
+    resource: dict[str, Any] = dict(
+        questionnaire_response_from_answers(base_answers(), QUESTIONNAIRE)
+    )
     resource["item"].append({"linkId": name})
     for content_type, body in (
         ("application/json", native),

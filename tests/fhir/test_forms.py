@@ -9,6 +9,7 @@ import operator
 import re
 from collections.abc import Callable
 from collections.abc import Iterator
+from collections.abc import Mapping
 from typing import Any
 
 import pytest
@@ -37,7 +38,7 @@ from tests.support.app import RULES_DIR
 
 # Module level, because hypothesis strategies are built before any fixture runs.
 QUESTIONNAIRE = load_rules(RULES_DIR).questionnaire
-RESOURCE = questionnaire_resource(QUESTIONNAIRE)
+RESOURCE: dict[str, Any] = dict(questionnaire_resource(QUESTIONNAIRE))
 # A value no error message may ever contain: it stands for anything a client sends.
 SECRET = "Jane-Doe-555"
 
@@ -53,7 +54,7 @@ CHOICE = first_item("choice")
 MULTI = first_item("multi_choice")
 
 
-def questions(resource: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+def questions(resource: Mapping[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
     """Every question of a Questionnaire resource with the linkId of its group."""
     for group in resource["item"]:
         for question in group["item"]:
@@ -98,7 +99,7 @@ def _entry_holds(entry: dict[str, Any], values: list[Any]) -> bool:
 
 
 def fhir_enabled(
-    questionnaire: Questionnaire, question: dict[str, Any], answers: dict[str, Any]
+    questionnaire: Questionnaire, question: Mapping[str, Any], answers: dict[str, Any]
 ) -> bool:
     """Whether a FHIR renderer following the spec would enable ``question``."""
     entries = question.get("enableWhen")
@@ -464,7 +465,9 @@ def test_conditions_fhir_cannot_express_are_refused(condition: dict[str, Any], r
 @given(answers=answer_sets())
 def test_any_valid_answers_round_trip(nested: bool, answers: dict[str, Any]) -> None:
     """Valid answers survive a trip through a (nested or flat) QuestionnaireResponse."""
-    response = questionnaire_response_from_answers(answers, QUESTIONNAIRE, nested=nested)
+    response: dict[str, Any] = dict(
+        questionnaire_response_from_answers(answers, QUESTIONNAIRE, nested=nested)
+    )
     FhirQuestionnaireResponse.model_validate(response, strict=True)
     read, errors = answers_from_questionnaire_response(response, QUESTIONNAIRE)
     assert errors == {}
@@ -474,14 +477,18 @@ def test_any_valid_answers_round_trip(nested: bool, answers: dict[str, Any]) -> 
 
 def test_nested_response_mirrors_the_groups(valid_answers: dict[str, Any]) -> None:
     """A nested response follows the groups; a flat one keeps item order."""
-    response = questionnaire_response_from_answers(valid_answers, QUESTIONNAIRE)
+    response: dict[str, Any] = dict(
+        questionnaire_response_from_answers(valid_answers, QUESTIONNAIRE)
+    )
     assert response["questionnaire"] == f"{QUESTIONNAIRE.url}|{QUESTIONNAIRE.version}"
     assert response["status"] == "completed"
     for group in response["item"]:
         assert "answer" not in group
         for question in group["item"]:
             assert QUESTIONNAIRE.by_link_id[question["linkId"]].group == group["linkId"]
-    flat = questionnaire_response_from_answers(valid_answers, QUESTIONNAIRE, nested=False)
+    flat: dict[str, Any] = dict(
+        questionnaire_response_from_answers(valid_answers, QUESTIONNAIRE, nested=False)
+    )
     assert [q["linkId"] for q in flat["item"]] == list(valid_answers)
     assert all(node not in ([], {}) for node in walk(response))
 
@@ -491,7 +498,9 @@ def test_rule_cases_give_the_same_result_through_fhir(rulebook: Rulebook) -> Non
     checked = 0
     for case in load_cases(rulebook):
         try:
-            response = questionnaire_response_from_answers(case.answers, rulebook.questionnaire)
+            response: dict[str, Any] = dict(
+                questionnaire_response_from_answers(case.answers, rulebook.questionnaire)
+            )
         except ValueError:
             # Answers of the wrong JSON type or unknown items: FHIR has no way to carry them.
             continue
@@ -506,7 +515,9 @@ def test_rule_cases_give_the_same_result_through_fhir(rulebook: Rulebook) -> Non
 
 def test_missing_and_empty_answers_are_no_answer(valid_answers: dict[str, Any]) -> None:
     """A left-out question and an empty answer list both mean no answer."""
-    response = questionnaire_response_from_answers(valid_answers, QUESTIONNAIRE, nested=False)
+    response: dict[str, Any] = dict(
+        questionnaire_response_from_answers(valid_answers, QUESTIONNAIRE, nested=False)
+    )
     response["item"] = [
         {**q, "answer": []} if q["linkId"] == INTEGER.link_id else q
         for q in response["item"]
@@ -521,14 +532,16 @@ def test_missing_and_empty_answers_are_no_answer(valid_answers: dict[str, Any]) 
 
 def test_a_response_without_items_has_no_answers() -> None:
     """A response with no items reads as no answers and no errors."""
-    response = questionnaire_response_from_answers({}, QUESTIONNAIRE)
+    response: dict[str, Any] = dict(questionnaire_response_from_answers({}, QUESTIONNAIRE))
     assert "item" not in response
     assert answers_from_questionnaire_response(response, QUESTIONNAIRE) == ({}, {})
 
 
 def test_codings_need_no_system_or_display(valid_answers: dict[str, Any]) -> None:
     """A Coding with only a code is enough."""
-    response = questionnaire_response_from_answers(valid_answers, QUESTIONNAIRE)
+    response: dict[str, Any] = dict(
+        questionnaire_response_from_answers(valid_answers, QUESTIONNAIRE)
+    )
     for node in walk(response):
         if isinstance(node, dict) and "valueCoding" in node:
             node["valueCoding"] = {"code": node["valueCoding"]["code"]}
@@ -729,7 +742,9 @@ def test_problems_are_keyed_and_never_echo_the_submission(
     keys: set[str],
 ) -> None:
     """Each problem is keyed by linkId or field, and no message repeats what was sent."""
-    response = questionnaire_response_from_answers(valid_answers, QUESTIONNAIRE)
+    response: dict[str, Any] = dict(
+        questionnaire_response_from_answers(valid_answers, QUESTIONNAIRE)
+    )
     read, errors = answers_from_questionnaire_response(
         mutate(copy.deepcopy(response)), QUESTIONNAIRE
     )
@@ -745,7 +760,9 @@ def test_problems_are_keyed_and_never_echo_the_submission(
 
 def test_item_problems_leave_the_other_answers(valid_answers: dict[str, Any]) -> None:
     """A problem with one item does not lose the answers to the others."""
-    response = questionnaire_response_from_answers(valid_answers, QUESTIONNAIRE, nested=False)
+    response: dict[str, Any] = dict(
+        questionnaire_response_from_answers(valid_answers, QUESTIONNAIRE, nested=False)
+    )
     change(CHOICE.link_id, answer=[{"valueCoding": {"code": SECRET}}])(response)
     change(INTEGER.link_id, answer=[{"valueString": SECRET}])(response)
     read, errors = answers_from_questionnaire_response(response, QUESTIONNAIRE)
@@ -761,7 +778,9 @@ def test_item_problems_leave_the_other_answers(valid_answers: dict[str, Any]) ->
 
 def test_wrong_status_still_reads_the_answers(valid_answers: dict[str, Any]) -> None:
     """A wrong status is reported alongside the answers, which are still read."""
-    response = questionnaire_response_from_answers(valid_answers, QUESTIONNAIRE)
+    response: dict[str, Any] = dict(
+        questionnaire_response_from_answers(valid_answers, QUESTIONNAIRE)
+    )
     response["status"] = "amended"
     assert answers_from_questionnaire_response(response, QUESTIONNAIRE) == (
         valid_answers,
@@ -776,7 +795,7 @@ def test_multi_choice_duplicates_and_exclusive_codes_are_left_to_validate(
     exclusive = next(o.code for o in MULTI.options if o.exclusive)
     other = next(o.code for o in MULTI.options if not o.exclusive)
     native = {**valid_answers, MULTI.link_id: [exclusive, other, other]}
-    response = questionnaire_response_from_answers(native, QUESTIONNAIRE)
+    response: dict[str, Any] = dict(questionnaire_response_from_answers(native, QUESTIONNAIRE))
     read, errors = answers_from_questionnaire_response(response, QUESTIONNAIRE)
     assert (read, errors) == (native, {})
     assert QUESTIONNAIRE.validate(read) == QUESTIONNAIRE.validate(native)

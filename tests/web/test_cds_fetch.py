@@ -59,10 +59,12 @@ def ehr(ehr_app: Flask) -> FlaskClient:
 def _store_responses(
     fhir: FhirServer, rulebook: Rulebook, answers: dict[str, Any], patient: str
 ) -> None:
-    older = questionnaire_response_from_answers(
-        {**answers, "rf_fever": True}, rulebook.questionnaire
+    older: dict[str, Any] = dict(
+        questionnaire_response_from_answers({**answers, "rf_fever": True}, rulebook.questionnaire)
     )
-    latest = questionnaire_response_from_answers(answers, rulebook.questionnaire)
+    latest: dict[str, Any] = dict(
+        questionnaire_response_from_answers(answers, rulebook.questionnaire)
+    )
     for resource, authored in ((older, "2026-01-01T10:00:00Z"), (latest, "2026-06-01T10:00:00Z")):
         resource["subject"] = {"reference": f"Patient/{patient}"}
         resource["authored"] = authored

@@ -110,8 +110,8 @@ def test_fhir_response_gives_the_native_result_and_is_kept(
     nested: bool,
 ) -> None:
     valid_answers.update(medial_branch_block="yes_once", block_relief_percent=70, rf_fever=True)
-    resource = questionnaire_response_from_answers(
-        valid_answers, rulebook.questionnaire, nested=nested
+    resource: dict[str, Any] = dict(
+        questionnaire_response_from_answers(valid_answers, rulebook.questionnaire, nested=nested)
     )
     native = client.post("/v1/screenings", json={"answers": valid_answers}, headers=bearer("dr-c"))
     via_fhir = fhir_post(client, "/v1/screenings", resource, who="dr-c")
@@ -143,7 +143,9 @@ def test_unusable_fhir_response_is_422(
     change: dict[str, Any],
     field: str,
 ) -> None:
-    resource = questionnaire_response_from_answers(valid_answers, rulebook.questionnaire)
+    resource: dict[str, Any] = dict(
+        questionnaire_response_from_answers(valid_answers, rulebook.questionnaire)
+    )
     resource.update(change)
     response = fhir_post(client, "/v1/screenings", resource)
     assert response.status_code == 422
@@ -156,7 +158,9 @@ def test_fhir_answer_errors_are_keyed_by_link_id(
 ) -> None:
     del valid_answers["rf_fever"]
     valid_answers["age_years"] = 130
-    resource = questionnaire_response_from_answers(valid_answers, rulebook.questionnaire)
+    resource: dict[str, Any] = dict(
+        questionnaire_response_from_answers(valid_answers, rulebook.questionnaire)
+    )
     response = fhir_post(client, "/v1/evaluate", resource)
     assert response.status_code == 422
     assert set(response.get_json()["errors"]) == {"rf_fever", "age_years"}
@@ -201,7 +205,9 @@ def test_a_screening_keeps_the_language_it_was_answered_in(
 def test_fhir_response_language_is_used(
     client: FlaskClient, rulebook: Rulebook, valid_answers: dict[str, Any]
 ) -> None:
-    resource = questionnaire_response_from_answers(valid_answers, rulebook.questionnaire)
+    resource: dict[str, Any] = dict(
+        questionnaire_response_from_answers(valid_answers, rulebook.questionnaire)
+    )
     resource["language"] = "es"
     response = fhir_post(client, "/v1/evaluate", resource)
     assert response.headers["Content-Language"] == "es"
@@ -251,10 +257,12 @@ def test_one_card_for_the_latest_response(
     indicator: str,
     outcome_label: str,
 ) -> None:
-    older = questionnaire_response_from_answers(valid_answers, rulebook.questionnaire)
+    older: dict[str, Any] = dict(
+        questionnaire_response_from_answers(valid_answers, rulebook.questionnaire)
+    )
     older["authored"] = "2026-01-01T10:00:00Z"
-    latest = questionnaire_response_from_answers(
-        {**valid_answers, **change}, rulebook.questionnaire
+    latest: dict[str, Any] = dict(
+        questionnaire_response_from_answers({**valid_answers, **change}, rulebook.questionnaire)
     )
     latest["authored"] = "2026-06-01T10:00:00Z"
     bundle = {
@@ -289,7 +297,9 @@ def test_a_prefetched_response_to_an_earlier_served_version_gets_its_own_card(
     assert earlier is not None and earlier.questionnaire.version == "1.1.0"
     items = {item.link_id for item in earlier.questionnaire.items}
     answers = {key: value for key, value in valid_answers.items() if key in items}
-    resource = questionnaire_response_from_answers(answers, earlier.questionnaire)
+    resource: dict[str, Any] = dict(
+        questionnaire_response_from_answers(answers, earlier.questionnaire)
+    )
     response = client.post(
         "/cds-services/lumbar-rfa-screening", json=hook_request(resource), headers=bearer("dr-c")
     )
@@ -334,7 +344,9 @@ def test_cds_request_problems_are_named(
     response = client.post(path, json=wrong_hook, headers=bearer("dr-c"))
     assert response.status_code == 422 and "hook" in response.get_json()["errors"]
     del valid_answers["rf_fever"]
-    resource = questionnaire_response_from_answers(valid_answers, rulebook.questionnaire)
+    resource: dict[str, Any] = dict(
+        questionnaire_response_from_answers(valid_answers, rulebook.questionnaire)
+    )
     response = client.post(path, json=hook_request(resource), headers=bearer("dr-c"))
     assert response.status_code == 422
     assert list(response.get_json()["errors"]) == ["prefetch.questionnaireResponse.rf_fever"]
@@ -458,7 +470,9 @@ def test_a_stored_screening_as_a_fhir_bundle(
 def test_a_fhir_bundle_keeps_the_patient_reference_and_language(
     client: FlaskClient, rulebook: Rulebook, valid_answers: dict[str, Any]
 ) -> None:
-    resource = questionnaire_response_from_answers(valid_answers, rulebook.questionnaire)
+    resource: dict[str, Any] = dict(
+        questionnaire_response_from_answers(valid_answers, rulebook.questionnaire)
+    )
     resource.update(language="es", subject={"reference": "Patient/1288992"})
     created = fhir_post(client, "/v1/screenings", resource, who="dr-c").get_json()
     bundle = client.get(
@@ -508,7 +522,9 @@ def test_the_response_language_counts_only_when_the_request_names_none(
     accept_language: str | None,
     language: str,
 ) -> None:
-    resource = questionnaire_response_from_answers(valid_answers, rulebook.questionnaire)
+    resource: dict[str, Any] = dict(
+        questionnaire_response_from_answers(valid_answers, rulebook.questionnaire)
+    )
     resource["language"] = "es"
     headers = {"Accept-Language": accept_language} if accept_language else {}
     response = fhir_post(client, "/v1/evaluate", resource, query_string=query, headers=headers)
