@@ -25,6 +25,7 @@ from screening.rules.diff import diff_text
 from screening.rules.i18n import DEFAULT
 from screening.rules.loader import RulesError
 from screening.rules.replay import Replay
+from screening.rules.results import EngineResult
 from screening.rules.rulebook import Package
 from screening.rules.rulebook import case_problems
 from screening.rules.rulebook import load_package
@@ -245,7 +246,7 @@ def _ruleset_reference(value: str | None) -> dict[str, str] | None:
     return {"id": ruleset_id} if not version else {"id": ruleset_id, "version": version}
 
 
-def _result_line(result: Result, package: Package) -> dict[str, Any]:
+def _result_line(result: Result, package: Package) -> EngineResult:
     """``rules evaluate``'s line for one result: what the engine gives, rules named last."""
     ruleset = package.ruleset
     return {
@@ -253,7 +254,7 @@ def _result_line(result: Result, package: Package) -> dict[str, Any]:
         "decided_by": result.decided_by,
         "matched_rules": list(result.matched_rules),
         "summary": result.summary,
-        "trace": result.trace,
+        "trace": list(result.trace),
         "ruleset": {"id": ruleset.id, "version": ruleset.version, "sha256": ruleset.sha256},
     }
 
@@ -295,7 +296,7 @@ def evaluate_command(
         field, messages = next(iter((exc.errors or {}).items()))
         raise click.BadParameter(messages[0], param_hint=f"--{field}") from None
     # Every object names the package chosen once, exactly, as an API envelope would.
-    envelope: dict[str, Any] = {
+    envelope: dict[str, object] = {
         "questionnaire": {"id": package.questionnaire.id, "version": package.questionnaire.version},
         "ruleset": {"id": package.id, "version": package.version},
         "patient_ref": None,

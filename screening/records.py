@@ -241,3 +241,59 @@ class DeliveryState:
     last_attempt_at: datetime | None
     last_result: str | None
     delivered_at: datetime | None
+
+
+class AuditEntry(TypedDict):
+    """Who did what to which screening, and when (ids and names only)."""
+
+    id: int
+    at: datetime
+    actor: str
+    action: str
+    screening_id: str | None
+
+
+class CardSource(TypedDict):
+    label: str
+
+
+class CardLink(TypedDict):
+    label: str
+    url: str
+    type: str
+
+
+class Card(TypedDict):
+    """A CDS Hooks card: the result's words for the EHR, linking to the review pages."""
+
+    uuid: str
+    summary: str
+    indicator: str
+    detail: str
+    source: CardSource
+    links: list[CardLink]
+
+
+class ShownCard(TypedDict):
+    """A card as kept once shown: who was shown it, for which patient and screening."""
+
+    uuid: str
+    shown_at: datetime
+    caller: str
+    hook_instance: str
+    patient_id: str
+    screening_id: str | None
+    outcome: str
+    indicator: str
+    summary: str
+
+
+class CardFeedbackEntry(TypedDict):
+    """One CDS Hooks feedback entry as read from the EHR (before it is kept)."""
+
+    card_uuid: str
+    outcome: str
+    outcome_at: datetime
+    accepted_suggestions: list[object]
+    override_reason: Document | None
+    user_comment: str | None

@@ -20,15 +20,17 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Mapping
 from typing import Any
+from typing import TypedDict
 
+from screening.fhir.forms import Element
 from screening.fhir.forms import questionnaire_response_from_answers
 from screening.fhir.forms import response_answers
 from screening.records import Result
 from screening.records import Screening
 from screening.rules.questionnaire import Item
 from screening.rules.questionnaire import Questionnaire
+from screening.rules.results import PatientSummary
 from screening.timestamps import rfc3339
 
 OBSERVATION_CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
@@ -46,7 +48,7 @@ def _full_url(screening_id: str, part: str) -> str:
     return f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, f'screening:{screening_id}:{part}')}"
 
 
-def _subject(screening: Screening) -> dict[str, Any] | None:
+def _subject(screening: Screening) -> Element | None:
     """The patient: the submitted response's Patient reference, else the opaque patient_ref."""
     source = screening.source
     if source is not None:
@@ -60,18 +62,18 @@ def _subject(screening: Screening) -> dict[str, Any] | None:
     return None
 
 
-def _with_subject(resource: dict[str, Any], subject: dict[str, Any] | None) -> dict[str, Any]:
+def _with_subject(resource: Element, subject: Element | None) -> Element:
     if subject is not None:
         resource["subject"] = subject
     return resource
 
 
-def _reason_codes(result: Result, rules_system: str) -> list[dict[str, Any]]:
+def _reason_codes(result: Result, rules_system: str) -> list[Element]:
     """A CodeableConcept per finding and note (every matched rule but a fallback that did not
     decide), the deciding one first, with its sources."""
     clinician = result.clinician
     citations = {source["id"]: source["citation"] for source in clinician["sources"]}
-    reasons = []
+    reasons: list[Element] = []
     for finding in [*clinician["findings"], *clinician["notes"]]:
         cited = "; ".join(f"{s}: {citations[s]}" for s in finding["sources"] if s in citations)
         text = f"{finding['title']}. {finding['text']}"
@@ -86,16 +88,14 @@ def _reason_codes(result: Result, rules_system: str) -> list[dict[str, Any]]:
     return reasons
 
 
-def _summary_text(patient: Mapping[str, Any]) -> str:
+def _summary_text(patient: PatientSummary) -> str:
     """The patient summary as one text: headline, sentences, notes, disclaimer."""
     return "\n".join(
         [patient["headline"], *patient["body"], *patient["notes"], patient["disclaimer"]]
     )
 
 
-def _observation_values(
-    questionnaire: Questionnaire, item: Item, value: Any
-) -> list[dict[str, Any]]:
+def _observation_values(questionnaire: Questionnaire, item: Item, value: Any) -> list[Element]:
     """The Observation value[x] for each answer (one per code of a pick-all-that-fit item):
     the QuestionnaireResponse's answers, a Coding wrapped as Observation's CodeableConcept."""
     return [
@@ -106,7 +106,20 @@ def _observation_values(
     ]
 
 
-def screening_bundle(screening: Screening, questionnaire: Questionnaire) -> dict[str, Any]:
+class BundleEntry(TypedDict):
+    fullUrl: str
+    resource: Element
+
+
+class Bundle(TypedDict):
+    """A ``collection`` Bundle of one screening's resources."""
+
+    resourceType: str
+    type: str
+    entry: list[BundleEntry]
+
+
+def screening_bundle(screening: Screening, questionnaire: Questionnaire) -> Bundle:
     """A stored screening as a FHIR R4 ``collection`` Bundle (see the module docstring).
 
     ``questionnaire`` is the one the screening was answered on. The ruleset is named as the
@@ -138,7 +151,7 @@ def screening_bundle(screening: Screening, questionnaire: Questionnaire) -> dict
         "code": result.outcome,
         "display": result.clinician["outcome_label"],
     }
-    parameters = {
+    parameters: Element = {
         "resourceType": "Parameters",
         "parameter": [
             {"name": "outcome", "valueCoding": outcome_coding},
@@ -159,7 +172,7 @@ def screening_bundle(screening: Screening, questionnaire: Questionnaire) -> dict
         },
         subject,
     )
-    entries = [
+    entries: list[BundleEntry] = [
         {"fullUrl": response_url, "resource": response},
         {"fullUrl": _full_url(screening_id, "GuidanceResponse"), "resource": guidance},
         {"fullUrl": parameters_url, "resource": parameters},

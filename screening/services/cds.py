@@ -29,7 +29,9 @@ from urllib.parse import quote
 import jwt
 import requests
 
+from screening.records import Card
 from screening.records import CardFeedback
+from screening.records import CardFeedbackEntry
 from screening.rules.i18n import DEFAULT
 from screening.rules.rulebook import Rulebook
 from screening.services.cds_cards import PATIENT_PLACEHOLDER
@@ -80,7 +82,7 @@ class FetchFailed(Exception):
 
 
 #: A JWK as given (checked to make a key), by kid.
-KeySet = dict[str, dict[str, Any]]
+KeySet = dict[str, dict[str, object]]
 
 
 def _key_set(value: Any, label: str) -> KeySet:
@@ -111,7 +113,7 @@ class CdsClient:
     iss: str
     jwks_url: str | None
     #: The keys given inline, by kid; None when they are fetched from ``jwks_url``.
-    jwks: Mapping[str, dict[str, Any]] | None
+    jwks: Mapping[str, dict[str, object]] | None
     #: URL prefixes of the FHIR servers the service may fetch from for this client.
     fhir_servers: tuple[str, ...] = ()
 
@@ -242,7 +244,7 @@ class KeySets:
         self._cache[client.iss] = entry
         return entry
 
-    def key(self, client: CdsClient, kid: str) -> dict[str, Any]:
+    def key(self, client: CdsClient, kid: str) -> dict[str, object]:
         """The client's key with this ``kid``; ``TokenRefused`` when it has none."""
         if client.jwks is not None:
             found = client.jwks.get(kid)
@@ -384,7 +386,7 @@ class CdsService:
         """The rules the cards are made with (the screening service's)."""
         return self.screenings.rulebook
 
-    def patient_view(self, call: PatientView) -> dict[str, Any] | None:
+    def patient_view(self, call: PatientView) -> Card | None:
         """The card for the patient's latest completed response (prefetched, or fetched
         from the EHR's FHIR server when not), stored under its uuid; None without one.
 
@@ -446,7 +448,7 @@ class CdsService:
 
     def record_card(
         self,
-        card: Mapping[str, Any],
+        card: Card,
         *,
         caller: str,
         hook_instance: str,
@@ -469,7 +471,7 @@ class CdsService:
             }
         )
 
-    def record_feedback(self, caller: str, entries: Sequence[dict[str, Any]]) -> int:
+    def record_feedback(self, caller: str, entries: Sequence[CardFeedbackEntry]) -> int:
         """Store and audit feedback entries; return how many named an unknown card."""
         return self.store.cds.record_feedback(caller, entries)
 

@@ -10,6 +10,7 @@ import uuid
 from typing import Any
 
 from screening.fhir.forms import canonical_reference
+from screening.records import Card
 from screening.records import Result
 from screening.rules.rulebook import Package
 from screening.rules.rulebook import Rulebook
@@ -46,7 +47,7 @@ def _served(reference: Any, rulebook: Rulebook) -> bool:
     return rulebook.for_canonical(url, version) is not None
 
 
-def latest_response(prefetched: Any, rulebook: Rulebook) -> dict[str, Any] | None:
+def latest_response(prefetched: Any, rulebook: Rulebook) -> dict[str, object] | None:
     """The most recently authored completed response to a served version of our
     questionnaire, if any (it is decided by that version's default package).
 
@@ -89,9 +90,7 @@ def _detail(result: Result) -> str:
     return "\n".join(lines)
 
 
-def card_for(
-    result: Result, package: Package, review_url: str, *, stored: bool = False
-) -> dict[str, Any]:
+def card_for(result: Result, package: Package, review_url: str, *, stored: bool = False) -> Card:
     """The one card for a result of ``package``'s rules, linking to ``review_url`` (a
     screening's page when ``stored``, else the list)."""
     ruleset = package.ruleset

@@ -235,7 +235,7 @@ class ScreeningService:
                 return package
         return self.rulebook.default
 
-    def check_fhir_submission(self, resource: dict[str, Any], catalog: Catalog) -> Submission:
+    def check_fhir_submission(self, resource: Mapping[str, object], catalog: Catalog) -> Submission:
         """Read a FHIR QuestionnaireResponse, check its answers as native ones, apply the rules."""
         package = self._fhir_package(resource)
         questionnaire = package.questionnaire

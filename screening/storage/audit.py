@@ -6,11 +6,11 @@ from collections.abc import Sequence
 from datetime import UTC
 from datetime import datetime
 from typing import TYPE_CHECKING
-from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from screening.records import AuditEntry
 from screening.storage.tables import audit_log
 
 if TYPE_CHECKING:
@@ -50,10 +50,19 @@ class AuditRepository:
 
         self.store.grouped.run(record)
 
-    def entries(self, screening_id: str | None = None) -> list[dict[str, Any]]:
+    def entries(self, screening_id: str | None = None) -> list[AuditEntry]:
         """The audit trail, oldest first (optionally for one screening)."""
         query = sa.select(audit_log).order_by(audit_log.c.id)
         if screening_id is not None:
             query = query.where(audit_log.c.screening_id == screening_id)
         with self.store.engine.connect() as conn:
-            return [dict(r._mapping) for r in conn.execute(query)]
+            return [
+                {
+                    "id": row.id,
+                    "at": row.at,
+                    "actor": row.actor,
+                    "action": row.action,
+                    "screening_id": row.screening_id,
+                }
+                for row in conn.execute(query)
+            ]

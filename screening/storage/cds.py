@@ -7,12 +7,13 @@ from collections.abc import Sequence
 from datetime import UTC
 from datetime import datetime
 from typing import TYPE_CHECKING
-from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from screening.records import CardFeedback
+from screening.records import CardFeedbackEntry
+from screening.records import ShownCard
 from screening.storage.audit import write_audit
 from screening.storage.tables import cds_cards
 from screening.storage.tables import cds_feedback
@@ -55,7 +56,7 @@ class CdsRepository:
         # Written on every hook call: committed with the other requests' writes.
         return self.store.grouped.run(remember)
 
-    def record_card(self, row: dict[str, Any]) -> None:
+    def record_card(self, row: ShownCard) -> None:
         """Store a card as shown; audit it against its screening when it has one."""
 
         def record(conn: Connection) -> None:
@@ -72,13 +73,13 @@ class CdsRepository:
 
         self.store.grouped.run(record)
 
-    def record_feedback(self, caller: str, entries: Sequence[dict[str, Any]]) -> int:
+    def record_feedback(self, caller: str, entries: Sequence[CardFeedbackEntry]) -> int:
         """Store feedback entries (each joined to its card, if shown) and audit them;
         return how many named a card never shown."""
         now = _utcnow()
         uuids = {entry["card_uuid"] for entry in entries}
 
-        def record(conn: Connection) -> list[dict[str, Any]]:
+        def record(conn: Connection) -> list[dict[str, object]]:
             shown = {
                 row.uuid: row.screening_id
                 for row in conn.execute(
@@ -99,7 +100,12 @@ class CdsRepository:
             ]
             conn.execute(cds_feedback.insert(), rows)
             write_audit(
-                self.store, conn, caller, "cds_feedback", [row["screening_id"] for row in rows], now
+                self.store,
+                conn,
+                caller,
+                "cds_feedback",
+                [shown.get(entry["card_uuid"]) for entry in entries],
+                now,
             )
             return rows
 

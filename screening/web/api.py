@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from functools import cache
-from typing import Any
 
 from flask import Blueprint
 from flask import Response
@@ -108,12 +107,13 @@ def get_one_ruleset(ruleset_id: str, version: str) -> Response:
     return _cacheable(jsonify(document), f"{package.ruleset.sha256}-{package.status}")
 
 
-def _submission_reader() -> tuple[str, dict[str, Any], Callable[[], Submission]]:
+def _submission_reader() -> tuple[str, dict[str, object], Callable[[], Submission]]:
     """Read a native or FHIR body; return its kind, the body, and the check to run on it."""
     kind, body = json_object((JSON, FHIR_JSON))
     service = extension.screenings()
     if kind == FHIR_JSON:
-        hint = body.get("language") if isinstance(body.get("language"), str) else None
+        language = body.get("language")
+        hint = language if isinstance(language, str) else None
         catalog = request_catalog(hint)
         return kind, body, lambda: service.check_fhir_submission(body, catalog)
     catalog = request_catalog()

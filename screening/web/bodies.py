@@ -26,7 +26,7 @@ def _no_constants(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
-def json_object(accepted: tuple[str, ...] = (JSON,)) -> tuple[str, dict[str, Any]]:
+def json_object(accepted: tuple[str, ...] = (JSON,)) -> tuple[str, dict[str, object]]:
     """The body's media type and JSON object, or a problem saying what is wrong with it."""
     if request.mimetype not in accepted:
         raise ProblemError(f"Send the body as {' or '.join(accepted)}.", status=415)
@@ -49,7 +49,7 @@ def json_object(accepted: tuple[str, ...] = (JSON,)) -> tuple[str, dict[str, Any
     return request.mimetype, data
 
 
-def _check_storable(data: dict[str, Any]) -> None:
+def _check_storable(data: dict[str, object]) -> None:
     """Refuse a document the store could not write: too deeply nested, or numbers too large.
 
     The store writes JSON with orjson (a FHIR body is kept whole as the screening's

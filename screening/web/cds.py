@@ -53,7 +53,7 @@ SERVICE_ID = "lumbar-rfa-screening"
 HOOK = schemas.CDS_HOOK
 
 
-def _service(rulebook: Rulebook) -> dict[str, Any]:
+def _service(rulebook: Rulebook) -> dict[str, object]:
     return {
         "hook": HOOK,
         "id": SERVICE_ID,

@@ -8,7 +8,6 @@ an HTML error page, a stack trace, SQL or an echo of what it sent.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 from flask import Flask
 from flask import Response
@@ -31,7 +30,7 @@ def problem_response(
     headers: Mapping[str, str] | None = None,
 ) -> Response:
     """Build an ``application/problem+json`` response."""
-    body: dict[str, Any] = {
+    body: dict[str, object] = {
         "type": type_,
         "title": title or HTTP_STATUS_CODES.get(status, "Error"),
         "status": status,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 from datetime import UTC
 from datetime import datetime
@@ -101,7 +102,7 @@ def _record(**changes: Any) -> Screening:
     return replace(record, **changes)
 
 
-def _of(bundle: dict[str, Any], kind: str) -> list[dict[str, Any]]:
+def _of(bundle: Mapping[str, Any], kind: str) -> list[dict[str, Any]]:
     return [e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == kind]
 
 
@@ -166,15 +167,16 @@ def test_the_subject_is_a_plain_patient_reference_or_the_patient_ref(
     bundle = screening_bundle(_record(source=source, patient_ref=patient_ref), _questionnaire())
     Bundle.model_validate(bundle)
     for entry in bundle["entry"]:
-        if entry["resource"]["resourceType"] == "Parameters":
+        resource: dict[str, Any] = entry["resource"]
+        if resource["resourceType"] == "Parameters":
             continue
         if subject is None:
             # A reference to another server, or not a reference at all, is not copied.
-            assert entry["resource"].get("subject", {}).get("identifier") == (
+            assert resource.get("subject", {}).get("identifier") == (
                 None if patient_ref is None else {"value": patient_ref}
             )
         else:
-            assert entry["resource"]["subject"] == subject
+            assert resource["subject"] == subject
 
 
 def test_the_same_screening_gives_the_same_bundle_and_another_other_urls() -> None:

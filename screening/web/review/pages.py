@@ -79,7 +79,7 @@ def index() -> ResponseReturnValue:
     )
 
 
-def _detail_context(screening_id: str) -> dict[str, Any]:
+def _detail_context(screening_id: str) -> dict[str, object]:
     """The detail page's words: the screening and the EHR's feedback on its cards."""
     # Read (and audited) as the API reads it for clinicians.
     context = words.detail_context(extension.screenings().read(screening_id, current_key()))

@@ -368,7 +368,7 @@ def _differing_shadows(result: Result) -> tuple[list[ShadowView], int]:
     return differing, agreed
 
 
-def ruleset_context(package: Package) -> dict[str, Any]:
+def ruleset_context(package: Package) -> dict[str, object]:
     """What a rule package's page shows: status, approval, other versions, changelog, rules."""
     rules = [
         {
@@ -407,7 +407,7 @@ def ruleset_notice(ruleset: RulesetRef, package: Package | None) -> str | None:
     return None
 
 
-def detail_context(screening: Screening) -> dict[str, Any]:
+def detail_context(screening: Screening) -> dict[str, object]:
     """What the detail page shows, in words, of a screening as a clinician reads it."""
     result = screening.result
     clinician = result.clinician
