@@ -195,9 +195,8 @@ def _replay_json(replay: Replay, rows: Any) -> None:
         if change is not None:
             click.echo(("" if first else ", ") + json.dumps(change), nl=False)
             first = False
-    summary = replay.summary()
-    del summary["candidate"]
-    click.echo("], " + json.dumps(summary)[1:])
+    totals = {k: v for k, v in replay.summary().items() if k != "candidate"}
+    click.echo("], " + json.dumps(totals)[1:])
 
 
 def _replay_text(replay: Replay, rows: Any, name: str, questionnaire: str) -> None:

@@ -10,15 +10,47 @@ from __future__ import annotations
 
 import json
 import textwrap
-from typing import Any
+from typing import NotRequired
+from typing import TypedDict
 
 from screening.rules.questionnaire import Item
 from screening.rules.questionnaire import Questionnaire
 from screening.rules.ruleset import Rule
 from screening.rules.ruleset import Ruleset
 
+#: One field that changed, with its old and new value ("from" is a Python keyword).
+FieldChange = TypedDict("FieldChange", {"field": str, "from": object, "to": object})
+#: A text of the ruleset that changed, by what it is ("outcome CODE label", ...).
+TextChange = TypedDict("TextChange", {"id": str, "from": object, "to": object})
+#: A decision rule kept whose place among the kept ones changed (1 is first).
+Move = TypedDict("Move", {"id": str, "from": int, "to": int})
 
-def _item_facts(item: Item) -> dict[str, Any]:
+
+class Changed(TypedDict):
+    """An item or rule in both packages, and each field of it that changed."""
+
+    id: str
+    changes: list[FieldChange]
+
+
+class Section(TypedDict):
+    """What was added, removed, changed (and, for rules, moved) of items or rules."""
+
+    added: list[str]
+    removed: list[str]
+    changed: list[Changed]
+    moved: NotRequired[list[Move]]
+
+
+class Diff(TypedDict):
+    """rules-lifecycle-v1.md's diff of two packages."""
+
+    items: Section
+    rules: Section
+    texts: list[TextChange]
+
+
+def _item_facts(item: Item) -> dict[str, object]:
     return {
         "type": item.type,
         "codes": [option.code for option in item.options],
@@ -30,7 +62,7 @@ def _item_facts(item: Item) -> dict[str, Any]:
     }
 
 
-def _rule_facts(rule: Rule) -> dict[str, Any]:
+def _rule_facts(rule: Rule) -> dict[str, object]:
     return {
         "kind": rule.kind,
         "condition": rule.condition_data,
@@ -45,14 +77,14 @@ def _rule_facts(rule: Rule) -> dict[str, Any]:
     }
 
 
-def _changes(old: dict[str, Any], new: dict[str, Any]) -> list[dict[str, Any]]:
+def _changes(old: dict[str, object], new: dict[str, object]) -> list[FieldChange]:
     return [{"field": key, "from": old[key], "to": new[key]} for key in old if old[key] != new[key]]
 
 
-def _items(old: Questionnaire, new: Questionnaire) -> dict[str, list[Any]]:
+def _items(old: Questionnaire, new: Questionnaire) -> Section:
     before = {item.link_id: item for item in old.items}
     after = {item.link_id: item for item in new.items}
-    changed = []
+    changed: list[Changed] = []
     for link_id in before.keys() & after.keys():
         differences = _changes(_item_facts(before[link_id]), _item_facts(after[link_id]))
         if differences:
@@ -64,10 +96,10 @@ def _items(old: Questionnaire, new: Questionnaire) -> dict[str, list[Any]]:
     }
 
 
-def _rules(old: Ruleset, new: Ruleset) -> dict[str, list[Any]]:
+def _rules(old: Ruleset, new: Ruleset) -> Section:
     before = {rule.id: rule for rule in old.rules}
     after = {rule.id: rule for rule in new.rules}
-    changed = []
+    changed: list[Changed] = []
     for rule_id in [r for r in after if r in before]:
         differences = _changes(_rule_facts(before[rule_id]), _rule_facts(after[rule_id]))
         if differences:
@@ -75,7 +107,7 @@ def _rules(old: Ruleset, new: Ruleset) -> dict[str, list[Any]]:
     # Order decides: a rule kept whose place among the kept decision rules changed has moved.
     kept_before = [r.id for r in old.rules if r.id in after and r.kind == "decision"]
     kept_after = [r.id for r in new.rules if r.id in before and r.kind == "decision"]
-    moved = [
+    moved: list[Move] = [
         {"id": rule_id, "from": kept_before.index(rule_id) + 1, "to": place + 1}
         for place, rule_id in enumerate(kept_after)
         if kept_before.index(rule_id) != place
@@ -88,10 +120,10 @@ def _rules(old: Ruleset, new: Ruleset) -> dict[str, list[Any]]:
     }
 
 
-def _texts(old: Ruleset, new: Ruleset) -> list[dict[str, Any]]:
-    texts: list[dict[str, Any]] = []
+def _texts(old: Ruleset, new: Ruleset) -> list[TextChange]:
+    texts: list[TextChange] = []
 
-    def compare(what: str, before: Any, after: Any) -> None:
+    def compare(what: str, before: object, after: object) -> None:
         if before != after:
             texts.append({"id": what, "from": before, "to": after})
 
@@ -110,9 +142,7 @@ def _texts(old: Ruleset, new: Ruleset) -> list[dict[str, Any]]:
     return texts
 
 
-def diff_packages(
-    old: tuple[Questionnaire, Ruleset], new: tuple[Questionnaire, Ruleset]
-) -> dict[str, Any]:
+def diff_packages(old: tuple[Questionnaire, Ruleset], new: tuple[Questionnaire, Ruleset]) -> Diff:
     """Every change from ``old`` to ``new`` (each a questionnaire and its ruleset)."""
     return {
         "items": _items(old[0], new[0]),
@@ -121,7 +151,7 @@ def diff_packages(
     }
 
 
-def _shown(value: Any) -> str:
+def _shown(value: object) -> str:
     """A changed value in full: text as it is, anything else (a condition) as JSON."""
     if value is None:
         return "-"
@@ -134,7 +164,7 @@ def _shown(value: Any) -> str:
 _ONE_LINE = 100
 
 
-def _change_lines(label: str, was: Any, now: Any) -> list[str]:
+def _change_lines(label: str, was: object, now: object) -> list[str]:
     """``changed  LABEL: WAS -> NOW``, or, for long values, each in full on its own lines."""
     before, after = _shown(was), _shown(now)
     line = f"  changed  {label}: {before} -> {after}"
@@ -156,13 +186,12 @@ def _change_lines(label: str, was: Any, now: Any) -> list[str]:
     return lines
 
 
-def diff_text(diff: dict[str, Any], old_name: str, new_name: str) -> list[str]:
+def diff_text(diff: Diff, old_name: str, new_name: str) -> list[str]:
     """The diff as lines a clinical safety officer reads."""
     lines = [f"From {old_name} to {new_name}"]
-    for section in ("items", "rules"):
-        part = diff[section]
+    for title, part in (("Items", diff["items"]), ("Rules", diff["rules"])):
         lines.append("")
-        lines.append(f"{section.capitalize()}:")
+        lines.append(f"{title}:")
         if not any(part.values()):
             lines.append("  no change")
         lines.extend(f"  added    {i}" for i in part["added"])

@@ -29,7 +29,9 @@ from screening.rules.loader import RULESET_FILE
 from screening.rules.loader import RulesError
 from screening.rules.loader import check_schema
 from screening.rules.loader import find_schema_dir
+from screening.rules.questionnaire import ItemJson
 from screening.rules.questionnaire import Questionnaire
+from screening.rules.questionnaire import QuestionnaireJson
 from screening.rules.results import PatientSummary
 from screening.rules.ruleset import Ruleset
 
@@ -117,37 +119,38 @@ class Catalog:
         }
         self._rules = {rule.id: rule for rule in ruleset.rules}
 
-    def _build_questionnaire_json(self, questionnaire: Questionnaire) -> dict[str, Any]:
+    def _build_questionnaire_json(self, questionnaire: Questionnaire) -> QuestionnaireJson:
         """``Questionnaire.to_json()`` with this language's texts and a "language" field.
 
         Starting from the English document keeps every id, type, range and
-        condition as it is, and carries any field ``to_json`` gains later.
+        condition as it is.
         """
         texts = self.texts
         source = questionnaire.to_json()
-        document: dict[str, Any] = {}
-        for key, value in source.items():
-            document[key] = value
-            if key == "version":
-                document["language"] = self.language
-        document["title"] = texts.title
-        document["groups"] = [
-            {**group, "text": texts.groups[group["linkId"]]} for group in source["groups"]
-        ]
-        items = []
+        items: list[ItemJson] = []
         for item in source["items"]:
             link_id = item["linkId"]
-            entry = {**item, "text": texts.items[link_id]}
+            entry: ItemJson = {**item, "text": texts.items[link_id]}
             if "options" in item:
                 displays = texts.options[link_id]
                 entry["options"] = [
                     {**option, "display": displays[option["code"]]} for option in item["options"]
                 ]
             items.append(entry)
-        document["items"] = items
-        return document
+        return {
+            "id": source["id"],
+            "version": source["version"],
+            "language": self.language,
+            "title": texts.title,
+            "url": source["url"],
+            "sha256": source["sha256"],
+            "groups": [
+                {**group, "text": texts.groups[group["linkId"]]} for group in source["groups"]
+            ],
+            "items": items,
+        }
 
-    def questionnaire_json(self, questionnaire: Questionnaire) -> dict[str, Any]:
+    def questionnaire_json(self, questionnaire: Questionnaire) -> QuestionnaireJson:
         """The questionnaire as ``GET /v1/questionnaire`` serves it, in this language.
 
         Built once at load: the returned document is shared between requests

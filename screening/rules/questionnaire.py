@@ -19,9 +19,51 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from dataclasses import field
 from typing import Any
+from typing import NotRequired
+from typing import TypedDict
 from typing import cast
 
 from screening.rules.conditions import Condition
+
+
+class OptionJson(TypedDict):
+    code: str
+    display: str
+    exclusive: bool
+
+
+class ItemJson(TypedDict):
+    """An item as ``GET /v1/questionnaire`` serves it."""
+
+    linkId: str
+    type: str
+    text: str
+    required: bool
+    group: str
+    options: NotRequired[list[OptionJson]]
+    min: NotRequired[int]
+    max: NotRequired[int | None]
+    enable_when: NotRequired[Mapping[str, Any]]
+
+
+class GroupJson(TypedDict):
+    linkId: str
+    text: str
+
+
+class QuestionnaireJson(TypedDict):
+    """The questionnaire as ``GET /v1/questionnaire`` serves it (``language`` in a
+    catalog's copy)."""
+
+    id: str
+    version: str
+    language: NotRequired[str]
+    title: str
+    url: str
+    sha256: str
+    groups: list[GroupJson]
+    items: list[ItemJson]
+
 
 #: A checked answer: a yes/no, a whole number, a code, or the codes of a multi_choice item.
 AnswerValue = bool | int | str | list[str]
@@ -304,11 +346,11 @@ class Questionnaire:
                 undecided.add(link_id)
         return clean, errors
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> QuestionnaireJson:
         """The questionnaire as ``GET /v1/questionnaire`` serves it."""
         items = []
         for item in self.items:
-            entry: dict[str, Any] = {
+            entry: ItemJson = {
                 "linkId": item.link_id,
                 "type": item.type,
                 "text": item.text,

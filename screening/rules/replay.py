@@ -17,10 +17,33 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from dataclasses import field
 from typing import Any
+from typing import NotRequired
+from typing import TypedDict
 
 from screening.rules.engine import decide
 from screening.rules.questionnaire import Questionnaire
+from screening.rules.results import RulesetName
 from screening.rules.ruleset import Ruleset
+
+#: How many replayed screenings went from one outcome to another (or kept it).
+Transition = TypedDict("Transition", {"from": str, "to": str, "count": int})
+
+
+class NotReplayed(TypedDict):
+    """Screenings whose answers lack what the candidate's questionnaire asks, by item."""
+
+    count: int
+    items: dict[str, int]
+
+
+class ReplaySummary(TypedDict):
+    """rules-lifecycle-v1.md's replay totals."""
+
+    candidate: RulesetName
+    screenings: int
+    changed: int
+    transitions: list[Transition]
+    not_replayed: NotRequired[NotReplayed]
 
 
 @dataclass(slots=True)
@@ -64,10 +87,10 @@ class Replay:
             "decided_by_to": new_rule,
         }
 
-    def summary(self) -> dict[str, Any]:
+    def summary(self) -> ReplaySummary:
         """The totals, in the shape of rules-lifecycle-v1.md's JSON (without changes)."""
         ruleset = self.ruleset
-        summary: dict[str, Any] = {
+        summary: ReplaySummary = {
             "candidate": {"id": ruleset.id, "version": ruleset.version, "sha256": ruleset.sha256},
             "screenings": sum(self.transitions.values()),
             "changed": self.changed,

@@ -17,6 +17,7 @@ from dataclasses import field
 from datetime import date
 from pathlib import Path
 from typing import Any
+from typing import TypedDict
 
 from screening.rules.cases import run_cases
 from screening.rules.i18n import I18N_DIR
@@ -58,6 +59,32 @@ def version_key(version: str) -> tuple[int, ...]:
     return tuple(int(part) for part in version.split("."))
 
 
+class ChangelogEntry(TypedDict):
+    """One release in a package's changelog (package.schema.json)."""
+
+    version: str
+    date: str
+    changes: list[str]
+
+
+class QuestionnaireName(TypedDict):
+    id: str
+    version: str
+
+
+class PackageSummary(TypedDict):
+    """A package as ``GET /v1/rulesets`` lists it."""
+
+    id: str
+    version: str
+    sha256: str
+    status: str
+    default: bool
+    questionnaire: QuestionnaireName
+    approved_by: str | None
+    approved_on: str | None
+
+
 @dataclass(frozen=True, slots=True)
 class Package:
     """One rule package: its questionnaire, ruleset, translations and release state."""
@@ -71,7 +98,7 @@ class Package:
     default: bool
     approved_by: str | None = None
     approved_on: str | None = None
-    changelog: tuple[dict[str, Any], ...] = ()
+    changelog: tuple[ChangelogEntry, ...] = ()
     has_package_file: bool = True
 
     @property
@@ -100,7 +127,7 @@ class Package:
         """The questionnaire id and version the package applies to."""
         return (self.questionnaire.id, self.questionnaire.version)
 
-    def summary(self) -> dict[str, Any]:
+    def summary(self) -> PackageSummary:
         """The package as ``GET /v1/rulesets`` lists it."""
         return {
             "id": self.id,

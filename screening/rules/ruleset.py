@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from dataclasses import field
 from typing import Any
+from typing import NotRequired
+from typing import TypedDict
 
 from screening.rules.conditions import Condition
 from screening.rules.conditions import Holds
@@ -46,6 +48,49 @@ class Outcome:
     headline: str
 
 
+class OutcomeJson(TypedDict):
+    code: str
+    indicator: str
+    label: str
+
+
+class RuleJson(TypedDict):
+    """A rule as ``GET /v1/ruleset`` serves it; a note names the outcomes it goes with."""
+
+    id: str
+    title: str
+    kind: str
+    outcome: str | None
+    when: Mapping[str, object]
+    sources: list[str]
+    with_outcomes: NotRequired[list[str]]
+
+
+class SourceJson(TypedDict):
+    id: str
+    citation: str
+    facts: str
+
+
+class QuestionnaireName(TypedDict):
+    id: str
+    version: str
+
+
+class RulesetJson(TypedDict):
+    """The ruleset as ``GET /v1/ruleset`` serves it."""
+
+    id: str
+    version: str
+    sha256: str
+    title: str
+    questionnaire: QuestionnaireName
+    outcomes: list[OutcomeJson]
+    rules: list[RuleJson]
+    sources: list[SourceJson]
+    context: str
+
+
 @dataclass(frozen=True, slots=True)
 class Source:
     """A guideline or payer document that rules cite."""
@@ -63,7 +108,7 @@ class Rule:
     kind: str
     title: str
     condition: Condition
-    condition_data: dict[str, Any]
+    condition_data: Mapping[str, object]
     sources: tuple[str, ...]
     clinician: str
     outcome: str | None = None
@@ -122,7 +167,7 @@ class Ruleset:
     sources: dict[str, Source]
     rules: tuple[Rule, ...]
     key_answers: tuple[Item, ...]
-    _json: dict[str, Any] | None = field(default=None, init=False, repr=False, compare=False)
+    _json: RulesetJson | None = field(default=None, init=False, repr=False, compare=False)
     #: What the engine reads for every screening, looked up once here.
     key_displays: tuple[KeyDisplay, ...] = field(init=False, repr=False, compare=False)
     source_citations: tuple[tuple[str, str], ...] = field(init=False, repr=False, compare=False)
@@ -152,7 +197,7 @@ class Ruleset:
             text += f" (+{other_findings} more finding{plural})"
         return text
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> RulesetJson:
         """The ruleset as ``GET /v1/ruleset`` serves it (built once; don't change it)."""
         if self._json is None:
             # The ruleset never changes once loaded, so neither does its document.
@@ -160,7 +205,21 @@ class Ruleset:
         assert self._json is not None
         return self._json
 
-    def _build_json(self) -> dict[str, Any]:
+    def _build_json(self) -> RulesetJson:
+        rules: list[RuleJson] = []
+        for rule in self.rules:
+            entry: RuleJson = {
+                "id": rule.id,
+                "title": rule.title,
+                "kind": rule.kind,
+                "outcome": rule.outcome,
+                "when": rule.condition_data,
+                "sources": list(rule.sources),
+            }
+            if rule.kind == "note":
+                # A note says which outcomes it goes with; a decision rule gives one.
+                entry["with_outcomes"] = list(rule.with_outcomes or self.outcomes)
+            rules.append(entry)
         return {
             "id": self.id,
             "version": self.version,
@@ -171,23 +230,7 @@ class Ruleset:
                 {"code": o.code, "indicator": o.indicator, "label": o.label}
                 for o in self.outcomes.values()
             ],
-            "rules": [
-                {
-                    "id": rule.id,
-                    "title": rule.title,
-                    "kind": rule.kind,
-                    "outcome": rule.outcome,
-                    "when": rule.condition_data,
-                    "sources": list(rule.sources),
-                    # A note says which outcomes it goes with; a decision rule gives one.
-                    **(
-                        {"with_outcomes": list(rule.with_outcomes or self.outcomes)}
-                        if rule.kind == "note"
-                        else {}
-                    ),
-                }
-                for rule in self.rules
-            ],
+            "rules": rules,
             "sources": [
                 {"id": s.id, "citation": s.citation, "facts": s.facts}
                 for s in self.sources.values()

@@ -21,6 +21,7 @@ from marshmallow import post_load
 from marshmallow import validate
 from marshmallow import validates_schema
 
+from screening.records import CardFeedbackEntry
 from screening.rules.questionnaire import MAX_NAMED_UNKNOWN
 from screening.rules.questionnaire import may_name
 from screening.services.problems import ValidationProblem
@@ -271,7 +272,7 @@ class FeedbackEntrySchema(_Strict):
             raise ValidationError({"overrideReason": ["Only for an overridden card."]})
 
     @post_load
-    def _row(self, data: dict[str, Any], **_kwargs: Any) -> dict[str, Any]:
+    def _row(self, data: dict[str, Any], **_kwargs: Any) -> CardFeedbackEntry:
         override = data.get("overrideReason") or {}
         return {
             "card_uuid": data["card"],

@@ -8,6 +8,7 @@ on generated answers, and each condition on its own on arbitrary answers.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 import pytest
@@ -96,7 +97,7 @@ def _outcome(run: Any) -> tuple[str, Any]:
 
 
 @st.composite
-def _condition_and_answers(draw: st.DrawFn) -> tuple[dict[str, Any], dict[str, Any]]:
+def _condition_and_answers(draw: st.DrawFn) -> tuple[Mapping[str, Any], dict[str, Any]]:
     rule = draw(st.sampled_from(RULEBOOK.ruleset.rules))
     data = rule.condition_data
     link_ids = {c.link_id for c in conditions.parse(data).comparisons()}
