@@ -51,9 +51,9 @@ from screening.services.delivery import OVERDUE_RESCAN
 from screening.services.keys import new_token
 from screening.services.keys import token_digest
 from screening.storage.database import make_engine
+from screening.storage.lists import ListFilters
+from screening.storage.lists import TriageOrder
 from screening.storage.outbox import Outbox
-from screening.storage.screenings import ListFilters
-from screening.storage.screenings import TriageOrder
 from screening.storage.store import Store
 
 TIMES = 5

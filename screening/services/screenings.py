@@ -53,8 +53,8 @@ from screening.services.webhooks import REVIEWED
 from screening.services.webhooks import Notifier
 from screening.storage.database import json_digest
 from screening.storage.idempotency import ClaimLost
-from screening.storage.screenings import ListFilters
-from screening.storage.screenings import Position
+from screening.storage.lists import ListFilters
+from screening.storage.lists import Position
 
 logger = logging.getLogger(__name__)
 

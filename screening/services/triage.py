@@ -17,7 +17,7 @@ from typing import TypeVar
 from screening.records import ListRow
 from screening.records import Screening
 from screening.rules.ruleset import Outcome
-from screening.storage.screenings import TriageOrder
+from screening.storage.lists import TriageOrder
 
 #: A screening or list row, which the clock gives its review times.
 Timed = TypeVar("Timed", Screening, ListRow)

@@ -6,14 +6,11 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterator
 from collections.abc import Sequence
-from dataclasses import dataclass
 from dataclasses import replace
 from datetime import UTC
 from datetime import datetime
 from typing import TYPE_CHECKING
 from typing import Any
-from typing import NotRequired
-from typing import TypedDict
 
 import orjson
 import sqlalchemy as sa
@@ -21,20 +18,23 @@ from sqlalchemy.engine import Connection
 
 from screening.records import ListRow
 from screening.records import NewDelivery
-from screening.records import QuestionnaireRef
-from screening.records import Result
-from screening.records import Review
-from screening.records import RulesetRef
 from screening.records import Screening
-from screening.records import ShadowOutcome
 from screening.rules.questionnaire import Answers
-from screening.rules.results import RulesetName
-from screening.rules.results import Summary
-from screening.rules.results import TraceEntry
 from screening.storage.audit import write_audit
 from screening.storage.database import AnyRow
 from screening.storage.idempotency import FINISH_IDEMPOTENCY
 from screening.storage.idempotency import ClaimLost
+from screening.storage.lists import ListFilters
+from screening.storage.lists import Position
+from screening.storage.lists import TriageOrder
+from screening.storage.lists import band_possible
+from screening.storage.lists import fixed
+from screening.storage.lists import index_prefix
+from screening.storage.lists import position_key
+from screening.storage.lists import position_value
+from screening.storage.rows import list_row
+from screening.storage.rows import screening_from
+from screening.storage.rows import screening_row
 from screening.storage.tables import audit_log
 from screening.storage.tables import cds_cards
 from screening.storage.tables import cds_feedback
@@ -96,216 +96,6 @@ def _screening_with_events_parameters(
     for n, delivery in enumerate(deliveries):
         parameters.update({f"d{n}_{col.name}": delivery.get(col.name) for col in _DELIVERY_COLUMNS})
     return parameters
-
-
-class StoredShadow(TypedDict):
-    """A shadow ruleset's outcome in the ``result`` column."""
-
-    ruleset: RulesetName
-    outcome: str
-    decided_by: str
-    matched_rules: list[str]
-
-
-class StoredResult(TypedDict):
-    """The ``result`` column: the engine's result less its ruleset (kept in columns of its
-    own), with the shadow rulesets' outcomes (none on a screening stored before those)."""
-
-    outcome: str
-    decided_by: str
-    matched_rules: list[str]
-    summary: Summary
-    trace: list[TraceEntry]
-    shadow: NotRequired[list[StoredShadow]]
-
-
-def result_document(result: Result) -> StoredResult:
-    """A result as the ``result`` column keeps it (its ruleset is in columns of its own)."""
-    return {
-        "outcome": result.outcome,
-        "decided_by": result.decided_by,
-        "matched_rules": list(result.matched_rules),
-        "summary": result.summary,
-        "trace": list(result.trace),
-        "shadow": [
-            {
-                "ruleset": {
-                    "id": shadow.ruleset.id,
-                    "version": shadow.ruleset.version,
-                    "sha256": shadow.ruleset.sha256,
-                },
-                "outcome": shadow.outcome,
-                "decided_by": shadow.decided_by,
-                "matched_rules": list(shadow.matched_rules),
-            }
-            for shadow in result.shadow
-        ],
-    }
-
-
-def _result(document: StoredResult) -> Result:
-    """The ``result`` column as a ``Result`` (a screening stored before shadow rulesets
-    existed has none)."""
-    return Result(
-        outcome=document["outcome"],
-        decided_by=document["decided_by"],
-        matched_rules=tuple(document["matched_rules"]),
-        summary=document["summary"],
-        trace=document["trace"],
-        shadow=tuple(
-            ShadowOutcome(
-                RulesetRef(
-                    shadow["ruleset"]["id"],
-                    shadow["ruleset"]["version"],
-                    shadow["ruleset"]["sha256"],
-                ),
-                shadow["outcome"],
-                shadow["decided_by"],
-                tuple(shadow["matched_rules"]),
-            )
-            for shadow in document.get("shadow", [])
-        ),
-    )
-
-
-def screening_row(screening: Screening) -> dict[str, object]:
-    """A screening as a row of the ``screenings`` table."""
-    return {
-        "id": screening.id,
-        "created_at": screening.created_at,
-        "created_by": screening.created_by,
-        "patient_ref": screening.patient_ref,
-        "language": screening.language,
-        "questionnaire_id": screening.questionnaire.id,
-        "questionnaire_version": screening.questionnaire.version,
-        "questionnaire_sha256": screening.questionnaire.sha256,
-        "ruleset_id": screening.ruleset.id,
-        "ruleset_version": screening.ruleset.version,
-        "ruleset_sha256": screening.ruleset.sha256,
-        "outcome": screening.outcome,
-        "review_status": screening.review_status,
-        "answers": screening.answers,
-        "result": result_document(screening.result),
-        "source": screening.source,
-        "answers_sha256": screening.answers_sha256,
-    }
-
-
-def _screening(row: AnyRow, history: Sequence[AnyRow]) -> Screening:
-    """A row of the ``screenings`` table, with its reviews, as a ``Screening``."""
-    return Screening(
-        id=row.id,
-        created_at=row.created_at,
-        created_by=row.created_by,
-        patient_ref=row.patient_ref,
-        language=row.language,
-        questionnaire=QuestionnaireRef(
-            row.questionnaire_id, row.questionnaire_version, row.questionnaire_sha256
-        ),
-        ruleset=RulesetRef(row.ruleset_id, row.ruleset_version, row.ruleset_sha256),
-        review_status=row.review_status,
-        answers=row.answers,
-        answers_sha256=row.answers_sha256,
-        result=_result(row.result),
-        source=row.source,
-        reviews=tuple(Review(r.at, r.by, r.note) for r in history),
-    )
-
-
-def _list_row(row: AnyRow) -> ListRow:
-    """A row of the list's query as a ``ListRow``."""
-    return ListRow(
-        id=row.id,
-        created_at=row.created_at,
-        created_by=row.created_by,
-        patient_ref=row.patient_ref,
-        language=row.language,
-        questionnaire=QuestionnaireRef(row.questionnaire_id, row.questionnaire_version),
-        ruleset=RulesetRef(row.ruleset_id, row.ruleset_version, row.ruleset_sha256),
-        outcome=row.outcome,
-        review_status=row.review_status,
-        decided_by=row.decided_by,
-        card_summary=row.card_summary,
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class TriageOrder:
-    """Triage order's bands: pending ``urgent`` first, then pending ``see_doctor``, then
-    the rest, oldest first within each."""
-
-    urgent: tuple[str, ...]
-    see_doctor: tuple[str, ...]
-
-
-#: Where a list page ended: (created_at, id) newest first, (band, created_at, id) in triage.
-Position = tuple[datetime, str] | tuple[int, datetime, str]
-
-
-@dataclass(frozen=True, slots=True)
-class ListFilters:
-    """The clinician list's filters."""
-
-    outcome: str | None = None
-    review_status: str | None = None
-    patient_ref: str | None = None
-    created_from: datetime | None = None
-    created_to: datetime | None = None
-    ruleset_id: str | None = None
-    ruleset_version: str | None = None
-
-
-def _fixed(column: sa.Column[Any], value: str, ranged: bool) -> sa.ColumnElement[bool]:
-    """``column`` equal to ``value``; ``ranged``: written as the one-value range it is.
-
-    PostgreSQL drops a column compared with ``=`` from the ORDER BY as constant; as a range
-    it keeps it there, where ``_index_prefix`` puts it to name the index a page reads.
-    SQLite needs the ``=``: it reads a range as a range, and then sorts the page's rows.
-    """
-    return column.between(value, value) if ranged else column == value
-
-
-def _index_prefix(filters: ListFilters) -> list[sa.Column[Any]]:
-    """The columns the filters fix, in the order of the index that serves their list.
-
-    Ordering by them first changes nothing (each holds one value) but names the index the
-    page reads: the planner can't otherwise tell that the newest "reviewed" screenings lie
-    far back in the (created_at, id) index, behind every recent pending one (on a table of
-    a million, it read 82,000 rows to find 50).
-    """
-    c = screenings.c
-    if filters.outcome is not None and filters.review_status is not None:
-        return [c.review_status, c.outcome]
-    if filters.outcome is not None:
-        return [c.outcome]
-    if filters.review_status is not None:
-        return [c.review_status]
-    if filters.ruleset_id is not None and filters.ruleset_version is not None:
-        return [c.ruleset_id, c.ruleset_version]
-    if filters.ruleset_id is not None:
-        return [c.ruleset_id]
-    return []
-
-
-def _band_possible(outcomes: Sequence[str], filters: ListFilters) -> bool:
-    """Whether a triage band of pending screenings with ``outcomes`` can hold a row the
-    filters let through."""
-    if not outcomes or filters.review_status not in (None, "pending"):
-        return False
-    return filters.outcome is None or filters.outcome in outcomes
-
-
-def _position_key() -> sa.Tuple:
-    """A screening's place in list order, as a row value: (created_at, id)."""
-    return sa.tuple_(screenings.c.created_at, screenings.c.id)
-
-
-def _position_value(created_at: Any, screening_id: Any) -> sa.Tuple:
-    """A list position to compare ``_position_key()`` with, bound as the columns' types."""
-    return sa.tuple_(
-        sa.bindparam(None, created_at, type_=screenings.c.created_at.type),
-        sa.bindparam(None, screening_id, type_=screenings.c.id.type),
-    )
 
 
 def _utcnow() -> datetime:
@@ -388,7 +178,7 @@ class ScreeningRepository:
                 .where(reviews.c.screening_id == screening_id)
                 .order_by(reviews.c.id)
             ).all()
-        return _screening(row, history)
+        return screening_from(row, history)
 
     def replay_rows(
         self,
@@ -474,9 +264,9 @@ class ScreeningRepository:
         )
         ranged = self.store.engine.dialect.name == "postgresql"
         if filters.outcome is not None:
-            query = query.where(_fixed(c.outcome, filters.outcome, ranged))
+            query = query.where(fixed(c.outcome, filters.outcome, ranged))
         if filters.review_status is not None:
-            query = query.where(_fixed(c.review_status, filters.review_status, ranged))
+            query = query.where(fixed(c.review_status, filters.review_status, ranged))
         if filters.patient_ref is not None:
             query = query.where(c.patient_ref == filters.patient_ref)
         if filters.created_from is not None:
@@ -484,23 +274,23 @@ class ScreeningRepository:
         if filters.created_to is not None:
             query = query.where(c.created_at <= filters.created_to)
         if filters.ruleset_id is not None:
-            query = query.where(_fixed(c.ruleset_id, filters.ruleset_id, ranged))
+            query = query.where(fixed(c.ruleset_id, filters.ruleset_id, ranged))
         if filters.ruleset_version is not None:
-            query = query.where(_fixed(c.ruleset_version, filters.ruleset_version, ranged))
+            query = query.where(fixed(c.ruleset_version, filters.ruleset_version, ranged))
         if triage is not None:
             return self._triage_page(query, limit, after, triage, filters)
         if after is not None:
             # A row value, not an OR of its parts: the page starts at its place in the
             # (created_at, id) index instead of filtering the rows before it.
-            query = query.where(_position_key() < _position_value(after[-2], after[-1]))
-        leading = [column.desc() for column in _index_prefix(filters)]
+            query = query.where(position_key() < position_value(after[-2], after[-1]))
+        leading = [column.desc() for column in index_prefix(filters)]
         query = query.order_by(*leading, c.created_at.desc(), c.id.desc()).limit(limit + 1)
         with self.store.engine.connect() as conn:
             rows = conn.execute(query).all()
         if len(rows) > limit:
             last = rows[limit - 1]
-            return [_list_row(row) for row in rows[:limit]], (last.created_at, last.id)
-        return [_list_row(row) for row in rows], None
+            return [list_row(row) for row in rows[:limit]], (last.created_at, last.id)
+        return [list_row(row) for row in rows], None
 
     def _triage_page(
         self,
@@ -525,7 +315,7 @@ class ScreeningRepository:
         # A band the filters leave empty is not asked for: it would cost a query (and, on
         # PostgreSQL, the planner's guess at a large one) to find nothing.
         bands: list[list[sa.ColumnElement[bool]] | None] = [
-            [pending, c.outcome.in_(outcomes)] if _band_possible(outcomes, filters) else None
+            [pending, c.outcome.in_(outcomes)] if band_possible(outcomes, filters) else None
             for outcomes in (triage.urgent, triage.see_doctor)
         ]
         bands.append([sa.or_(~pending, c.outcome.not_in(first))] if first else [])
@@ -538,22 +328,22 @@ class ScreeningRepository:
                     continue
                 page = query.add_columns(sa.literal(band).label("band")).where(*conditions)
                 if after is not None and band == start:
-                    page = page.where(_position_key() > _position_value(moment, last_id))
+                    page = page.where(position_key() > position_value(moment, last_id))
                 band_outcomes = (triage.urgent, triage.see_doctor)[band] if band < 2 else ()
                 one = filters.outcome or (band_outcomes[0] if len(band_outcomes) == 1 else None)
                 if band < 2 and one is not None:
                     # The band fixes the review status, and here one outcome too.
-                    leading = _index_prefix(replace(filters, review_status="pending", outcome=one))
+                    leading = index_prefix(replace(filters, review_status="pending", outcome=one))
                 else:
-                    leading = _index_prefix(filters)
+                    leading = index_prefix(filters)
                 page = page.order_by(*leading, c.created_at, c.id).limit(limit + 1 - len(rows))
                 rows += conn.execute(page).all()
                 if len(rows) > limit:
                     break
         if len(rows) > limit:
             last = rows[limit - 1]
-            return [_list_row(row) for row in rows[:limit]], (last.band, last.created_at, last.id)
-        return [_list_row(row) for row in rows], None
+            return [list_row(row) for row in rows[:limit]], (last.band, last.created_at, last.id)
+        return [list_row(row) for row in rows], None
 
     def add_review(
         self,

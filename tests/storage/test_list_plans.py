@@ -21,9 +21,9 @@ import pytest
 import sqlalchemy as sa
 from flask import Flask
 
+from screening.storage.lists import ListFilters
+from screening.storage.lists import TriageOrder
 from screening.storage.outbox import Outbox
-from screening.storage.screenings import ListFilters
-from screening.storage.screenings import TriageOrder
 from screening.storage.store import Store
 from tests.support.app import BOTH_DATABASES
 from tests.support.app import app_store

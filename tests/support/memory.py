@@ -21,9 +21,9 @@ from screening.records import Screening
 from screening.rules.questionnaire import Answers
 from screening.storage.idempotency import Claim
 from screening.storage.idempotency import ClaimLost
-from screening.storage.screenings import ListFilters
-from screening.storage.screenings import Position
-from screening.storage.screenings import TriageOrder
+from screening.storage.lists import ListFilters
+from screening.storage.lists import Position
+from screening.storage.lists import TriageOrder
 
 
 @dataclass

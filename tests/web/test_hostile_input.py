@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
-from screening.storage.screenings import ListFilters
+from screening.storage.lists import ListFilters
 from screening.storage.store import Store
 from tests.support.app import BOTH_DATABASES
 from tests.support.app import bearer

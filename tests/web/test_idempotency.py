@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 from flask.testing import FlaskClient
 
-from screening.storage.screenings import ListFilters
+from screening.storage.lists import ListFilters
 from screening.storage.store import Store
 from screening.storage.tables import idempotency_records
 from tests.support.app import BOTH_DATABASES

@@ -9,7 +9,7 @@ import pytest
 from flask.testing import FlaskClient
 
 from screening import extension
-from screening.storage.screenings import ListFilters
+from screening.storage.lists import ListFilters
 from screening.storage.store import Store
 from tests.support.app import BOTH_DATABASES
 from tests.support.app import bearer

@@ -21,7 +21,7 @@ from werkzeug.test import TestResponse
 from screening.fhir.forms import questionnaire_response_from_answers
 from screening.rules.rulebook import Rulebook
 from screening.services.keys import token_digest
-from screening.storage.screenings import ListFilters
+from screening.storage.lists import ListFilters
 from screening.storage.store import Store
 from screening.web.observability import KNOWN_METHODS
 from tests.support.app import BOTH_DATABASES
