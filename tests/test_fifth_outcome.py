@@ -54,8 +54,15 @@ def secret() -> str:
     return new_secret()
 
 
+@pytest.fixture(scope="module")
+def rules_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The shipped packages plus lumbar-rfa-physio, made once: the tests only read it, and
+    the same folder is loaded once per process."""
+    return fifth_outcome_tree(tmp_path_factory.mktemp("fifth"))
+
+
 @pytest.fixture
-def app(database_url: str, tmp_path: Path, receiver: Receiver, secret: str) -> Iterator[Flask]:
+def app(database_url: str, rules_tree: Path, receiver: Receiver, secret: str) -> Iterator[Flask]:
     """The app on the shipped packages plus lumbar-rfa-physio, with an endpoint that wants
     only the fifth outcome."""
     endpoint = {
@@ -67,7 +74,7 @@ def app(database_url: str, tmp_path: Path, receiver: Receiver, secret: str) -> I
     }
     with make_app(
         database_url,
-        RULES_DIR=str(fifth_outcome_tree(tmp_path)),
+        RULES_DIR=str(rules_tree),
         WEBHOOKS=json.dumps([endpoint]),
         PUBLIC_URL=PUBLIC_URL,
     ) as app:

@@ -4,6 +4,7 @@ every package that replaced it."""
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Callable
 from typing import Any
@@ -20,6 +21,7 @@ from screening.rules.rulebook import Package
 from screening.rules.rulebook import load_rules
 from tests.support.answers import valid_answers
 from tests.support.app import RULES_ROOT
+from tests.support.app import case_bases
 from tests.support.clinical_texts import documented
 from tests.support.safety import problems
 from tests.support.safety import spanish_problems
@@ -44,9 +46,7 @@ def package(ruleset_id: str, version: str) -> Package:
 
 def base(pkg: Package) -> dict[str, Any]:
     """The package's own no_findings answers."""
-    import yaml
-
-    return dict(yaml.safe_load(pkg.cases_path.read_text(encoding="utf-8"))["bases"]["no_findings"])
+    return copy.deepcopy(case_bases(pkg.cases_path)["no_findings"])
 
 
 def result_for(pkg: Package, changes: dict[str, Any]) -> tuple[dict[str, Any], EngineResult]:

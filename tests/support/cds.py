@@ -135,7 +135,10 @@ def key_server(keys: dict[str, Any]) -> Iterator[KeyServer]:
             """Quiet."""
 
     state.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=state.server.serve_forever, daemon=True)
+    # A short poll: shutdown() waits for the loop to look (0.5 s a stop by default).
+    thread = threading.Thread(
+        target=state.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+    )
     thread.start()
     try:
         yield state
