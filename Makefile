@@ -57,9 +57,10 @@ test: lint $(NODE_STAMP)
 	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile
 
 # The inner loop: everything but the deployment (gunicorn, worker, containers) and browser
-# tests, without lint. make test, which CI runs, still runs everything.
+# tests, without lint, property tests drawing a fifth of their examples
+# (tests/support/examples.py). make test, which CI runs, still runs everything in full.
 test-fast: $(STAMP) $(NODE_STAMP)
-	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile -m "not deployment and not browser"
+	SCREENING_TEST_FAST=1 $(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile -m "not deployment and not browser"
 
 # docs/clinical-safety/texts/: every text each package's cases give, written again after a
 # rule or wording change (a test fails while they are stale).

@@ -35,6 +35,7 @@ from screening.rules.questionnaire import Questionnaire
 from screening.rules.rulebook import Rulebook
 from screening.rules.rulebook import load_rules
 from tests.support.app import RULES_DIR
+from tests.support.examples import examples
 
 # Module level, because hypothesis strategies are built before any fixture runs.
 QUESTIONNAIRE = load_rules(RULES_DIR).questionnaire
@@ -273,7 +274,7 @@ def test_no_empty_arrays_or_objects() -> None:
     assert all(node not in ([], {}) for node in walk(RESOURCE))
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(partial_answers())
 def test_enable_when_means_what_the_condition_means(answers: dict[str, Any]) -> None:
     """A renderer following FHIR enables exactly the items our conditions enable."""
@@ -461,7 +462,7 @@ def test_conditions_fhir_cannot_express_are_refused(condition: dict[str, Any], r
 
 
 @pytest.mark.parametrize("nested", [True, False])
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=examples(100), deadline=None)
 @given(answers=answer_sets())
 def test_any_valid_answers_round_trip(nested: bool, answers: dict[str, Any]) -> None:
     """Valid answers survive a trip through a (nested or flat) QuestionnaireResponse."""

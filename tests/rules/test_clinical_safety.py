@@ -23,6 +23,7 @@ from tests.support.answers import valid_answers
 from tests.support.app import RULES_ROOT
 from tests.support.app import case_bases
 from tests.support.clinical_texts import documented
+from tests.support.examples import examples
 from tests.support.safety import problems
 from tests.support.safety import spanish_problems
 from tests.support.safety_oracle import PACKAGES as ORACLE_PACKAGES
@@ -80,7 +81,7 @@ def test_every_case_keeps_the_safety_rules(pkg: Package, case: Any) -> None:
 
 @pytest.mark.parametrize("pkg", IN_USE, ids=[p.describe() for p in IN_USE])
 def test_any_answers_give_what_the_contract_says(pkg: Package) -> None:
-    @settings(max_examples=300, deadline=None)
+    @settings(max_examples=examples(300), deadline=None)
     # Mostly no to each warning sign: one on every answer would hide everything after it.
     @given(valid_answers(pkg.questionnaire, st.sampled_from([False, False, False, True])))
     def check(answers: dict[str, Any]) -> None:

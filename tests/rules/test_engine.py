@@ -20,6 +20,7 @@ from tests.support.answers import valid_answers
 from tests.support.app import RULES_DIR
 from tests.support.app import RULES_ROOT
 from tests.support.app import base_answers
+from tests.support.examples import examples
 
 RULEBOOK = load_rules(RULES_DIR)
 #: lumbar-rfa 1.1.0 holds rules-v1.md exactly; it is retired (clinical-safety-v1.md changed
@@ -99,7 +100,7 @@ def spec_oracle(a: dict[str, Any]) -> tuple[str, str, list[str]]:
     return outcome, rule, matched
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=examples(400), deadline=None)
 @given(valid_answers(RULES_V1.questionnaire))
 def test_any_valid_answers_give_what_rules_v1_specifies(answers: dict[str, Any]) -> None:
     clean, errors = RULES_V1.questionnaire.validate(answers)

@@ -26,6 +26,7 @@ from tests.rules.test_engine import RULEBOOK
 from tests.support import reference_engine
 from tests.support.answers import valid_answers
 from tests.support.app import RULES_ROOT
+from tests.support.examples import examples
 
 #: Every loaded package, retired ones too: their screenings are still read.
 PACKAGES = load_rules(RULES_ROOT).sorted_packages()
@@ -51,7 +52,7 @@ def test_every_case_gives_the_reference_result(package: Package) -> None:
 
 @pytest.mark.parametrize("package", PACKAGES, ids=[p.describe() for p in PACKAGES])
 def test_generated_answers_give_the_reference_result(package: Package) -> None:
-    @settings(max_examples=150, deadline=None)
+    @settings(max_examples=examples(150), deadline=None)
     @given(valid_answers(package.questionnaire))
     def check(answers: dict[str, Any]) -> None:
         clean, errors = package.questionnaire.validate(answers)
@@ -105,7 +106,7 @@ def _condition_and_answers(draw: st.DrawFn) -> tuple[Mapping[str, Any], dict[str
     return data, answers
 
 
-@settings(max_examples=600, deadline=None)
+@settings(max_examples=examples(600), deadline=None)
 @given(_condition_and_answers())
 def test_each_condition_holds_as_the_reference_on_any_answers(
     pair: tuple[dict[str, Any], dict[str, Any]],

@@ -37,12 +37,13 @@ from tests.support.app import RULES_DIR
 from tests.support.app import TOKENS
 from tests.support.app import base_answers
 from tests.support.app import bearer
+from tests.support.examples import examples
 from tests.support.spec import check_against_spec
 
 pytestmark = BOTH_DATABASES
 
 EXAMPLES = settings(
-    max_examples=60,
+    max_examples=examples(60),
     deadline=None,
     derandomize=True,
     database=None,
