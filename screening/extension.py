@@ -19,6 +19,7 @@ from screening.services.cds import CdsService
 from screening.services.config import Settings
 from screening.services.keys import Authenticator
 from screening.services.notifications import NotificationService
+from screening.services.oauth import AccessTokens
 from screening.services.registry import Services
 from screening.services.screenings import ScreeningService
 from screening.services.sessions import SessionService
@@ -64,6 +65,11 @@ def authenticator() -> Authenticator:
 def screenings() -> ScreeningService:
     """Submitting, reading, listing and reviewing screenings."""
     return services().screenings
+
+
+def access_tokens() -> AccessTokens:
+    """The identity providers whose OAuth access tokens the API takes."""
+    return services().access_tokens
 
 
 def sessions() -> SessionService:

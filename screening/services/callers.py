@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from typing import Literal
 
 from screening.services.cds import CdsClient
-from screening.services.keys import ApiKey
+from screening.services.keys import Principal
 
 #: How the caller proved who they are.
-Via = Literal["api_key", "review_session", "cds_client"]
+Via = Literal["api_key", "review_session", "cds_client", "oauth_token"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,13 +20,14 @@ class Caller:
     #: The name kept in the audit and access logs: a key's name, or an EHR's issuer.
     name: str
     via: Via
-    #: The API key behind an API or review-session caller (its role decides what it may do).
-    key: ApiKey | None = None
+    #: Who an API or review-session caller acts as (its role decides what it may do): an
+    #: API key, or a client whose OAuth access token was verified.
+    key: Principal | None = None
     #: The EHR's registered client behind a CDS Hooks caller.
     client: CdsClient | None = None
 
     @classmethod
-    def with_key(cls, key: ApiKey, via: Via = "api_key") -> Caller:
+    def with_key(cls, key: Principal, via: Via = "api_key") -> Caller:
         """A caller identified by an API key (a bearer token, or a review session's)."""
         return cls(key.name, via, key=key)
 

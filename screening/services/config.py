@@ -31,6 +31,8 @@ from screening.services.cds import CdsClient
 from screening.services.cds import parse_cds_clients
 from screening.services.keys import ApiKey
 from screening.services.keys import parse_api_keys
+from screening.services.oauth import OAuthIssuer
+from screening.services.oauth import parse_oauth_issuers
 from screening.services.triage import parse_review_minutes
 from screening.services.webhooks import Endpoint
 from screening.services.webhooks import parse_endpoints
@@ -80,6 +82,7 @@ class Settings:
     webhooks: tuple[Endpoint, ...] = _setting("WEBHOOKS")
     public_url: str | None = _setting("PUBLIC_URL")
     cds_clients: tuple[CdsClient, ...] = _setting("CDS_CLIENTS")
+    oauth_issuers: tuple[OAuthIssuer, ...] = _setting("OAUTH_ISSUERS")
     urgent_review_minutes: int = _setting("URGENT_REVIEW_MINUTES")
 
     def __repr__(self) -> str:
@@ -109,6 +112,7 @@ def read_settings(config: Mapping[str, Any], default_rules: Path) -> Settings:
         public_url = parse_public_url(config.get("PUBLIC_URL"), endpoints)
         trusted = parse_cds_clients(config.get("CDS_CLIENTS"))
         review_minutes = parse_review_minutes(config.get("URGENT_REVIEW_MINUTES"))
+        oauth_issuers = parse_oauth_issuers(config.get("OAUTH_ISSUERS"))
     except ValueError as exc:
         raise SettingsError(str(exc)) from None
     if trusted and public_url is None:
@@ -134,6 +138,7 @@ def read_settings(config: Mapping[str, Any], default_rules: Path) -> Settings:
         webhooks=endpoints,
         public_url=public_url,
         cds_clients=trusted,
+        oauth_issuers=oauth_issuers,
         urgent_review_minutes=review_minutes,
     )
 

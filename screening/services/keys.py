@@ -13,6 +13,7 @@ import re
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Protocol
 
 ROLES = ("portal", "clinician")
 _NAME = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -21,6 +22,17 @@ _DIGEST = re.compile(r"^[0-9a-f]{64}$")
 
 class KeyConfigError(ValueError):
     """An ``SCREENING_API_KEYS`` entry is malformed."""
+
+
+class Principal(Protocol):
+    """Who a request acts for, as the services see it: a name for the audit log and for
+    portal isolation, and a role (empty: none)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def role(self) -> str: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,7 @@ from screening.services.cds import CdsService
 from screening.services.config import Settings
 from screening.services.keys import Authenticator
 from screening.services.notifications import NotificationService
+from screening.services.oauth import AccessTokens
 from screening.services.screenings import ScreeningService
 from screening.services.sessions import SessionService
 from screening.services.triage import ReviewClock
@@ -37,6 +38,7 @@ class Services:
     notifications: NotificationService
     cds: CdsService
     sessions: SessionService
+    access_tokens: AccessTokens
 
     @property
     def rulebook(self) -> Rulebook:
@@ -70,4 +72,5 @@ def build(settings: Settings, default_database: Path) -> Services:
         sessions=SessionService(
             store, idle=settings.session_idle, lifetime=settings.session_lifetime
         ),
+        access_tokens=AccessTokens(settings.oauth_issuers),
     )

@@ -40,7 +40,7 @@ from screening.services.cursors import decode_cursor
 from screening.services.cursors import decode_triage_cursor
 from screening.services.cursors import encode_cursor
 from screening.services.cursors import encode_triage_cursor
-from screening.services.keys import ApiKey
+from screening.services.keys import Principal
 from screening.services.metrics import record_outcome
 from screening.services.metrics import record_shadow_disagreement
 from screening.services.problems import ProblemError
@@ -249,7 +249,7 @@ class ScreeningService:
             raise ValidationProblem(errors)
         return self._submission(package, clean, None, catalog, source=resource)
 
-    def record(self, submission: Submission, key: ApiKey) -> Screening:
+    def record(self, submission: Submission, key: Principal) -> Screening:
         """The screening a submission makes, as it would be stored (not stored here)."""
         package = submission.package
         questionnaire, ruleset = package.questionnaire, package.ruleset
@@ -274,7 +274,7 @@ class ScreeningService:
 
     def create(
         self,
-        key: ApiKey,
+        key: Principal,
         check: Callable[[], Submission],
         idempotency: tuple[str, str] | None,
         render: Callable[[Screening], str],
@@ -326,7 +326,7 @@ class ScreeningService:
 
     # --- reading --------------------------------------------------------------------
 
-    def read(self, screening_id: str, key: ApiKey) -> Screening:
+    def read(self, screening_id: str, key: Principal) -> Screening:
         """One screening with its review history; 404 for a portal key that did not create it."""
         record = self.store.screenings.get(screening_id) if _may_exist(screening_id) else None
         if record is None or (key.role == "portal" and record.created_by != key.name):
@@ -334,7 +334,7 @@ class ScreeningService:
         self.store.audit.record(key.name, "read", [screening_id])
         return self.clock.with_review_times(record, datetime.now(UTC))
 
-    def list(self, params: Mapping[str, Any], key: ApiKey) -> Page:
+    def list(self, params: Mapping[str, Any], key: Principal) -> Page:
         """A page of the clinician list, newest first or in triage order (``sort``), from
         parsed query parameters."""
         # Any package's outcome: the list holds screenings every package decided.
@@ -401,7 +401,7 @@ class ScreeningService:
 
     # --- reviewing ------------------------------------------------------------------
 
-    def review(self, screening_id: str, note: str | None, key: ApiKey) -> Screening:
+    def review(self, screening_id: str, note: str | None, key: Principal) -> Screening:
         """Mark a screening reviewed with an optional note; return it as stored now.
 
         The ``screening.reviewed`` event is recorded in the review's own transaction.

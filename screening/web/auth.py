@@ -7,6 +7,7 @@ lookup) live in ``screening.services.keys``; this module reads the request's
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
@@ -18,10 +19,15 @@ from flask import request
 
 from screening import extension
 from screening.services.callers import Caller
-from screening.services.keys import ApiKey
+from screening.services.keys import Principal
+from screening.services.oauth import KeysUnavailable
+from screening.services.oauth import TokenRefused
+from screening.services.oauth import looks_like_jwt
 from screening.services.problems import ProblemError
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+logger = logging.getLogger(__name__)
 
 
 def unauthorized(detail: str, error: str | None) -> ProblemError:
@@ -49,21 +55,39 @@ def set_caller(caller: Caller | None) -> None:
     g.caller = caller
 
 
-def identify_request() -> ApiKey | None:
-    """The configured key matching the request's bearer token, if any (looked up once per
-    request, which then has that key as its caller)."""
+def _token_caller(token: str) -> Caller | None:
+    """Who a bearer token names: an OAuth client for a JWT (never tried as a key), else
+    the configured key with this token; None for neither."""
+    if looks_like_jwt(token):
+        try:
+            client = extension.access_tokens().verify(token)
+        except TokenRefused as exc:
+            # The reason, never the token: for the operator, not the caller.
+            logger.info("oauth: access token refused", extra={"reason": str(exc)})
+            return None
+        except KeysUnavailable:
+            logger.warning("oauth: the issuer's keys could not be fetched")
+            g.oauth_keys_unavailable = True
+            return None
+        return Caller.with_key(client, "oauth_token")
+    found = extension.authenticator().identify(token)
+    return None if found is None else Caller.with_key(found)
+
+
+def identify_request() -> Principal | None:
+    """Who the request's bearer token names (an API key, or an OAuth client whose access
+    token was verified), if anyone; found once per request, which then has it as its
+    caller."""
     if "caller" not in g:
         scheme, token = presented_token()
-        found = None
-        if scheme == "bearer" and token:
-            found = extension.authenticator().identify(token)
-        set_caller(None if found is None else Caller.with_key(found))
+        set_caller(_token_caller(token) if scheme == "bearer" and token else None)
     caller = current_caller()
     return None if caller is None else caller.key
 
 
-def authenticate() -> ApiKey:
-    """The caller's key, from ``Authorization: Bearer``; 401 when missing or unknown."""
+def authenticate() -> Principal:
+    """The caller, from ``Authorization: Bearer``; 401 when missing or unknown (503 when
+    an access token can't be checked because its issuer's keys can't be fetched)."""
     scheme, token = presented_token()
     if not scheme:
         raise unauthorized("Send an Authorization: Bearer token.", None)
@@ -73,11 +97,18 @@ def authenticate() -> ApiKey:
         )
     key = identify_request()
     if key is None:
+        if g.get("oauth_keys_unavailable"):
+            raise ProblemError(
+                "Access tokens can't be checked now: the identity provider does not answer. "
+                "Retry shortly.",
+                status=503,
+                headers={"Retry-After": "30"},
+            )
         raise unauthorized("The token is not valid.", "invalid_token")
     return key
 
 
-def authorize(key: ApiKey, roles: tuple[str, ...]) -> None:
+def authorize(key: Principal, roles: tuple[str, ...]) -> None:
     """403 unless ``key``'s role is one of ``roles``."""
     if key.role not in roles:
         raise ProblemError("This token's role may not use this route.", status=403)
@@ -97,7 +128,7 @@ def require(*roles: str) -> Callable[[F], F]:
     return decorator
 
 
-def current_key() -> ApiKey:
+def current_key() -> Principal:
     """The key of the current request's caller (a view behind ``require`` has one)."""
     caller = current_caller()
     assert caller is not None and caller.key is not None, "a view without require()"

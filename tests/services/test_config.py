@@ -58,10 +58,12 @@ def test_unset_settings_take_the_defaults_the_readme_gives() -> None:
         assert value == expected, name
     # The ones whose default is "none" or "off".
     assert settings.database_url is None and table["SCREENING_DATABASE_URL"].startswith("SQLite")
-    for name in ("API_KEYS", "SECRET_KEY", "METRICS_KEY", "WEBHOOKS", "PUBLIC_URL", "CDS_CLIENTS"):
+    optional = ("API_KEYS", "SECRET_KEY", "METRICS_KEY", "WEBHOOKS", "PUBLIC_URL")
+    for name in (*optional, "CDS_CLIENTS", "OAUTH_ISSUERS"):
         assert table[f"SCREENING_{name}"].startswith("none"), name
     assert (settings.api_keys, settings.secret_key, settings.metrics_key) == ((), None, None)
     assert (settings.webhooks, settings.public_url, settings.cds_clients) == ((), None, ())
+    assert settings.oauth_issuers == ()
     assert settings.review_insecure_cookies is False
     assert table["SCREENING_REVIEW_INSECURE_COOKIES"] == "off"
     assert settings.rulebook.default.ruleset.id == "lumbar-rfa"
@@ -107,6 +109,7 @@ BAD: list[tuple[str, Any]] = [
     ("WEBHOOKS", "not json"),
     ("PUBLIC_URL", "ftp://example.org"),
     ("CDS_CLIENTS", "{}"),
+    ("OAUTH_ISSUERS", '[{"issuer": "ftp://x"}]'),
     ("URGENT_REVIEW_MINUTES", 0),
 ]
 

@@ -28,6 +28,7 @@ from flask.typing import ResponseReturnValue
 from screening import extension
 from screening.services.callers import Caller
 from screening.services.keys import ApiKey
+from screening.services.keys import Principal
 from screening.web.auth import current_caller
 from screening.web.auth import current_key
 from screening.web.auth import set_caller
@@ -58,7 +59,7 @@ def _configured_key(name: str, check: str) -> ApiKey | None:
     return None
 
 
-def signed_in_key() -> ApiKey | None:
+def signed_in_key() -> Principal | None:
     """The clinician signed in to this request's review session, if it is still live.
 
     Looked up once per request (the rate limiter asks before the pages do); a
