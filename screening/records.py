@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from typing import NotRequired
 from typing import Protocol
 from typing import TypedDict
 
@@ -271,7 +272,8 @@ class Card(TypedDict):
     indicator: str
     detail: str
     source: CardSource
-    links: list[CardLink]
+    #: Left out without ``SCREENING_PUBLIC_URL`` (a link must be absolute).
+    links: NotRequired[list[CardLink]]
 
 
 class ShownCard(TypedDict):

@@ -351,8 +351,9 @@ class PatientView:
     prefetched: Any
     fhir_server: str | None
     access_token: str | None
-    #: Where the card's link points: ``SCREENING_PUBLIC_URL`` or the address called.
-    base_url: str
+    #: ``SCREENING_PUBLIC_URL``, which the card's link starts with; None: the card has no
+    #: link (CDS Hooks links are absolute, and the Host a caller sent is never used).
+    public_url: str | None
 
 
 def _cannot_fetch() -> ProblemError:
@@ -413,7 +414,9 @@ class CdsService:
             raise moved(exc, where) from None
         result = submission.result
         screening_id = self.screening_for(submission.answers)
-        review_url = call.base_url + "/review/" + (screening_id or "")
+        review_url = None
+        if call.public_url is not None:
+            review_url = call.public_url + "/review/" + (screening_id or "")
         card = card_for(result, submission.package, review_url, stored=screening_id is not None)
         self.record_card(
             card,

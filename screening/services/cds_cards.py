@@ -90,23 +90,27 @@ def _detail(result: Result) -> str:
     return "\n".join(lines)
 
 
-def card_for(result: Result, package: Package, review_url: str, *, stored: bool = False) -> Card:
+def card_for(
+    result: Result, package: Package, review_url: str | None, *, stored: bool = False
+) -> Card:
     """The one card for a result of ``package``'s rules, linking to ``review_url`` (a
-    screening's page when ``stored``, else the list)."""
+    screening's page when ``stored``, else the list); no link without one."""
     ruleset = package.ruleset
-    label = (
-        "Open the stored screening with these answers"
-        if stored
-        else "Open the screening review list"
-    )
-    return {
+    card: Card = {
         "uuid": str(uuid.uuid4()),
         "summary": result.clinician["card_summary"],
         "indicator": ruleset.outcomes[result.outcome].indicator,
         "detail": _detail(result),
         "source": {"label": f"Screening rules {ruleset.id} {ruleset.version}"},
-        "links": [{"label": label, "url": review_url, "type": "absolute"}],
     }
+    if review_url is not None:
+        label = (
+            "Open the stored screening with these answers"
+            if stored
+            else "Open the screening review list"
+        )
+        card["links"] = [{"label": label, "url": review_url, "type": "absolute"}]
+    return card
 
 
 def moved(exc: ValidationProblem, where: str) -> ValidationProblem:

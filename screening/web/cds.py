@@ -82,14 +82,30 @@ def _bearer_jwt() -> str | None:
     return token if scheme == "bearer" and token.count(".") == 2 else None
 
 
-def _base_url() -> str:
-    """``SCREENING_PUBLIC_URL``, or (without it) the address the request came to."""
-    return extension.cds().public_url or request.host_url.rstrip("/")
+_told_links_off = False
+
+
+def _public_url_for_links() -> str | None:
+    """``SCREENING_PUBLIC_URL``, which a card's links start with. Without it cards have no
+    links, which the log says once per process (at the first card, not at start-up, so
+    that the commands' output stays theirs)."""
+    global _told_links_off  # noqa: PLW0603 - once per process, for the operator
+    public_url = extension.cds().public_url
+    if public_url is None and not _told_links_off:
+        _told_links_off = True
+        logger.warning(
+            "cds: SCREENING_PUBLIC_URL is not set: cards carry no links to the review pages"
+        )
+    return public_url
 
 
 def _check_jwt(token: str) -> CdsClient:
     """The CDS client that signed ``token`` for this URL, else a bare 401."""
-    audience = _base_url() + request.path
+    # SCREENING_PUBLIC_URL, never the Host a caller sent (start-up requires it with clients).
+    public_url = extension.cds().public_url
+    if public_url is None:
+        raise _refused()
+    audience = public_url + request.path
     try:
         client = extension.cds().verify(token, audience)
     except TokenRefused as exc:
@@ -149,7 +165,7 @@ def patient_view() -> Response:
             prefetched=(body.get("prefetch") or {}).get(PREFETCH_KEY),
             fhir_server=body.get("fhirServer"),
             access_token=None if authorization is None else authorization["access_token"],
-            base_url=_base_url(),
+            public_url=_public_url_for_links(),
         )
     )
     return jsonify(cards=[] if card is None else [card])

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import re
+from collections.abc import Iterator
 from datetime import UTC
 from datetime import datetime
 from datetime import timedelta
@@ -18,10 +20,14 @@ from screening.rules.rulebook import Rulebook
 from screening.storage.store import Store
 from screening.storage.tables import cds_cards
 from screening.storage.tables import cds_feedback
+from screening.web import cds as cds_views
 from tests.support.app import BOTH_DATABASES
 from tests.support.app import TOKENS
 from tests.support.app import bearer
+from tests.support.app import make_app
 
+#: Where clinicians reach the service (SCREENING_PUBLIC_URL): the cards' links start with it.
+PUBLIC_URL = "https://screening.hospital.test"
 SERVICE = "/cds-services/lumbar-rfa-screening"
 FEEDBACK = f"{SERVICE}/feedback"
 _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -67,19 +73,25 @@ def _entry(card: str, outcome: str = "accepted", **extra: Any) -> dict[str, Any]
     return {"card": card, "outcome": outcome, "outcomeTimestamp": "2026-12-02T09:30:00Z", **extra}
 
 
+@pytest.fixture
+def app(database_url: str) -> Iterator[Flask]:
+    with make_app(database_url, PUBLIC_URL=PUBLIC_URL) as made:
+        yield made
+
+
 @BOTH_DATABASES
 def test_a_card_links_to_the_stored_screening_with_the_same_answers(
     client: FlaskClient, store: Store, rulebook: Rulebook, valid_answers: dict[str, Any]
 ) -> None:
     unmatched = _card(client, rulebook, valid_answers)
-    assert unmatched["links"][0]["url"] == "http://localhost/review/"
+    assert unmatched["links"][0]["url"] == f"{PUBLIC_URL}/review/"
     screening_id = _store(client, valid_answers)
     card = _card(client, rulebook, valid_answers)
-    assert card["links"][0]["url"] == f"http://localhost/review/{screening_id}"
+    assert card["links"][0]["url"] == f"{PUBLIC_URL}/review/{screening_id}"
     assert card["links"][0]["label"] == "Open the stored screening with these answers"
     # Other answers: another screening, not this one.
     other = _card(client, rulebook, {**valid_answers, "pain_intensity": 3})
-    assert other["links"][0]["url"] == "http://localhost/review/"
+    assert other["links"][0]["url"] == f"{PUBLIC_URL}/review/"
     shown = {row["uuid"]: row for row in _rows(store, cds_cards)}
     assert set(shown) == {unmatched["uuid"], card["uuid"], other["uuid"]}
     row = shown[card["uuid"]]
@@ -309,3 +321,36 @@ def test_purge_deletes_the_cards_and_feedback_of_purged_screenings_and_old_ones(
     assert store.screenings.purge(datetime.now(UTC) + timedelta(seconds=1), "ops") == 1
     assert _rows(store, cds_cards) == []
     assert _rows(store, cds_feedback) == []
+
+
+def test_a_card_never_links_to_a_host_the_caller_chose(
+    client: FlaskClient, rulebook: Rulebook, valid_answers: dict[str, Any]
+) -> None:
+    response = client.post(
+        SERVICE,
+        json=hook_body(rulebook, valid_answers),
+        headers={**bearer("dr-c"), "Host": "evil.example", "X-Forwarded-Host": "evil.example"},
+    )
+    (card,) = response.get_json()["cards"]
+    assert [link["url"] for link in card["links"]] == [f"{PUBLIC_URL}/review/"]
+
+
+def test_without_a_public_url_a_card_has_no_links_and_the_log_says_so(
+    database_url: str,
+    rulebook: Rulebook,
+    valid_answers: dict[str, Any],
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(cds_views, "_told_links_off", False)
+    with make_app(database_url) as plain:
+        response = plain.test_client().post(
+            SERVICE,
+            json=hook_body(rulebook, valid_answers),
+            headers={**bearer("dr-c"), "Host": "evil.example"},
+        )
+    (card,) = response.get_json()["cards"]
+    assert "links" not in card
+    assert card["summary"] and card["detail"]
+    told = [r for r in caplog.records if "cards carry no links" in r.getMessage()]
+    assert len(told) == 1 and told[0].levelno == logging.WARNING

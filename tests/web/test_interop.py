@@ -19,6 +19,7 @@ from screening.storage.store import Store
 from tests.support.app import BOTH_DATABASES
 from tests.support.app import RULES_ROOT
 from tests.support.app import bearer
+from tests.support.app import make_app
 
 FHIR = "application/fhir+json"
 
@@ -250,7 +251,7 @@ def hook_request(prefetched: Any) -> dict[str, Any]:
     ],
 )
 def test_one_card_for_the_latest_response(
-    client: FlaskClient,
+    database_url: str,
     rulebook: Rulebook,
     valid_answers: dict[str, Any],
     change: dict[str, Any],
@@ -270,9 +271,10 @@ def test_one_card_for_the_latest_response(
         "type": "searchset",
         "entry": [{"resource": latest}, {"resource": older}],
     }
-    response = client.post(
-        "/cds-services/lumbar-rfa-screening", json=hook_request(bundle), headers=bearer("dr-c")
-    )
+    with make_app(database_url, PUBLIC_URL="https://screening.hospital.test") as app:
+        response = app.test_client().post(
+            "/cds-services/lumbar-rfa-screening", json=hook_request(bundle), headers=bearer("dr-c")
+        )
     assert response.status_code == 200
     cards = response.get_json()["cards"]
     assert len(cards) == 1
@@ -284,7 +286,7 @@ def test_one_card_for_the_latest_response(
     assert "not a diagnosis" in card["detail"]
     assert "S1:" in card["detail"] or "S4:" in card["detail"] or "S5:" in card["detail"]
     assert card["source"]["label"] == "Screening rules lumbar-rfa 1.2.0"
-    assert card["links"][0]["url"].endswith("/review/")
+    assert card["links"][0]["url"] == "https://screening.hospital.test/review/"
     assert card["links"][0]["type"] == "absolute"
 
 
