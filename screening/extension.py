@@ -17,6 +17,7 @@ from screening.rules.i18n import Catalog
 from screening.rules.rulebook import Rulebook
 from screening.services.cds import CdsService
 from screening.services.config import Settings
+from screening.services.identity import OidcSignIn
 from screening.services.keys import Authenticator
 from screening.services.notifications import NotificationService
 from screening.services.oauth import AccessTokens
@@ -70,6 +71,11 @@ def screenings() -> ScreeningService:
 def access_tokens() -> AccessTokens:
     """The identity providers whose OAuth access tokens the API takes."""
     return services().access_tokens
+
+
+def identity() -> OidcSignIn | None:
+    """OpenID Connect sign-in; None when it is off."""
+    return services().identity
 
 
 def sessions() -> SessionService:

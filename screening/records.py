@@ -88,8 +88,11 @@ class Review:
     """One review of a screening: when, by whom, and the note if any."""
 
     at: datetime
+    #: The display name of who reviewed (a person's, or a key's or client's name).
     by: str
     note: str | None
+    #: Who, as the audit log names them; None for reviews made before people signed in.
+    by_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,10 +29,12 @@ from screening.rules.rulebook import Rulebook
 from screening.rules.rulebook import load_rules
 from screening.services.cds import CdsClient
 from screening.services.cds import parse_cds_clients
+from screening.services.identity import OidcConfig
 from screening.services.keys import ApiKey
 from screening.services.keys import parse_api_keys
 from screening.services.oauth import OAuthIssuer
 from screening.services.oauth import parse_oauth_issuers
+from screening.services.settings import http_url
 from screening.services.triage import parse_review_minutes
 from screening.services.webhooks import Endpoint
 from screening.services.webhooks import parse_endpoints
@@ -46,6 +48,10 @@ DEFAULT_IDLE = timedelta(minutes=30)
 #: ... and this long after signing in, however busy they keep the session.
 DEFAULT_LIFETIME = timedelta(hours=8)
 DEFAULT_RATE_LIMIT = "50/second"
+DEFAULT_OIDC_SCOPES = "openid profile email"
+DEFAULT_OIDC_ROLES_CLAIM = "roles"
+DEFAULT_OIDC_NAME = "your organization"
+_CLAIM_PATH = re.compile(r"^[A-Za-z0-9_:-]+(\.[A-Za-z0-9_:-]+)*$")
 MAX_TRUSTED_PROXIES = 10
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
@@ -83,6 +89,33 @@ class Settings:
     public_url: str | None = _setting("PUBLIC_URL")
     cds_clients: tuple[CdsClient, ...] = _setting("CDS_CLIENTS")
     oauth_issuers: tuple[OAuthIssuer, ...] = _setting("OAUTH_ISSUERS")
+    #: None: OpenID Connect sign-in is off.
+    oidc_issuer: str | None = _setting("OIDC_ISSUER")
+    oidc_client_id: str | None = _setting("OIDC_CLIENT_ID")
+    oidc_client_secret: str | None = _setting("OIDC_CLIENT_SECRET")
+    oidc_scopes: str = _setting("OIDC_SCOPES")
+    oidc_roles_claim: str = _setting("OIDC_ROLES_CLAIM")
+    oidc_clinician_roles: frozenset[str] = _setting("OIDC_CLINICIAN_ROLES")
+    oidc_name: str = _setting("OIDC_NAME")
+    #: Whether the token sign-in form is offered (beside OIDC, or alone).
+    review_token_sign_in: bool = _setting("REVIEW_TOKEN_SIGN_IN")
+
+    @property
+    def oidc(self) -> OidcConfig | None:
+        """OpenID Connect sign-in's settings, when it is on."""
+        if self.oidc_issuer is None:
+            return None
+        assert self.oidc_client_id is not None and self.oidc_client_secret is not None
+        return OidcConfig(
+            issuer=self.oidc_issuer,
+            client_id=self.oidc_client_id,
+            client_secret=self.oidc_client_secret,
+            scopes=self.oidc_scopes,
+            roles_claim=self.oidc_roles_claim,
+            clinician_roles=self.oidc_clinician_roles,
+            name=self.oidc_name,
+        )
+
     urgent_review_minutes: int = _setting("URGENT_REVIEW_MINUTES")
 
     def __repr__(self) -> str:
@@ -123,6 +156,7 @@ def read_settings(config: Mapping[str, Any], default_rules: Path) -> Settings:
             "call the service at (such as https://screening.example.org), which their "
             "tokens' aud must name"
         )
+    oidc = _oidc(config, public_url)
     return Settings(
         rulebook=rulebook,
         database_url=_database_url(config.get("DATABASE_URL")),
@@ -140,7 +174,65 @@ def read_settings(config: Mapping[str, Any], default_rules: Path) -> Settings:
         cds_clients=trusted,
         oauth_issuers=oauth_issuers,
         urgent_review_minutes=review_minutes,
+        **oidc,
     )
+
+
+def _oidc(config: Mapping[str, Any], public_url: str | None) -> dict[str, Any]:
+    """The ``SCREENING_OIDC_*`` settings and ``SCREENING_REVIEW_TOKEN_SIGN_IN``, checked."""
+    issuer = config.get("OIDC_ISSUER") or None
+    names = ("CLIENT_ID", "CLIENT_SECRET", "SCOPES", "ROLES_CLAIM", "CLINICIAN_ROLES", "NAME")
+    if issuer is None:
+        for name in names:
+            if config.get(f"OIDC_{name}"):
+                raise SettingsError(f"SCREENING_OIDC_{name}: set only with SCREENING_OIDC_ISSUER")
+    elif not isinstance(issuer, str) or not http_url(issuer):
+        raise SettingsError("SCREENING_OIDC_ISSUER: the provider's http(s) issuer URL")
+    elif public_url is None:
+        raise SettingsError(
+            "SCREENING_PUBLIC_URL: needed with SCREENING_OIDC_ISSUER: the redirect and "
+            "logout URIs registered at the provider are built from it"
+        )
+    values: dict[str, Any] = {"oidc_issuer": issuer}
+    for name in ("CLIENT_ID", "CLIENT_SECRET"):
+        value = config.get(f"OIDC_{name}") or None
+        if issuer is not None and (not isinstance(value, str) or not value.strip()):
+            raise SettingsError(f"SCREENING_OIDC_{name}: required with SCREENING_OIDC_ISSUER")
+        values[f"oidc_{name.lower()}"] = value
+    scopes = str(config.get("OIDC_SCOPES") or DEFAULT_OIDC_SCOPES).split()
+    if "openid" not in scopes:
+        raise SettingsError("SCREENING_OIDC_SCOPES: must include openid")
+    claim = str(config.get("OIDC_ROLES_CLAIM") or DEFAULT_OIDC_ROLES_CLAIM)
+    if not _CLAIM_PATH.fullmatch(claim):
+        raise SettingsError("SCREENING_OIDC_ROLES_CLAIM: a claim name or a dotted path to one")
+    roles = frozenset(
+        role.strip() for role in str(config.get("OIDC_CLINICIAN_ROLES") or "").split(",")
+    ) - {""}
+    if issuer is not None and not roles:
+        raise SettingsError(
+            "SCREENING_OIDC_CLINICIAN_ROLES: required with SCREENING_OIDC_ISSUER: the values "
+            "of the roles claim that make a person a clinician (nobody is one by default)"
+        )
+    name = str(config.get("OIDC_NAME") or DEFAULT_OIDC_NAME).strip()
+    if not name or len(name) > 64:
+        raise SettingsError("SCREENING_OIDC_NAME: 1 to 64 characters")
+    token_sign_in = config.get("REVIEW_TOKEN_SIGN_IN")
+    if token_sign_in is None or token_sign_in == "":
+        offered = issuer is None
+    elif str(token_sign_in).strip().lower() in ("1", "true"):
+        offered = True
+    elif str(token_sign_in).strip().lower() in ("0", "false"):
+        offered = False
+    else:
+        raise SettingsError("SCREENING_REVIEW_TOKEN_SIGN_IN: 1 (offered) or 0 (not offered)")
+    values.update(
+        oidc_scopes=" ".join(scopes),
+        oidc_roles_claim=claim,
+        oidc_clinician_roles=roles,
+        oidc_name=name,
+        review_token_sign_in=offered,
+    )
+    return values
 
 
 def _database_url(value: Any) -> str | None:

@@ -26,13 +26,23 @@ class KeyConfigError(ValueError):
 
 class Principal(Protocol):
     """Who a request acts for, as the services see it: a name for the audit log and for
-    portal isolation, and a role (empty: none)."""
+    portal isolation, a role (empty: none), and how a review names them."""
 
     @property
     def name(self) -> str: ...
 
     @property
     def role(self) -> str: ...
+
+    @property
+    def display_name(self) -> str:
+        """A review's ``by``: a person's name, else the caller's name."""
+        ...
+
+    @property
+    def actor_id(self) -> str:
+        """A review's ``by_id``: ``key:<name>``, ``oauth:<client_id>``, ``oidc:<sub>``."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +52,16 @@ class ApiKey:
     name: str
     role: str
     digest: bytes
+
+    @property
+    def display_name(self) -> str:
+        """A key is named by its name."""
+        return self.name
+
+    @property
+    def actor_id(self) -> str:
+        """``key:<name>``."""
+        return f"key:{self.name}"
 
 
 def token_digest(token: str) -> str:

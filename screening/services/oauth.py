@@ -77,6 +77,16 @@ class OAuthClient:
     client_id: str
     issuer: str
 
+    @property
+    def display_name(self) -> str:
+        """A client is named ``oauth:<client_id>``."""
+        return self.name
+
+    @property
+    def actor_id(self) -> str:
+        """``oauth:<client_id>``."""
+        return self.name
+
 
 def parse_oauth_issuers(value: Any) -> tuple[OAuthIssuer, ...]:
     """``SCREENING_OAUTH_ISSUERS``: a JSON array of issuers (empty or unset: none)."""

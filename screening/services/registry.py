@@ -14,6 +14,7 @@ from screening.rules.i18n import Catalog
 from screening.rules.rulebook import Rulebook
 from screening.services.cds import CdsService
 from screening.services.config import Settings
+from screening.services.identity import OidcSignIn
 from screening.services.keys import Authenticator
 from screening.services.notifications import NotificationService
 from screening.services.oauth import AccessTokens
@@ -39,6 +40,8 @@ class Services:
     cds: CdsService
     sessions: SessionService
     access_tokens: AccessTokens
+    #: None: OpenID Connect sign-in is off.
+    identity: OidcSignIn | None
 
     @property
     def rulebook(self) -> Rulebook:
@@ -73,4 +76,14 @@ def build(settings: Settings, default_database: Path) -> Services:
             store, idle=settings.session_idle, lifetime=settings.session_lifetime
         ),
         access_tokens=AccessTokens(settings.oauth_issuers),
+        identity=_identity(settings),
     )
+
+
+def _identity(settings: Settings) -> OidcSignIn | None:
+    """OpenID Connect sign-in, its redirect URI built from ``SCREENING_PUBLIC_URL``."""
+    oidc = settings.oidc
+    if oidc is None:
+        return None
+    assert settings.public_url is not None, "the settings require it with OIDC"
+    return OidcSignIn(oidc, settings.public_url + "/review/oidc/callback")

@@ -67,6 +67,8 @@ class ScreeningRecords(Protocol):
         note: str | None,
         at: datetime | None = None,
         deliveries: Sequence[NewDelivery] = (),
+        by_id: str | None = None,
+        actor: str | None = None,
     ) -> bool:
         """Record a review; False when there is no such screening."""
 

@@ -416,7 +416,16 @@ class ScreeningService:
             if current is None:
                 raise _not_found()
             deliveries = self.notifier.deliveries(REVIEWED, current, "reviewed", now)
-        if not self.store.screenings.add_review(screening_id, key.name, note, now, deliveries):
+        added = self.store.screenings.add_review(
+            screening_id,
+            key.display_name,
+            note,
+            now,
+            deliveries,
+            by_id=key.actor_id,
+            actor=key.name,
+        )
+        if not added:
             raise _not_found()
         record = self.store.screenings.get(screening_id)
         assert record is not None

@@ -12,17 +12,33 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
+from datetime import datetime
 from datetime import timedelta
 
+from screening.services.identity import Person
 from screening.storage.store import Store
 
 
 @dataclass(frozen=True, slots=True)
 class LiveSession:
-    """A session that is still live: whose key it is, and its check of that key."""
+    """A session that is still live: a key's (its name and its check of that key) or a
+    person's (their id, display name and the provider's session id)."""
 
-    key_name: str
-    key_check: str
+    via: str
+    key_name: str | None = None
+    key_check: str | None = None
+    person_id: str | None = None
+    display_name: str | None = None
+    sid: str | None = None
+
+    @property
+    def person(self) -> Person | None:
+        """The person a person's session is for (a clinician: roles are read at sign-in)."""
+        if self.person_id is None:
+            return None
+        return Person(
+            self.person_id, "clinician", self.display_name or self.person_id, self.via, self.sid
+        )
 
 
 def _token_hash(token: str) -> str:
@@ -44,8 +60,31 @@ class SessionService:
         that the key still has the token (and the server the secret) it had here.
         """
         token = secrets.token_urlsafe(32)
-        self.store.sessions.start(_token_hash(token), key_name, key_check, self.lifetime, self.idle)
+        who = {"via": "token", "key_name": key_name, "key_check": key_check}
+        self.store.sessions.start(_token_hash(token), who, self.lifetime, self.idle)
         return token
+
+    def start_person(self, person: Person) -> str:
+        """Start a session for a person signed in through the identity provider; return the
+        token for the cookie (stored only hashed)."""
+        token = secrets.token_urlsafe(32)
+        who = {
+            "via": person.via,
+            "person_id": person.name,
+            "display_name": person.display_name,
+            "sid": person.sid,
+        }
+        self.store.sessions.start(_token_hash(token), who, self.lifetime, self.idle)
+        return token
+
+    def first_logout(self, issuer: str, jti: str, expires_at: datetime) -> bool:
+        """Whether a logout token's ``jti`` is seen for the first time (kept until it
+        expires, in the table of token ids the CDS service keeps too)."""
+        return self.store.cds.remember_token_id(f"logout:{issuer}", jti, expires_at)
+
+    def end_people(self, *, sid: str | None, person_id: str | None) -> int:
+        """End every session of a provider session id (or a person); how many ended."""
+        return self.store.sessions.end_people(sid=sid, person_id=person_id)
 
     def resume(self, token: str) -> LiveSession | None:
         """The live session of ``token``, marked as used now; None once it has ended."""

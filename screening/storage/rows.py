@@ -130,7 +130,7 @@ def screening_from(row: AnyRow, history: Sequence[AnyRow]) -> Screening:
         answers_sha256=row.answers_sha256,
         result=result_from(row.result),
         source=row.source,
-        reviews=tuple(Review(r.at, r.by, r.note) for r in history),
+        reviews=tuple(Review(r.at, r.by, r.note, r.by_id) for r in history),
     )
 
 

@@ -174,7 +174,7 @@ class ScreeningRepository:
             if row is None:
                 return None
             history = conn.execute(
-                sa.select(reviews.c.at, reviews.c.by, reviews.c.note)
+                sa.select(reviews.c.at, reviews.c.by, reviews.c.note, reviews.c.by_id)
                 .where(reviews.c.screening_id == screening_id)
                 .order_by(reviews.c.id)
             ).all()
@@ -352,6 +352,8 @@ class ScreeningRepository:
         note: str | None,
         at: datetime | None = None,
         deliveries: Sequence[NewDelivery] = (),
+        by_id: str | None = None,
+        actor: str | None = None,
     ) -> bool:
         """Record a review and its webhook deliveries (the outbox) at once; False, storing
         nothing, when there is no such screening."""
@@ -366,9 +368,11 @@ class ScreeningRepository:
             if updated != 1:
                 return False
             conn.execute(
-                reviews.insert().values(screening_id=screening_id, at=now, by=by, note=note)
+                reviews.insert().values(
+                    screening_id=screening_id, at=now, by=by, note=note, by_id=by_id
+                )
             )
-            write_audit(self.store, conn, by, "review", [screening_id], now)
+            write_audit(self.store, conn, actor or by, "review", [screening_id], now)
             if deliveries:
                 self.store.insert_rows(conn, webhook_deliveries, deliveries)
             return True

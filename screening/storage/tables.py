@@ -95,8 +95,11 @@ reviews = sa.Table(
         index=True,
     ),
     sa.Column("at", UTCDateTime(), nullable=False),
-    sa.Column("by", sa.String(64), nullable=False),
+    # The display name of who reviewed: a person's, or a key's or client's name.
+    sa.Column("by", sa.String(255), nullable=False),
     sa.Column("note", sa.Text),
+    # Who, as the audit log names them: oidc:<sub>, smart:<sub>, key:<name>, oauth:<client>.
+    sa.Column("by_id", sa.String(300)),
 )
 
 idempotency_records = sa.Table(
@@ -139,9 +142,17 @@ review_sessions = sa.Table(
     metadata,
     # The SHA-256 of the session's token: the cookie holds the token, the table never does.
     sa.Column("token_hash", sa.String(64), primary_key=True),
-    sa.Column("key_name", sa.String(64), nullable=False, index=True),
-    # Ties the session to the key's token and the cookie secret as they were at sign-in.
-    sa.Column("key_check", sa.String(64), nullable=False),
+    # How the person signed in: "token" (a key), "oidc" or "smart".
+    sa.Column("via", sa.String(16), nullable=False, server_default="token"),
+    # A key's session: its name, and a check tying it to the key's token and the cookie
+    # secret as they were at sign-in.
+    sa.Column("key_name", sa.String(64), index=True),
+    sa.Column("key_check", sa.String(64)),
+    # A person's session: their id (oidc:<sub>, smart:<sub>), display name, and the
+    # provider's session id that a back-channel logout names.
+    sa.Column("person_id", sa.String(300), index=True),
+    sa.Column("display_name", sa.String(255)),
+    sa.Column("sid", sa.String(255), index=True),
     sa.Column("created_at", UTCDateTime(), nullable=False),
     sa.Column("last_seen_at", UTCDateTime(), nullable=False),
     # The absolute end, however busy the session is kept.

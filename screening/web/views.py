@@ -75,6 +75,7 @@ class ClinicianEvaluation(TypedDict):
 class ReviewEntry(TypedDict):
     at: str
     by: str
+    by_id: str | None
     note: str | None
 
 
@@ -169,7 +170,12 @@ def full_view(screening: Screening) -> ClinicianScreening:
             "due_at": _maybe_rfc3339(screening.review_due_at),
             "overdue": screening.review_overdue,
             "history": [
-                {"at": rfc3339(review.at), "by": review.by, "note": review.note}
+                {
+                    "at": rfc3339(review.at),
+                    "by": review.by,
+                    "by_id": review.by_id,
+                    "note": review.note,
+                }
                 for review in screening.reviews
             ],
         },

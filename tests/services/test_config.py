@@ -111,6 +111,15 @@ BAD: list[tuple[str, Any]] = [
     ("CDS_CLIENTS", "{}"),
     ("OAUTH_ISSUERS", '[{"issuer": "ftp://x"}]'),
     ("URGENT_REVIEW_MINUTES", 0),
+    ("OIDC_ISSUER", "ftp://idp.example"),
+    # Each of these only with SCREENING_OIDC_ISSUER.
+    ("OIDC_CLIENT_ID", "screening"),
+    ("OIDC_CLIENT_SECRET", "a-secret"),
+    ("OIDC_SCOPES", "profile"),
+    ("OIDC_ROLES_CLAIM", "realm access"),
+    ("OIDC_CLINICIAN_ROLES", "clinician"),
+    ("OIDC_NAME", "x" * 65),
+    ("REVIEW_TOKEN_SIGN_IN", "sometimes"),
 ]
 
 

@@ -158,13 +158,17 @@ class MemoryScreenings:
         note: str | None,
         at: datetime | None = None,
         deliveries: Sequence[NewDelivery] = (),
+        by_id: str | None = None,
+        actor: str | None = None,
     ) -> bool:
         row = self.rows.get(screening_id)
         if row is None:
             return False
         self.rows[screening_id] = replace(row, review_status="reviewed")
-        self.reviews.setdefault(screening_id, []).append(Review(at or datetime.now(UTC), by, note))
-        self.audit.record(by, "review", [screening_id])
+        self.reviews.setdefault(screening_id, []).append(
+            Review(at or datetime.now(UTC), by, note, by_id)
+        )
+        self.audit.record(actor or by, "review", [screening_id])
         self.deliveries.extend(deliveries)
         return True
 

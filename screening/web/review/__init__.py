@@ -18,6 +18,7 @@ from flask import Flask
 from screening.services.config import Settings
 
 # Imported for their routes, which they add to the blueprint.
+from screening.web.review import oidc  # noqa: F401
 from screening.web.review import pages  # noqa: F401
 from screening.web.review import session  # noqa: F401
 from screening.web.review.blueprint import CONFIG_DEFAULTS

@@ -27,6 +27,7 @@ from flask.typing import ResponseReturnValue
 
 from screening import extension
 from screening.services.callers import Caller
+from screening.services.identity import Person
 from screening.services.keys import ApiKey
 from screening.services.keys import Principal
 from screening.web.auth import current_caller
@@ -37,6 +38,8 @@ from screening.web.review.blueprint import csrf
 from screening.web.review.blueprint import error_page
 
 _SESSION_TOKEN = "review_session"
+#: The ID token of a person's sign-in, kept for the logout hint (in the signed cookie).
+ID_TOKEN = "oidc_id_token"
 
 
 def _fingerprint(key: ApiKey) -> str:
@@ -66,13 +69,15 @@ def signed_in_key() -> Principal | None:
     session whose key was removed or rotated is ended on the spot.
     """
     if "caller" not in g:
-        found = None
+        found: Principal | None = None
         token = session.get(_SESSION_TOKEN) if current_app.secret_key else None
         if isinstance(token, str):
             sessions = extension.sessions()
             live = sessions.resume(token)
-            if live is not None:
-                found = _configured_key(live.key_name, live.key_check)
+            if live is not None and live.person is not None:
+                found = live.person
+            elif live is not None:
+                found = _configured_key(live.key_name or "", live.key_check or "")
                 if found is None:
                     sessions.end(token)
         set_caller(None if found is None else Caller.with_key(found, "review_session"))
@@ -80,7 +85,7 @@ def signed_in_key() -> Principal | None:
     return None if caller is None else caller.key
 
 
-def _safe_next(target: str | None) -> str:
+def safe_next(target: str | None) -> str:
     """Where to go after signing in: a page of this blueprint, never another site."""
     default = url_for("review.index")
     if not target:
@@ -111,9 +116,12 @@ def _guard() -> ResponseReturnValue | None:
             "This server has no SCREENING_SECRET_KEY setting, which the review pages need "
             "to sign people in safely. Ask the team that runs the service to set it.",
         )
+    if request.endpoint == "review.backchannel_logout":
+        # The provider posts it, with no cookie or form of ours: its signed token is the proof.
+        return None
     if request.method not in ("GET", "HEAD", "OPTIONS"):
         csrf.protect()
-    if request.endpoint == "review.login":
+    if request.endpoint in ("review.login", "review.login_oidc", "review.oidc_callback"):
         return None
     key = signed_in_key()
     if key is None:
@@ -137,26 +145,50 @@ def _in_words(duration: timedelta) -> str:
 
 
 def _login_page(target: str, error: str | None, status: int) -> ResponseReturnValue:
-    """The sign-in form, with an error when the last try failed."""
+    """The sign-in page: the identity provider's button and, where it is offered, the token
+    form (with an error when the last try failed)."""
     sessions = extension.sessions()
+    identity = extension.identity()
     page = render_template(
         "review/login.html",
         next=target,
         error=error,
         idle=_in_words(sessions.idle),
         lifetime=_in_words(sessions.lifetime),
+        provider_name=None if identity is None else identity.config.name,
+        token_sign_in=extension.settings().review_token_sign_in,
     )
     return page, status
+
+
+def start_session(principal: Person | None = None, token: str | None = None) -> None:
+    """A fresh review session for a person (or, with ``token``, the one already made for a
+    key): nothing from before signing in carries over, and a session this browser still
+    had is ended rather than left behind."""
+    previous = session.get(_SESSION_TOKEN)
+    if isinstance(previous, str):
+        extension.sessions().end(previous)
+    session.clear()
+    session.permanent = True
+    if principal is not None:
+        token = extension.sessions().start_person(principal)
+    session[_SESSION_TOKEN] = token
 
 
 @bp.route("/login", methods=["GET", "POST"])
 def login() -> ResponseReturnValue:
     """The sign-in form; only clinician tokens sign in."""
-    target = _safe_next(request.values.get("next"))
+    target = safe_next(request.values.get("next"))
     if request.method == "GET":
         if signed_in_key() is not None:
             return redirect(target)
         return _login_page(target, None, 200)
+    if not extension.settings().review_token_sign_in:
+        return error_page(
+            403,
+            "Sign in with your organization",
+            "Signing in with an access token is turned off here. Use the sign-in button.",
+        )
     token = request.form.get("token", "").strip()
     key = extension.authenticator().identify(token) if token else None
     error, status = None, 200
@@ -171,25 +203,26 @@ def login() -> ResponseReturnValue:
         )
     if error is not None or key is None:
         return _login_page(target, error, status)
-    # A fresh session: nothing from before signing in carries over, and a session
-    # this browser still had is ended rather than left behind.
-    previous = session.get(_SESSION_TOKEN)
-    if isinstance(previous, str):
-        extension.sessions().end(previous)
-    session.clear()
-    session.permanent = True
-    session[_SESSION_TOKEN] = extension.sessions().start(key.name, _fingerprint(key))
+    start_session(token=extension.sessions().start(key.name, _fingerprint(key)))
     extension.screenings().audit(key.name, "sign_in")
     return redirect(target, code=303)
 
 
 @bp.post("/logout")
 def logout() -> ResponseReturnValue:
-    """Sign out: end the session in the database, so no copy of the cookie still works."""
+    """Sign out: end the session in the database, so no copy of the cookie still works;
+    a person signed in through the identity provider is sent there to sign out too."""
     token = session.get(_SESSION_TOKEN)
+    id_token = session.get(ID_TOKEN)
     if isinstance(token, str):
         extension.sessions().end(token)
     extension.screenings().audit(current_key().name, "sign_out")
     session.clear()
+    identity = extension.identity()
+    if identity is not None and isinstance(id_token, str):
+        public_url = extension.settings().public_url
+        ends = identity.end_session_url(id_token, f"{public_url}/review/login")
+        if ends is not None:
+            return redirect(ends, code=303)
     flash("You are signed out.", "info")
     return redirect(url_for("review.login"), code=303)
