@@ -176,6 +176,12 @@ class OidcSignIn:
                 self._keys = None
             return self._metadata
 
+    def cached_end_session_endpoint(self) -> str | None:
+        """The ``end_session_endpoint`` of the metadata read so far (None before any, or
+        when it lists none): asks nothing of the provider."""
+        endpoint = None if self._metadata is None else self._metadata.get("end_session_endpoint")
+        return endpoint if isinstance(endpoint, str) else None
+
     def _key_set(self) -> jwt.PyJWKClient:
         metadata = self.metadata()
         with self._lock:

@@ -42,11 +42,17 @@ def service_environment(database_url: str) -> dict[str, str]:
 
 @contextmanager
 def gunicorn(
-    env: dict[str, str], log: Path, *, workers: int = 3, threads: int = 4
+    env: dict[str, str],
+    log: Path,
+    *,
+    workers: int = 3,
+    threads: int = 4,
+    port: int | None = None,
 ) -> Iterator[str]:
-    """Start ``gunicorn 'screening:create_app()'``; yield its base URL; stop it."""
+    """Start ``gunicorn 'screening:create_app()'`` (on ``port``, else a free one); yield its
+    base URL; stop it."""
     require("deployment", "gunicorn")
-    port = free_port()
+    port = port or free_port()
     command = [
         str(Path(sys.executable).parent / "gunicorn"),
         "--workers",

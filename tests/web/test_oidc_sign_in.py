@@ -151,6 +151,14 @@ def sign_in(client: FlaskClient, browser: requests.Session, account: str) -> Tes
     return client.get(local(callback_url(client, browser, account)))
 
 
+def browser_issuer(client: FlaskClient) -> str:
+    """The issuer the app under test signs people in at."""
+    assert client.application is not None
+    identity = extension.of(client.application).identity
+    assert identity is not None
+    return identity.config.issuer
+
+
 def test_a_clinician_signs_in_and_their_review_names_them(
     client: FlaskClient, browser: requests.Session, store: Store
 ) -> None:
@@ -167,6 +175,10 @@ def test_a_clinician_signs_in_and_their_review_names_them(
     page = client.get(f"/review/{screening_id}")
     assert page.status_code == 200
     assert "Dr Jane Carter" in page.text and "through your organization" in page.text
+    # Signing out sends the browser on to the provider: its form may lead there, no further.
+    policy = page.headers["Content-Security-Policy"]
+    origin = "http://" + urlsplit(browser_issuer(client)).netloc
+    assert f"form-action 'self' {origin};" in policy
     token = _CSRF.search(page.text)
     assert token is not None
     reviewed = client.post(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 from flask import Blueprint
 from flask import render_template
@@ -13,6 +14,7 @@ from flask_wtf.csrf import CSRFProtect
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
+from screening import extension
 from screening.services.config import DEFAULT_IDLE
 from screening.services.problems import ProblemError
 from screening.timestamps import rfc3339
@@ -64,9 +66,33 @@ bp.add_app_template_filter(rfc3339, "rfc3339")
 csrf = CSRFProtect()
 
 
+def _sign_out_origins() -> list[str]:
+    """Where signing out may send the browser: the identity provider's end-session address
+    (a form's redirect is held to ``form-action`` too), when OpenID Connect is on."""
+    identity = extension.identity()
+    if identity is None:
+        return []
+    origins = {_origin(identity.config.issuer)}
+    endpoint = identity.cached_end_session_endpoint()
+    if endpoint is not None:
+        origins.add(_origin(endpoint))
+    return sorted(origins)
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
 @bp.after_request
 def _security_headers(response: Response) -> Response:
     """Security headers on every page, and no caching of pages with patient data."""
+    extra = _sign_out_origins()
+    if extra:
+        policy = CONTENT_SECURITY_POLICY.replace(
+            "form-action 'self'", "form-action 'self' " + " ".join(extra)
+        )
+        response.headers.setdefault("Content-Security-Policy", policy)
     for name, value in SECURITY_HEADERS.items():
         response.headers.setdefault(name, value)
     if request.endpoint != "review.static":
