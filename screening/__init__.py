@@ -22,6 +22,7 @@ from screening.web import observability
 from screening.web import ops
 from screening.web import proxies
 from screening.web import review
+from screening.web import smart
 from screening.web import transfers
 
 #: The repository root: ``rules/`` and ``openapi.yaml`` live beside the package.
@@ -70,6 +71,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(ops.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(cds.bp)
+    app.register_blueprint(smart.bp)
     # Without SCREENING_SECRET_KEY the review pages answer 503 saying so; the API,
     # the CLI and the health checks need no secret.
     review.init_app(app, settings)

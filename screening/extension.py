@@ -24,6 +24,7 @@ from screening.services.oauth import AccessTokens
 from screening.services.registry import Services
 from screening.services.screenings import ScreeningService
 from screening.services.sessions import SessionService
+from screening.services.smart import SmartLaunch
 
 EXTENSION = "screening"
 
@@ -76,6 +77,11 @@ def access_tokens() -> AccessTokens:
 def identity() -> OidcSignIn | None:
     """OpenID Connect sign-in; None when it is off."""
     return services().identity
+
+
+def smart_launch(iss: str) -> SmartLaunch | None:
+    """The SMART launch of the EHR whose FHIR base is ``iss``, if it is allowed."""
+    return services().smart.get(iss.rstrip("/"))
 
 
 def sessions() -> SessionService:

@@ -375,10 +375,13 @@ class CdsService:
         public_url: str | None = None,
         *,
         screenings: ScreeningService,
+        smart_issuers: frozenset[str] = frozenset(),
     ) -> None:
         self.store = store
         #: ``SCREENING_PUBLIC_URL``: the base of the URLs tokens' ``aud`` must name.
         self.public_url = public_url
+        #: The FHIR bases of the EHRs that may launch the review pages (SMART).
+        self.smart_issuers = smart_issuers
         self.verifier = TokenVerifier(clients, store)
         self.screenings = screenings
 
@@ -417,7 +420,19 @@ class CdsService:
         review_url = None
         if call.public_url is not None:
             review_url = call.public_url + "/review/" + (screening_id or "")
-        card = card_for(result, submission.package, review_url, stored=screening_id is not None)
+        smart_url = None
+        launches = (
+            call.fhir_server is not None and call.fhir_server.rstrip("/") in self.smart_issuers
+        )
+        if call.public_url is not None and launches:
+            smart_url = call.public_url + "/smart/launch"
+        card = card_for(
+            result,
+            submission.package,
+            review_url,
+            stored=screening_id is not None,
+            smart_url=smart_url,
+        )
         self.record_card(
             card,
             caller=call.caller,

@@ -11,6 +11,7 @@ from typing import Any
 
 from screening.fhir.forms import canonical_reference
 from screening.records import Card
+from screening.records import CardLink
 from screening.records import Result
 from screening.rules.rulebook import Package
 from screening.rules.rulebook import Rulebook
@@ -91,7 +92,12 @@ def _detail(result: Result) -> str:
 
 
 def card_for(
-    result: Result, package: Package, review_url: str | None, *, stored: bool = False
+    result: Result,
+    package: Package,
+    review_url: str | None,
+    *,
+    stored: bool = False,
+    smart_url: str | None = None,
 ) -> Card:
     """The one card for a result of ``package``'s rules, linking to ``review_url`` (a
     screening's page when ``stored``, else the list); no link without one."""
@@ -110,6 +116,14 @@ def card_for(
             else "Open the screening review list"
         )
         card["links"] = [{"label": label, "url": review_url, "type": "absolute"}]
+    if smart_url is not None:
+        # The EHR launches it (SMART App Launch), signed in as the clinician at the EHR.
+        link: CardLink = {
+            "label": "Open the screening review in the EHR",
+            "url": smart_url,
+            "type": "smart",
+        }
+        card["links"] = [*card.get("links", []), link]
     return card
 
 

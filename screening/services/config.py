@@ -35,6 +35,8 @@ from screening.services.keys import parse_api_keys
 from screening.services.oauth import OAuthIssuer
 from screening.services.oauth import parse_oauth_issuers
 from screening.services.settings import http_url
+from screening.services.smart import SmartClient
+from screening.services.smart import parse_smart_clients
 from screening.services.triage import parse_review_minutes
 from screening.services.webhooks import Endpoint
 from screening.services.webhooks import parse_endpoints
@@ -99,6 +101,7 @@ class Settings:
     oidc_name: str = _setting("OIDC_NAME")
     #: Whether the token sign-in form is offered (beside OIDC, or alone).
     review_token_sign_in: bool = _setting("REVIEW_TOKEN_SIGN_IN")
+    smart_clients: tuple[SmartClient, ...] = _setting("SMART_CLIENTS")
 
     @property
     def oidc(self) -> OidcConfig | None:
@@ -146,6 +149,7 @@ def read_settings(config: Mapping[str, Any], default_rules: Path) -> Settings:
         trusted = parse_cds_clients(config.get("CDS_CLIENTS"))
         review_minutes = parse_review_minutes(config.get("URGENT_REVIEW_MINUTES"))
         oauth_issuers = parse_oauth_issuers(config.get("OAUTH_ISSUERS"))
+        smart_clients = parse_smart_clients(config.get("SMART_CLIENTS"))
     except ValueError as exc:
         raise SettingsError(str(exc)) from None
     if trusted and public_url is None:
@@ -157,6 +161,11 @@ def read_settings(config: Mapping[str, Any], default_rules: Path) -> Settings:
             "tokens' aud must name"
         )
     oidc = _oidc(config, public_url)
+    if smart_clients and public_url is None:
+        raise SettingsError(
+            "SCREENING_PUBLIC_URL: needed with SCREENING_SMART_CLIENTS: the redirect URI "
+            "registered at each EHR is built from it"
+        )
     return Settings(
         rulebook=rulebook,
         database_url=_database_url(config.get("DATABASE_URL")),
@@ -174,6 +183,7 @@ def read_settings(config: Mapping[str, Any], default_rules: Path) -> Settings:
         cds_clients=trusted,
         oauth_issuers=oauth_issuers,
         urgent_review_minutes=review_minutes,
+        smart_clients=smart_clients,
         **oidc,
     )
 

@@ -208,9 +208,14 @@ class OidcSignIn:
 
     # --- signing in -----------------------------------------------------------------
 
-    def start(self, next_page: str) -> tuple[str, PendingSignIn]:
-        """The provider's authorization URL for a new sign-in, and what to keep until the
-        callback: a fresh state and nonce (256 bits each) and the PKCE verifier."""
+    def expected_issuer(self) -> str:
+        """The ``iss`` of the provider's tokens."""
+        return self.config.issuer
+
+    def start(self, next_page: str, **extra: str) -> tuple[str, PendingSignIn]:
+        """The provider's authorization URL for a new sign-in (with ``extra`` parameters),
+        and what to keep until the callback: a fresh state and nonce (256 bits each) and
+        the PKCE verifier."""
         pending = PendingSignIn(
             secrets.token_urlsafe(32),
             secrets.token_urlsafe(32),
@@ -222,6 +227,7 @@ class OidcSignIn:
             state=pending.state,
             code_verifier=pending.code_verifier,
             nonce=pending.nonce,
+            **extra,
         )
         return url, pending
 
@@ -233,12 +239,21 @@ class OidcSignIn:
         Raises ``SignInRefused`` for a missing, unknown or reused state, an error from the
         provider, a wrong ``iss`` (RFC 9207), an ID token that fails a check, or a person
         without a clinician role (403); ``ProviderUnavailable`` when it does not answer."""
+        token = self.exchange(params, pending)
+        id_token = token.get("id_token")
+        if not isinstance(id_token, str) or pending is None:
+            raise SignInRefused("no ID token")
+        claims = self.check_id_token(id_token, pending.nonce)
+        return self.person(claims, "oidc"), id_token
+
+    def exchange(self, params: Mapping[str, str], pending: PendingSignIn | None) -> dict[str, Any]:
+        """The token response for a callback, once its state, ``iss`` and code are checked."""
         state = params.get("state")
         if pending is None or not state or not secrets.compare_digest(state, pending.state):
             raise SignInRefused("state missing, unknown or used before")
         metadata = self.metadata()
         issuer = params.get("iss")
-        if issuer is not None and issuer != self.config.issuer:
+        if issuer is not None and issuer != self.expected_issuer():
             raise SignInRefused("iss is not the issuer")
         if issuer is None and metadata.get("authorization_response_iss_parameter_supported"):
             raise SignInRefused("iss missing")
@@ -259,11 +274,7 @@ class OidcSignIn:
             raise ProviderUnavailable(self.config.issuer) from None
         except AuthlibBaseError:
             raise SignInRefused("the code was refused") from None
-        id_token = token.get("id_token")
-        if not isinstance(id_token, str):
-            raise SignInRefused("no ID token")
-        claims = self.check_id_token(id_token, pending.nonce)
-        return self.person(claims, "oidc"), id_token
+        return dict(token)
 
     def _verified(self, token: str, **checks: Any) -> dict[str, Any]:
         """A JWT's claims once its signature (by the provider's keys) and ``checks`` hold."""
@@ -276,7 +287,7 @@ class OidcSignIn:
                 token,
                 key,
                 algorithms=list(ALGORITHMS),
-                issuer=self.config.issuer,
+                issuer=self.expected_issuer(),
                 audience=self.config.client_id,
                 leeway=LEEWAY_SECONDS,
                 **checks,

@@ -20,6 +20,7 @@ from screening.services.notifications import NotificationService
 from screening.services.oauth import AccessTokens
 from screening.services.screenings import ScreeningService
 from screening.services.sessions import SessionService
+from screening.services.smart import SmartLaunch
 from screening.services.triage import ReviewClock
 from screening.services.webhooks import Notifier
 from screening.storage.database import make_engine
@@ -42,6 +43,8 @@ class Services:
     access_tokens: AccessTokens
     #: None: OpenID Connect sign-in is off.
     identity: OidcSignIn | None
+    #: The EHRs that may launch the review pages, by the ``iss`` they send.
+    smart: Mapping[str, SmartLaunch]
 
     @property
     def rulebook(self) -> Rulebook:
@@ -71,12 +74,22 @@ def build(settings: Settings, default_database: Path) -> Services:
         authenticator=Authenticator(settings.api_keys),
         screenings=screenings,
         notifications=NotificationService(store, notifier, clock),
-        cds=CdsService(store, settings.cds_clients, settings.public_url, screenings=screenings),
+        cds=CdsService(
+            store,
+            settings.cds_clients,
+            settings.public_url,
+            screenings=screenings,
+            smart_issuers=frozenset(client.iss for client in settings.smart_clients),
+        ),
         sessions=SessionService(
             store, idle=settings.session_idle, lifetime=settings.session_lifetime
         ),
         access_tokens=AccessTokens(settings.oauth_issuers),
         identity=_identity(settings),
+        smart={
+            client.iss: SmartLaunch(client, f"{settings.public_url}/smart/callback")
+            for client in settings.smart_clients
+        },
     )
 
 

@@ -120,6 +120,7 @@ BAD: list[tuple[str, Any]] = [
     ("OIDC_CLINICIAN_ROLES", "clinician"),
     ("OIDC_NAME", "x" * 65),
     ("REVIEW_TOKEN_SIGN_IN", "sometimes"),
+    ("SMART_CLIENTS", '[{"iss": "ftp://ehr"}]'),
 ]
 
 

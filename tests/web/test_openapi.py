@@ -29,8 +29,9 @@ SPEC = yaml.safe_load((PROJECT_ROOT / "openapi.yaml").read_text(encoding="utf-8"
 IGNORED_METHODS = {"HEAD", "OPTIONS"}
 METHODS = {"get", "post", "put", "patch", "delete"}
 # Server-rendered HTML pages for people (the clinician review pages, with their
-# cookie session and CSRF forms) and static files are not part of the HTTP API.
-UNDOCUMENTED_BLUEPRINTS = {"review"}
+# cookie session and CSRF forms, and the browser redirects of a SMART launch from the EHR)
+# and static files are not part of the HTTP API.
+UNDOCUMENTED_BLUEPRINTS = {"review", "smart"}
 
 
 def test_spec_is_valid() -> None:

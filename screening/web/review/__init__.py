@@ -13,7 +13,11 @@ rotating a key signs its clinician out.
 
 from __future__ import annotations
 
+import flask
 from flask import Flask
+from flask.sessions import SecureCookieSessionInterface
+from flask.sessions import SessionMixin
+from flask.wrappers import Response
 
 from screening.services.config import Settings
 
@@ -22,11 +26,31 @@ from screening.web.review import oidc  # noqa: F401
 from screening.web.review import pages  # noqa: F401
 from screening.web.review import session  # noqa: F401
 from screening.web.review.blueprint import CONFIG_DEFAULTS
+from screening.web.review.blueprint import LAUNCHED_BY
 from screening.web.review.blueprint import bp
 from screening.web.review.blueprint import csrf
 from screening.web.review.session import signed_in_key
 
 __all__ = ["CONFIG_DEFAULTS", "init_app", "signed_in_key"]
+
+
+class ReviewSessionInterface(SecureCookieSessionInterface):
+    """The signed session cookie, sent ``SameSite=None; Secure`` in a session an EHR launched
+    (its pages are framed by the EHR, another site) and as configured everywhere else."""
+
+    def save_session(self, app: Flask, cookie: SessionMixin, response: Response) -> None:
+        # Read past the session's access tracking: looking must not add Vary: Cookie.
+        launched = isinstance(cookie, dict) and dict.__contains__(cookie, LAUNCHED_BY)
+        flask.g.review_launched = launched
+        super().save_session(app, cookie, response)
+
+    def get_cookie_samesite(self, app: Flask) -> str | None:
+        if flask.g.get("review_launched"):
+            return "None"
+        return super().get_cookie_samesite(app)
+
+    def get_cookie_secure(self, app: Flask) -> bool:
+        return bool(flask.g.get("review_launched")) or super().get_cookie_secure(app)
 
 
 def init_app(app: Flask, settings: Settings) -> None:
@@ -39,4 +63,5 @@ def init_app(app: Flask, settings: Settings) -> None:
     # browser to forget it. Every request re-signs it, so that expiry counts idle time.
     app.config["PERMANENT_SESSION_LIFETIME"] = settings.session_idle
     csrf.init_app(app)
+    app.session_interface = ReviewSessionInterface()
     app.register_blueprint(bp)

@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 from flask import Blueprint
 from flask import render_template
 from flask import request
+from flask import session
 from flask.typing import ResponseReturnValue
 from flask_wtf.csrf import CSRFError
 from flask_wtf.csrf import CSRFProtect
@@ -84,17 +85,41 @@ def _origin(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}"
 
 
+#: In a session an EHR launched (SMART): the EHR's FHIR base, and the launch's patient.
+LAUNCHED_BY = "smart_iss"
+LAUNCH_PATIENT = "smart_patient"
+
+
+def launch_frame_ancestors() -> tuple[str, ...]:
+    """The origins that may frame the pages: the launching EHR's, in a session it launched;
+    none anywhere else."""
+    iss = session.get(LAUNCHED_BY)
+    launcher = extension.smart_launch(iss) if isinstance(iss, str) else None
+    return () if launcher is None else launcher.client.frame_ancestors
+
+
+def security_headers(response: Response) -> Response:
+    """The pages' security headers: no framing but by the EHR that launched the session,
+    forms that post here (and sign-out's redirect to the identity provider)."""
+    policy = CONTENT_SECURITY_POLICY
+    extra = _sign_out_origins()
+    if extra:
+        policy = policy.replace("form-action 'self'", "form-action 'self' " + " ".join(extra))
+    ancestors = launch_frame_ancestors()
+    if ancestors:
+        policy = policy.replace("frame-ancestors 'none'", "frame-ancestors " + " ".join(ancestors))
+    response.headers.setdefault("Content-Security-Policy", policy)
+    for name, value in SECURITY_HEADERS.items():
+        if name == "X-Frame-Options" and ancestors:
+            continue  # frame-ancestors says who may frame; DENY would forbid them all
+        response.headers.setdefault(name, value)
+    return response
+
+
 @bp.after_request
 def _security_headers(response: Response) -> Response:
     """Security headers on every page, and no caching of pages with patient data."""
-    extra = _sign_out_origins()
-    if extra:
-        policy = CONTENT_SECURITY_POLICY.replace(
-            "form-action 'self'", "form-action 'self' " + " ".join(extra)
-        )
-        response.headers.setdefault("Content-Security-Policy", policy)
-    for name, value in SECURITY_HEADERS.items():
-        response.headers.setdefault(name, value)
+    security_headers(response)
     if request.endpoint != "review.static":
         response.headers["Cache-Control"] = "no-store"
     return response

@@ -24,7 +24,7 @@ from screening.web.review.blueprint import PAGE_SIZE
 from screening.web.review.blueprint import bp
 from screening.web.review.blueprint import error_page
 
-_FILTERS = ("outcome", "review_status", "ruleset", "sort")
+_FILTERS = ("outcome", "review_status", "ruleset", "sort", "patient_ref")
 
 
 def _list_query() -> dict[str, str]:
