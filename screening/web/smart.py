@@ -67,6 +67,9 @@ def launch() -> ResponseReturnValue:
             "The EHR's SMART configuration can't be used to sign in safely.",
         )
     session[_PENDING] = {**pending.as_dict(), "iss": launcher.client.iss}
+    # From here the browser is inside the EHR's frame (another site): the cookie that keeps
+    # the pending launch must be sent there too (SameSite=None), and a page may be framed.
+    session[LAUNCHED_BY] = launcher.client.iss
     return redirect(url, code=303)
 
 

@@ -73,9 +73,11 @@ class OpenIdProvider:
 
 
 @contextmanager
-def openid_provider(workdir: Path, config: dict[str, Any]) -> Iterator[OpenIdProvider]:
-    """Start the provider with ``config`` (accounts, clients, resourceServers, smart);
-    stop it on exit."""
+def openid_provider(
+    workdir: Path, config: dict[str, Any], port: int = 0
+) -> Iterator[OpenIdProvider]:
+    """Start the provider with ``config`` (accounts, clients, resourceServers, smart; an
+    ``issuer`` of its own if given) on ``port`` (0: a free one); stop it on exit."""
     # The provider must list a client's scopes among those it supports: the APIs' scopes.
     api_scopes = {
         scope for server in config.get("resourceServers", []) for scope in server["scope"].split()
@@ -85,7 +87,7 @@ def openid_provider(workdir: Path, config: dict[str, Any]) -> Iterator[OpenIdPro
     config_path.write_text(json.dumps(config), encoding="utf-8")
     log = (workdir / "oidc_provider.err").open("wb")
     process = subprocess.Popen(
-        ["node", str(PROVIDER_SCRIPT), "--config", str(config_path), "--port", "0"],
+        ["node", str(PROVIDER_SCRIPT), "--config", str(config_path), "--port", str(port)],
         cwd=PROJECT_ROOT,
         stdout=subprocess.PIPE,
         stderr=log,

@@ -4,9 +4,16 @@ worklist, and signing out at both."""
 
 from __future__ import annotations
 
+import json
 import shutil
+import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler
+from http.server import ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 import requests
@@ -104,3 +111,100 @@ def test_a_clinician_signs_in_at_the_provider_reviews_and_signs_out(
                 expect(page).to_have_url(f"{base}/review/login?next=/review/")
             finally:
                 page.close()
+
+
+@contextmanager
+def ehr_page(port: int, frame_url: str) -> Iterator[str]:
+    """The EHR's own page, on another site, that frames the launch URL."""
+    body = (
+        '<!doctype html><html lang="en"><head><title>EHR</title></head><body>'
+        f'<h1>Patient chart</h1><iframe title="Screening" src="{frame_url}" '
+        'width="1100" height="900"></iframe></body></html>'
+    ).encode()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - the name BaseHTTPRequestHandler calls
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            """Quiet."""
+
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02})
+    thread.start()
+    try:
+        yield f"http://localhost:{port}/chart"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_the_ehr_launches_the_pages_inside_its_frame(
+    browser: Browser, tmp_path: Path, sqlite_template: Path
+) -> None:
+    # Three sites: the EHR and its authorization server on localhost, the service on
+    # 127.0.0.1 (another site, so its cookie must be SameSite=None in the frame).
+    port, ehr_port, idp_port = free_port(), free_port(), free_port()
+    base = f"http://127.0.0.1:{port}"
+    issuer = f"http://localhost:{idp_port}"
+    config = {
+        "issuer": issuer,
+        "accounts": [{"id": "dr-jane", "name": "Dr Jane Carter", "fhirUser": "Practitioner/p-7"}],
+        "clients": [
+            {
+                "client_id": "screening-in-ehr",
+                "client_secret": "ehr-secret",
+                "grant_types": ["authorization_code"],
+                "response_types": ["code"],
+                "redirect_uris": [f"{base}/smart/callback"],
+                "scope": "openid fhirUser launch",
+            }
+        ],
+    }
+    database = tmp_path / "screening.db"
+    shutil.copyfile(sqlite_template, database)
+    with openid_provider(tmp_path, config, port=idp_port) as provider:
+        assert provider.issuer == issuer
+        clients = [
+            {
+                "iss": issuer,
+                "client_id": "screening-in-ehr",
+                "client_secret": "ehr-secret",
+                "frame_ancestors": [f"http://localhost:{ehr_port}"],
+            }
+        ]
+        env = {
+            "SCREENING_DATABASE_URL": f"sqlite:///{database}",
+            "SCREENING_API_KEYS": API_KEYS,
+            "SCREENING_SECRET_KEY": SECRET_KEY,
+            "SCREENING_PUBLIC_URL": base,
+            "SCREENING_SMART_CLIENTS": json.dumps(clients),
+        }
+        with gunicorn(env, tmp_path / "gunicorn.log", workers=1, threads=4, port=port):
+            for ref in ("123", "999"):
+                requests.post(
+                    f"{base}/v1/screenings",
+                    json={"answers": base_answers(), "patient_ref": ref},
+                    headers=bearer("portal-a"),
+                    timeout=10,
+                )
+            launch = f"{base}/smart/launch?" + urlencode({"iss": issuer, "launch": "patient-123"})
+            with ehr_page(ehr_port, launch) as chart:
+                page = browser.new_page()
+                try:
+                    page.goto(chart)
+                    frame = page.frame_locator("iframe[title=Screening]")
+                    # The EHR's sign-in, inside the frame.
+                    frame.locator("select[name=login]").select_option("dr-jane")
+                    frame.get_by_role("button", name="Sign in").click()
+                    expect(
+                        frame.get_by_text("the patient the EHR opened these pages for")
+                    ).to_be_visible()
+                    expect(frame.locator("li.screening")).to_have_count(1)
+                    expect(frame.get_by_text("from the EHR")).to_be_visible()
+                finally:
+                    page.close()

@@ -133,7 +133,7 @@ def test_a_launched_clinician_sees_the_patients_screenings_in_the_ehrs_frame(
     assert done.status_code == 303
     assert done.headers["Location"] == "/review/?patient_ref=123"
     cookie = done.headers["Set-Cookie"]
-    assert "SameSite=None" in cookie and "Secure" in cookie
+    assert "SameSite=None" in cookie and "Secure" in cookie and "Partitioned" in cookie
     page = client.get("/review/?patient_ref=123")
     assert page.status_code == 200
     assert "the patient the EHR opened these pages for" in page.text

@@ -35,8 +35,9 @@ __all__ = ["CONFIG_DEFAULTS", "init_app", "signed_in_key"]
 
 
 class ReviewSessionInterface(SecureCookieSessionInterface):
-    """The signed session cookie, sent ``SameSite=None; Secure`` in a session an EHR launched
-    (its pages are framed by the EHR, another site) and as configured everywhere else."""
+    """The signed session cookie, sent ``SameSite=None; Secure; Partitioned`` in a session an
+    EHR launched (its pages are framed by the EHR, another site) and as configured everywhere
+    else."""
 
     def save_session(self, app: Flask, cookie: SessionMixin, response: Response) -> None:
         # Read past the session's access tracking: looking must not add Vary: Cookie.
@@ -51,6 +52,11 @@ class ReviewSessionInterface(SecureCookieSessionInterface):
 
     def get_cookie_secure(self, app: Flask) -> bool:
         return bool(flask.g.get("review_launched")) or super().get_cookie_secure(app)
+
+    def get_cookie_partitioned(self, app: Flask) -> bool:
+        # Partitioned (CHIPS): kept for this EHR's site alone, and sent in its frame where
+        # browsers block other third-party cookies.
+        return bool(flask.g.get("review_launched")) or super().get_cookie_partitioned(app)
 
 
 def init_app(app: Flask, settings: Settings) -> None:
