@@ -37,6 +37,12 @@ class Caller:
         return cls(client.iss, "cds_client", client=client)
 
     @property
+    def actor_id(self) -> str:
+        """How the audit log names the caller: ``key:<name>``, ``oauth:<client_id>``,
+        ``oidc:<sub>``, ``smart:<sub>``, or an EHR's issuer."""
+        return self.name if self.key is None else self.key.actor_id
+
+    @property
     def role(self) -> str | None:
         """The key's role (``portal``, ``clinician``); None for an EHR."""
         return None if self.key is None else self.key.role

@@ -32,6 +32,7 @@ class ScreeningRecords(Protocol):
         idempotency: tuple[str, str, str] | None = None,
         response: tuple[int, str] | None = None,
         deliveries: Sequence[NewDelivery] = (),
+        actor: str | None = None,
     ) -> None:
         """Store a screening and finish its Idempotency-Key claim (``ClaimLost`` if lost)."""
 

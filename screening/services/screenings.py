@@ -308,7 +308,11 @@ class ScreeningService:
             body = render(self.clock.with_review_times(record, record.created_at))
             deliveries = self.notifier.deliveries(CREATED, record, "pending", record.created_at)
             store.screenings.insert(
-                record, idempotency=scope, response=(201, body), deliveries=deliveries
+                record,
+                idempotency=scope,
+                response=(201, body),
+                deliveries=deliveries,
+                actor=key.actor_id,
             )
         except ClaimLost:
             # A retry took this stalled request's claim over and now answers for the key.
@@ -331,7 +335,7 @@ class ScreeningService:
         record = self.store.screenings.get(screening_id) if _may_exist(screening_id) else None
         if record is None or (key.role == "portal" and record.created_by != key.name):
             raise _not_found()
-        self.store.audit.record(key.name, "read", [screening_id])
+        self.store.audit.record(key.actor_id, "read", [screening_id])
         return self.clock.with_review_times(record, datetime.now(UTC))
 
     def list(self, params: Mapping[str, Any], key: Principal) -> Page:
@@ -373,7 +377,7 @@ class ScreeningService:
         rows, position = self.store.screenings.page(
             filters, params["limit"], after, self.clock.order if triage else None
         )
-        self.store.audit.record(key.name, "list", [row.id for row in rows])
+        self.store.audit.record(key.actor_id, "list", [row.id for row in rows])
         now = datetime.now(UTC)
         timed = [self.clock.with_review_times(row, now) for row in rows]
         if position is None:
@@ -423,7 +427,7 @@ class ScreeningService:
             now,
             deliveries,
             by_id=key.actor_id,
-            actor=key.name,
+            actor=key.actor_id,
         )
         if not added:
             raise _not_found()

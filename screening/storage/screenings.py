@@ -65,12 +65,17 @@ def _insert_screening_with_events(deliveries: int) -> sa.Insert:
     stored = (
         screenings.insert()
         .values({col.name: sa.bindparam(f"s_{col.name}", type_=col.type) for col in c})
-        .returning(c.id, c.created_at, c.created_by)
+        .returning(c.id, c.created_at)
         .cte("stored")
     )
     audit = audit_log.insert().from_select(
         ["at", "actor", "action", "screening_id"],
-        sa.select(stored.c.created_at, stored.c.created_by, sa.literal("create"), stored.c.id),
+        sa.select(
+            stored.c.created_at,
+            sa.bindparam("a_actor", type_=audit_log.c.actor.type),
+            sa.literal("create"),
+            stored.c.id,
+        ),
     )
     if not deliveries:
         return audit.add_cte(stored)
@@ -115,6 +120,7 @@ class ScreeningRepository:
         idempotency: tuple[str, str, str] | None = None,
         response: tuple[int, str] | None = None,
         deliveries: Sequence[NewDelivery] = (),
+        actor: str | None = None,
     ) -> None:
         """Store a screening, its audit entry, its webhook deliveries (the outbox) and (if
         any) its idempotency outcome at once.
@@ -132,14 +138,17 @@ class ScreeningRepository:
             if self.store.one_statement:
                 conn.execute(
                     _insert_screening_with_events(len(deliveries)),
-                    _screening_with_events_parameters(row, deliveries),
+                    {
+                        **_screening_with_events_parameters(row, deliveries),
+                        "a_actor": actor or screening.created_by,
+                    },
                 )
             else:
                 self.store.insert_rows(conn, screenings, [row])
                 write_audit(
                     self.store,
                     conn,
-                    screening.created_by,
+                    actor or screening.created_by,
                     "create",
                     [screening.id],
                     screening.created_at,

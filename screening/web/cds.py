@@ -158,7 +158,7 @@ def patient_view() -> Response:
     caller = _caller()
     card = extension.cds().patient_view(
         PatientView(
-            caller=caller.name,
+            caller=caller.actor_id,
             client=caller.client,
             hook_instance=body["hookInstance"],
             patient_id=body["context"]["patientId"],
@@ -177,5 +177,5 @@ def feedback() -> Response:
     """CDS Hooks 2.0 feedback on the cards shown: stored and audited, each entry."""
     _, body = json_object()
     rows = schemas.load(schemas.feedback_request, body)["feedback"]
-    unknown = extension.cds().record_feedback(_caller().name, rows)
+    unknown = extension.cds().record_feedback(_caller().actor_id, rows)
     return jsonify(received=len(rows), unknown_cards=unknown)

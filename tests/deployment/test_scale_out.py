@@ -228,11 +228,11 @@ def test_reviews_and_the_audit_log_span_both_instances(
 
     # Every action, whichever instance took it, is in the one audit log, in order.
     assert [(e["actor"], e["action"]) for e in store.audit.entries(screening_id)] == [
-        ("portal-a", "create"),  # A
-        ("dr-c", "review"),  # B
-        ("dr-c", "read"),  # A
-        ("dr-c", "review"),  # A
-        ("dr-c", "read"),  # B
-        ("dr-c", "list"),  # A, reviewed
-        ("dr-c", "list"),  # B, reviewed
+        ("key:portal-a", "create"),  # A
+        ("key:dr-c", "review"),  # B
+        ("key:dr-c", "read"),  # A
+        ("key:dr-c", "review"),  # A
+        ("key:dr-c", "read"),  # B
+        ("key:dr-c", "list"),  # A, reviewed
+        ("key:dr-c", "list"),  # B, reviewed
     ]

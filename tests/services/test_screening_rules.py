@@ -109,8 +109,8 @@ def test_a_portal_reads_only_its_own_screenings_and_every_read_is_audited(
     assert service.read(created.screening_id, CLINICIAN).id == created.screening_id
     reads = [e for e in store.audit.entries if e[1] == "read"]
     assert reads == [
-        ("portal-a", "read", created.screening_id),
-        ("dr-c", "read", created.screening_id),
+        ("key:portal-a", "read", created.screening_id),
+        ("key:dr-c", "read", created.screening_id),
     ]
 
 
@@ -121,7 +121,7 @@ def test_a_review_records_who_and_the_note_and_an_unknown_id_is_404(
     reviewed = service.review(created.screening_id, "Called the patient.", CLINICIAN)
     assert reviewed.review_status == "reviewed"
     assert [(r.by, r.note) for r in reviewed.reviews] == [("dr-c", "Called the patient.")]
-    assert ("dr-c", "review", created.screening_id) in store.audit.entries
+    assert ("key:dr-c", "review", created.screening_id) in store.audit.entries
     for unknown in ("0" * 32, "not\x00printable"):
         with pytest.raises(ProblemError) as caught:
             service.review(unknown, None, CLINICIAN)

@@ -97,6 +97,7 @@ class MemoryScreenings:
         idempotency: tuple[str, str, str] | None = None,
         response: tuple[int, str] | None = None,
         deliveries: Sequence[NewDelivery] = (),
+        actor: str | None = None,
     ) -> None:
         if idempotency is not None:
             held = self.idempotency.claims.get(idempotency[:2])
@@ -104,7 +105,7 @@ class MemoryScreenings:
                 raise ClaimLost(idempotency[1])
             held.done, held.response, held.screening_id = True, response, screening.id
         self.rows[screening.id] = screening
-        self.audit.record(screening.created_by, "create", [screening.id])
+        self.audit.record(actor or screening.created_by, "create", [screening.id])
         self.deliveries.extend(deliveries)
 
     def get(self, screening_id: str) -> Screening | None:

@@ -96,7 +96,7 @@ def test_a_card_links_to_the_stored_screening_with_the_same_answers(
     assert set(shown) == {unmatched["uuid"], card["uuid"], other["uuid"]}
     row = shown[card["uuid"]]
     assert row["screening_id"] == screening_id
-    assert row["caller"] == "dr-c"
+    assert row["caller"] == "key:dr-c"
     assert row["patient_id"] == "1288992"
     assert row["summary"] == card["summary"]
     assert row["indicator"] == card["indicator"]
@@ -152,8 +152,8 @@ def test_feedback_is_stored_audited_and_shown_on_the_review_page(
     assert rows[1]["accepted_suggestions"] == [{"id": "s1"}]
     audited = [e for e in store.audit.entries() if e["action"] == "cds_feedback"]
     assert [(e["actor"], e["screening_id"]) for e in audited] == [
-        ("dr-c", screening_id),
-        ("dr-c", None),
+        ("key:dr-c", screening_id),
+        ("key:dr-c", None),
     ]
     page = _sign_in(app).get(f"/review/{screening_id}")
     assert page.status_code == 200

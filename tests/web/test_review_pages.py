@@ -250,10 +250,10 @@ def test_signing_out_ends_the_session(client: FlaskClient, store: Store) -> None
     assert "You are signed out." in client.get("/review/login").text
     assert _login_target(client.get("/review/")) == "/review/"
     assert [(e["actor"], e["action"]) for e in store.audit.entries()] == [
-        ("dr-c", "sign_in"),
-        ("dr-c", "list"),
-        ("dr-c", "list"),
-        ("dr-c", "sign_out"),
+        ("key:dr-c", "sign_in"),
+        ("key:dr-c", "list"),
+        ("key:dr-c", "list"),
+        ("key:dr-c", "sign_out"),
     ]
 
 
@@ -290,7 +290,7 @@ def test_a_cookie_copied_before_signing_out_is_refused_after(
     # Nothing was listed, read or recorded for the copied cookie (the API read above is
     # the only new entry).
     after = store.audit.entries()[len(before) :]
-    assert [(e["actor"], e["action"]) for e in after] == [("dr-c", "read")]
+    assert [(e["actor"], e["action"]) for e in after] == [("key:dr-c", "read")]
 
 
 def _replace_keys(app: Flask, entries: list[str]) -> None:
@@ -581,7 +581,7 @@ def test_marking_reviewed_records_exactly_what_the_api_records(
         ("dr-c", "By API."),
     ]
     reviews = [e for e in store.audit.entries(screening_id) if e["action"] == "review"]
-    assert [(e["actor"], e["screening_id"]) for e in reviews] == [("dr-c", screening_id)] * 3
+    assert [(e["actor"], e["screening_id"]) for e in reviews] == [("key:dr-c", screening_id)] * 3
 
 
 def test_a_note_with_a_script_is_shown_as_text(client: FlaskClient) -> None:
@@ -651,12 +651,12 @@ def test_every_page_read_and_every_review_is_audited(client: FlaskClient, store:
         if e["action"] != "create"
     ]
     assert entries == [
-        ("dr-c", "sign_in", None),
-        ("dr-c", "list", urgent),
-        ("dr-c", "list", first),
-        ("dr-c", "read", urgent),
-        ("dr-c", "review", urgent),
-        ("dr-c", "read", first),
+        ("key:dr-c", "sign_in", None),
+        ("key:dr-c", "list", urgent),
+        ("key:dr-c", "list", first),
+        ("key:dr-c", "read", urgent),
+        ("key:dr-c", "review", urgent),
+        ("key:dr-c", "read", first),
     ]
     assert "Seen." not in repr(store.audit.entries())
 

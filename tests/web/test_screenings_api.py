@@ -248,7 +248,7 @@ def test_read_views_by_role_and_owner(
     assert set(full.get_json()) == FULL_VIEW
     assert client.get("/v1/screenings/nope", headers=bearer("dr-c")).status_code == 404
     reads = [e for e in store.audit.entries(screening_id) if e["action"] == "read"]
-    assert [e["actor"] for e in reads] == ["portal-a", "dr-c"]
+    assert [e["actor"] for e in reads] == ["key:portal-a", "key:dr-c"]
 
 
 # --- list ---------------------------------------------------------------------------
@@ -419,10 +419,10 @@ def test_audit_records_who_did_what_without_content(
     client.post(f"/v1/screenings/{screening_id}/review", json={"note": "n"}, headers=bearer("dr-c"))
     entries = store.audit.entries()
     assert [(e["actor"], e["action"], e["screening_id"]) for e in entries] == [
-        ("portal-a", "create", screening_id),
-        ("dr-c", "list", screening_id),
-        ("dr-c", "read", screening_id),
-        ("dr-c", "review", screening_id),
+        ("key:portal-a", "create", screening_id),
+        ("key:dr-c", "list", screening_id),
+        ("key:dr-c", "read", screening_id),
+        ("key:dr-c", "review", screening_id),
     ]
     assert set(entries[0]) == {"id", "at", "actor", "action", "screening_id"}
     assert "MRN-secret" not in json.dumps([str(e) for e in entries])

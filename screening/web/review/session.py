@@ -204,7 +204,7 @@ def login() -> ResponseReturnValue:
     if error is not None or key is None:
         return _login_page(target, error, status)
     start_session(token=extension.sessions().start(key.name, _fingerprint(key)))
-    extension.screenings().audit(key.name, "sign_in")
+    extension.screenings().audit(key.actor_id, "sign_in")
     return redirect(target, code=303)
 
 
@@ -216,7 +216,7 @@ def logout() -> ResponseReturnValue:
     id_token = session.get(ID_TOKEN)
     if isinstance(token, str):
         extension.sessions().end(token)
-    extension.screenings().audit(current_key().name, "sign_out")
+    extension.screenings().audit(current_key().actor_id, "sign_out")
     session.clear()
     identity = extension.identity()
     if identity is not None and isinstance(id_token, str):
