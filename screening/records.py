@@ -255,6 +255,8 @@ class AuditEntry(TypedDict):
     actor: str
     action: str
     screening_id: str | None
+    #: The identity provider's session, on signing in and out through it.
+    sid: str | None
 
 
 class CardSource(TypedDict):

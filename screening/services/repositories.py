@@ -90,8 +90,10 @@ class IdempotencyRecords(Protocol):
 class AuditTrail(Protocol):
     """Who did what to which screening."""
 
-    def record(self, actor: str, action: str, screening_ids: Sequence[str]) -> None:
-        """Record ``action`` by ``actor`` on each screening."""
+    def record(
+        self, actor: str, action: str, screening_ids: Sequence[str], sid: str | None = None
+    ) -> None:
+        """Record ``action`` by ``actor`` on each screening (with the provider's ``sid``)."""
 
 
 class ScreeningStore(Protocol):

@@ -437,9 +437,16 @@ class ScreeningService:
 
     # --- audit and operations -------------------------------------------------------
 
-    def audit(self, actor: str, action: str, screening_ids: Sequence[str] = ()) -> None:
-        """Record an action with no screening of its own, such as signing in."""
-        self.store.audit.record(actor, action, screening_ids)
+    def audit(
+        self,
+        actor: str,
+        action: str,
+        screening_ids: Sequence[str] = (),
+        sid: str | None = None,
+    ) -> None:
+        """Record an action with no screening of its own, such as signing in (with the
+        identity provider's session ``sid`` where known)."""
+        self.store.audit.record(actor, action, screening_ids, sid)
 
     def database_answers(self) -> bool:
         """Whether the database answers a trivial query (the reason, if not, goes to the log)."""

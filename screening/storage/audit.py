@@ -25,14 +25,15 @@ def write_audit(
     action: str,
     screening_ids: Sequence[str | None],
     at: datetime,
+    sid: str | None = None,
 ) -> None:
     """Record ``action`` by ``actor`` on each screening in the open transaction ``conn``
-    (one entry without a screening when there are none)."""
+    (one entry without a screening when there are none), with the provider's ``sid``."""
+    ids: Sequence[str | None] = screening_ids or [None]
     store.insert_rows(
         conn,
         audit_log,
-        [{"at": at, "actor": actor, "action": action, "screening_id": i} for i in screening_ids]
-        or [{"at": at, "actor": actor, "action": action, "screening_id": None}],
+        [{"at": at, "actor": actor, "action": action, "screening_id": i, "sid": sid} for i in ids],
     )
 
 
@@ -42,11 +43,14 @@ class AuditRepository:
     def __init__(self, store: Store) -> None:
         self.store = store
 
-    def record(self, actor: str, action: str, screening_ids: Sequence[str]) -> None:
-        """Record that ``actor`` did ``action`` to each screening (ids and names only)."""
+    def record(
+        self, actor: str, action: str, screening_ids: Sequence[str], sid: str | None = None
+    ) -> None:
+        """Record that ``actor`` did ``action`` to each screening (ids and names only), and
+        the identity provider's session if known."""
 
         def record(conn: Connection) -> None:
-            write_audit(self.store, conn, actor, action, screening_ids, datetime.now(UTC))
+            write_audit(self.store, conn, actor, action, screening_ids, datetime.now(UTC), sid)
 
         self.store.grouped.run(record)
 
@@ -63,6 +67,7 @@ class AuditRepository:
                     "actor": row.actor,
                     "action": row.action,
                     "screening_id": row.screening_id,
+                    "sid": row.sid,
                 }
                 for row in conn.execute(query)
             ]

@@ -128,11 +128,13 @@ audit_log = sa.Table(
     metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("at", UTCDateTime(), nullable=False),
-    # A key's name, or a CDS client's issuer (up to 255 characters).
+    # key:<name>, oauth:<client_id>, oidc:<sub>, smart:<sub>, or a CDS client's issuer.
     sa.Column("actor", sa.String(255), nullable=False),
     sa.Column("action", sa.String(16), nullable=False),
     # No foreign key: the trail of a screening outlives the screening (purge).
     sa.Column("screening_id", sa.String(32), index=True),
+    # The identity provider's session, on signing in and out through it.
+    sa.Column("sid", sa.String(255)),
     sa.Index(None, "at"),
 )
 

@@ -99,7 +99,7 @@ def callback() -> ResponseReturnValue:
     session[LAUNCHED_BY] = launcher.client.iss
     session[LAUNCH_PATIENT] = patient
     session.pop(ID_TOKEN, None)
-    extension.screenings().audit(person.name, "sign_in")
+    extension.screenings().audit(person.name, "sign_in", sid=person.sid)
     return redirect(url_for("review.index", patient_ref=patient), code=303)
 
 

@@ -30,7 +30,9 @@ from screening.storage.lists import TriageOrder
 class MemoryAudit:
     entries: list[tuple[str, str, str | None]] = field(default_factory=list)
 
-    def record(self, actor: str, action: str, screening_ids: Sequence[str]) -> None:
+    def record(
+        self, actor: str, action: str, screening_ids: Sequence[str], sid: str | None = None
+    ) -> None:
         ids: Sequence[str | None] = screening_ids or [None]
         self.entries.extend((actor, action, screening_id) for screening_id in ids)
 

@@ -172,6 +172,8 @@ def test_a_clinician_signs_in_and_their_review_names_them(
     assert 'name="token"' not in login.text
     done = sign_in(client, browser, "dr-jane")
     assert done.status_code == 303 and done.headers["Location"] == "/review/"
+    (signed_in,) = [e for e in store.audit.entries() if e["action"] == "sign_in"]
+    assert signed_in["actor"] == "oidc:dr-jane" and signed_in["sid"]  # the provider's session
     page = client.get(f"/review/{screening_id}")
     assert page.status_code == 200
     assert "Dr Jane Carter" in page.text and "through your organization" in page.text
@@ -511,11 +513,13 @@ def _backchannel(client: FlaskClient, token: str) -> TestResponse:
 
 @pytest.mark.usefixtures("local_provider")
 def test_a_logout_token_is_taken_once(
-    client: FlaskClient, provider: OpenIdProvider, signer: SigningKey
+    client: FlaskClient, provider: OpenIdProvider, signer: SigningKey, store: Store
 ) -> None:
     token = logout_token(provider, signer)
     first = _backchannel(client, token)
     assert first.status_code == 200 and first.headers["Cache-Control"] == "no-store"
+    logged_out = [e for e in store.audit.entries() if e["action"] == "backchannel_logout"]
+    assert [(e["actor"], e["sid"]) for e in logged_out] == [("oidc:dr-jane", "session-1")]
     again = _backchannel(client, token)
     assert again.status_code == 400 and again.get_json() == {"error": "invalid_request"}
 

@@ -94,7 +94,7 @@ def oidc_callback() -> ResponseReturnValue:
         )
     start_session(person)
     session[ID_TOKEN] = id_token
-    extension.screenings().audit(person.name, "sign_in")
+    extension.screenings().audit(person.name, "sign_in", sid=person.sid)
     assert pending is not None
     return redirect(pending.next_page, code=303)
 
@@ -118,7 +118,7 @@ def backchannel_logout() -> ResponseReturnValue:
         return _invalid_request()
     person_id = None if sub is None else f"oidc:{sub}"
     ended = extension.sessions().end_people(sid=sid, person_id=person_id)
-    extension.screenings().audit(person_id or "oidc:unknown", "backchannel_logout")
+    extension.screenings().audit(person_id or "oidc:unknown", "backchannel_logout", sid=sid)
     logger.info("oidc: back-channel logout", extra={"sessions_ended": ended})
     response = jsonify({})
     response.headers["Cache-Control"] = "no-store"

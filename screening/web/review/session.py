@@ -216,7 +216,9 @@ def logout() -> ResponseReturnValue:
     id_token = session.get(ID_TOKEN)
     if isinstance(token, str):
         extension.sessions().end(token)
-    extension.screenings().audit(current_key().actor_id, "sign_out")
+    who = current_key()
+    sid = who.sid if isinstance(who, Person) else None
+    extension.screenings().audit(who.actor_id, "sign_out", sid=sid)
     session.clear()
     identity = extension.identity()
     if identity is not None and isinstance(id_token, str):
