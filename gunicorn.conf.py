@@ -150,7 +150,13 @@ control_socket_disable = True
 
 
 def on_starting(server: Any) -> None:
-    """Start Prometheus's multiprocess folder empty, when used: old files would add up."""
+    """Say at start-up that CDS cards carry no links without SCREENING_PUBLIC_URL (they are
+    never built from the Host a caller sent); start Prometheus's multiprocess folder empty,
+    when used: old files would add up."""
+    if not os.environ.get("SCREENING_PUBLIC_URL"):
+        server.log.warning(
+            "SCREENING_PUBLIC_URL is not set: CDS cards carry no links to the review pages"
+        )
     folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if folder:
         os.makedirs(folder, exist_ok=True)

@@ -196,6 +196,9 @@ class OidcSignIn:
         supported = self.metadata().get("token_endpoint_auth_methods_supported")
         listed = supported if isinstance(supported, list) else ["client_secret_basic"]
         method = next((m for m in listed if m in _AUTH_METHODS), "client_secret_basic")
+        if not self.config.client_secret:
+            # A public client (a SMART app registered without a secret): PKCE alone.
+            method = "none"
         return OAuth2Session(
             self.config.client_id,
             self.config.client_secret,

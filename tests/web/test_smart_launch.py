@@ -231,3 +231,28 @@ def test_a_card_from_a_launching_ehr_carries_a_smart_link(
     assert links[0] == ("absolute", f"{PUBLIC_URL}/review/")
     expected = [("smart", f"{PUBLIC_URL}/smart/launch")] if from_smart_ehr else []
     assert links[1:] == expected
+
+
+def test_a_public_client_launches_with_pkce_alone(
+    database_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    config = {
+        "accounts": [{"id": "dr-jane", "fhirUser": "Practitioner/p-7"}],
+        "clients": [
+            {
+                "client_id": "public-app",
+                "token_endpoint_auth_method": "none",
+                "grant_types": ["authorization_code"],
+                "response_types": ["code"],
+                "redirect_uris": [f"{PUBLIC_URL}/smart/callback"],
+                "scope": "openid fhirUser launch",
+            }
+        ],
+    }
+    with openid_provider(tmp_path_factory.mktemp("public"), config) as server:
+        clients = json.dumps([{"iss": server.issuer, "client_id": "public-app"}])
+        with make_app(database_url, SMART_CLIENTS=clients, PUBLIC_URL=PUBLIC_URL) as app:
+            client = FlaskClient(app, use_cookies=True)
+            done = launched(client, server, "dr-jane")
+            assert done.status_code == 303, done.text
+            assert done.headers["Location"] == "/review/?patient_ref=123"
