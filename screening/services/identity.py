@@ -37,6 +37,8 @@ LEEWAY_SECONDS = 60
 #: Asymmetric algorithms only.
 ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512")
 BACKCHANNEL_EVENT = "http://schemas.openid.net/event/backchannel-logout"
+#: The longest sub, sid or jti kept (the audit log's actor is ``oidc:`` + a sub, in 255).
+_MAX_ID = 200
 #: The token endpoint authentication methods this client can use, as the contract allows.
 _AUTH_METHODS = ("client_secret_basic", "client_secret_post")
 
@@ -122,6 +124,12 @@ class PendingSignIn:
         if not all(isinstance(value.get(name), str) for name in fields):
             return None
         return cls(*(value[name] for name in fields))
+
+
+def _same(given: str, kept: str) -> bool:
+    """Whether a value sent back equals the one kept, in constant time (as bytes: any text
+    a caller sends is comparable)."""
+    return secrets.compare_digest(given.encode("utf-8"), kept.encode("utf-8"))
 
 
 def claim_at(claims: Mapping[str, Any], path: str) -> Any:
@@ -252,7 +260,7 @@ class OidcSignIn:
     def exchange(self, params: Mapping[str, str], pending: PendingSignIn | None) -> dict[str, Any]:
         """The token response for a callback, once its state, ``iss`` and code are checked."""
         state = params.get("state")
-        if pending is None or not state or not secrets.compare_digest(state, pending.state):
+        if pending is None or not state or not _same(state, pending.state):
             raise SignInRefused("state missing, unknown or used before")
         metadata = self.metadata()
         issuer = params.get("iss")
@@ -308,7 +316,7 @@ class OidcSignIn:
         """An ID token's claims once every check holds (OpenID Connect Core 3.1.3.7)."""
         claims = self._verified(id_token, options={"require": ["iss", "aud", "exp", "iat", "sub"]})
         found = claims.get("nonce")
-        if not isinstance(found, str) or not secrets.compare_digest(found, nonce):
+        if not isinstance(found, str) or not _same(found, nonce):
             raise SignInRefused("nonce does not match")
         azp = claims.get("azp")
         if azp is not None and azp != self.config.client_id:
@@ -318,14 +326,15 @@ class OidcSignIn:
     def person(self, claims: Mapping[str, Any], via: str) -> Person:
         """The person the claims name, if their roles make them a clinician (else 403)."""
         subject = claims.get("sub")
-        if not isinstance(subject, str) or not subject:
-            raise SignInRefused("no sub")
+        if not isinstance(subject, str) or not subject or len(subject) > _MAX_ID:
+            raise SignInRefused("no usable sub")
         roles = claim_at(claims, self.config.roles_claim)
         listed = roles if isinstance(roles, list) else [roles]
         held = {role for role in listed if isinstance(role, str)}
         if not held & self.config.clinician_roles:
             raise SignInRefused("no clinician role", status=403, subject=f"{via}:{subject}")
         sid = claims.get("sid")
+        sid = sid if isinstance(sid, str) and len(sid) <= _MAX_ID else None
         return Person(
             f"{via}:{subject}",
             "clinician",
@@ -373,8 +382,17 @@ class OidcSignIn:
         sub = sub if isinstance(sub, str) and sub else None
         if sid is None and sub is None:
             raise SignInRefused("logout token: neither sid nor sub")
-        if not isinstance(jti, str) or not jti:
-            raise SignInRefused("logout token: no jti")
-        expires = claims.get("exp")
-        ends = int(expires) if isinstance(expires, int | float) else int(time.time()) + 600
+        if not isinstance(jti, str) or not jti or len(jti) > _MAX_ID:
+            raise SignInRefused("logout token: no usable jti")
+        if (sid is not None and len(sid) > _MAX_ID) or (sub is not None and len(sub) > _MAX_ID):
+            raise SignInRefused("logout token: sid or sub too long")
+        # Kept past any moment the token could still be taken (its exp, or iat's 5 minutes,
+        # plus the clock skew), and never further than a day ahead.
+        now = time.time()
+        issued, expires = claims.get("iat"), claims.get("exp")
+        last = max(
+            float(expires) if isinstance(expires, int | float) else now,
+            float(issued) + MAX_TOKEN_AGE_SECONDS if isinstance(issued, int | float) else now,
+        )
+        ends = int(min(last, now + 86400)) + LEEWAY_SECONDS
         return sid, sub, jti, ends

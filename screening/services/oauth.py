@@ -193,9 +193,10 @@ class AccessTokens:
             )
         except jwt.PyJWTError as exc:
             raise TokenRefused(type(exc).__name__) from None
-        client_id = claims.get("client_id") or claims.get("sub")
+        # RFC 9068 requires client_id; sub may name a person, never taken as a client.
+        client_id = claims.get("client_id")
         if not isinstance(client_id, str) or not _CLIENT_ID.match(client_id):
-            raise TokenRefused("no usable client_id or sub")
+            raise TokenRefused("no usable client_id")
         scope = claims.get("scope")
         granted = scope.split() if isinstance(scope, str) else []
         roles = {issuer.scopes[s] for s in granted if s in issuer.scopes}

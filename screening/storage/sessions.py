@@ -92,6 +92,8 @@ class SessionRepository:
         once; return how many."""
         table = review_sessions
         where = table.c.sid == sid if sid is not None else table.c.person_id == person_id
+        # Only sessions signed in through this provider: an EHR's sids are its own.
+        where = where & (table.c.via == "oidc")
         with self.store.transaction() as conn:
             return int(conn.execute(table.delete().where(where)).rowcount)
 

@@ -20,9 +20,11 @@ from screening.services.identity import ProviderUnavailable
 from screening.services.identity import SignInRefused
 from screening.web.review.blueprint import LAUNCH_PATIENT
 from screening.web.review.blueprint import LAUNCHED_BY
+from screening.web.review.blueprint import LAUNCHING
 from screening.web.review.blueprint import error_page
 from screening.web.review.blueprint import security_headers
 from screening.web.review.session import ID_TOKEN
+from screening.web.review.session import end_session
 from screening.web.review.session import start_session
 
 logger = logging.getLogger(__name__)
@@ -66,10 +68,13 @@ def launch() -> ResponseReturnValue:
             "This EHR can't open these pages",
             "The EHR's SMART configuration can't be used to sign in safely.",
         )
+    # A launch starts afresh: whatever session this browser had ends, so a link to a launch
+    # can't make a session signed in elsewhere framable.
+    end_session()
     session[_PENDING] = {**pending.as_dict(), "iss": launcher.client.iss}
     # From here the browser is inside the EHR's frame (another site): the cookie that keeps
-    # the pending launch must be sent there too (SameSite=None), and a page may be framed.
-    session[LAUNCHED_BY] = launcher.client.iss
+    # the pending launch must be sent there too (SameSite=None). Nothing is framable yet.
+    session[LAUNCHING] = True
     return redirect(url, code=303)
 
 
@@ -77,6 +82,7 @@ def launch() -> ResponseReturnValue:
 def callback() -> ResponseReturnValue:
     """Finish a launch: check it as an OpenID Connect sign-in, then open the patient's list."""
     kept = session.pop(_PENDING, None)
+    session.pop(LAUNCHING, None)
     iss = kept.get("iss") if isinstance(kept, dict) else None
     launcher = extension.smart_launch(iss) if isinstance(iss, str) else None
     pending = PendingSignIn.from_dict(kept)

@@ -249,9 +249,20 @@ def test_a_locally_signed_token_is_taken_when_valid(
         ("at+jwt", {"iss": "https://elsewhere.test"}),  # no configured issuer
         ("at+jwt", {"exp": None}),  # no expiry
         ("at+jwt", {"client_id": None, "sub": None}),  # nobody to name
+        ("at+jwt", {"client_id": None}),  # a sub alone may be a person: never a client
         ("at+jwt", {"client_id": "x" * 80}),  # a name too long to record
     ],
-    ids=["typ", "expired", "not-yet", "audience", "issuer", "no-exp", "no-client", "long-id"],
+    ids=[
+        "typ",
+        "expired",
+        "not-yet",
+        "audience",
+        "issuer",
+        "no-exp",
+        "no-client",
+        "sub-only",
+        "long-id",
+    ],
 )
 def test_a_token_that_fails_a_check_is_a_bare_401(
     client: FlaskClient, local_key: SigningKey, typ: str, changes: dict[str, Any]

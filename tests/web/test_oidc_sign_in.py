@@ -250,13 +250,23 @@ def _with(url: str, **changes: str | None) -> str:
     [
         {"state": None},
         {"state": "not-the-state"},
+        {"state": "\u00e9t\u00e9"},
         {"iss": "https://another-issuer.test"},
         {"iss": None},
         {"code": None},
         {"code": "made-up-code"},
         {"error": "access_denied"},
     ],
-    ids=["no-state", "other-state", "other-iss", "no-iss", "no-code", "bad-code", "error"],
+    ids=[
+        "no-state",
+        "other-state",
+        "non-ascii-state",
+        "other-iss",
+        "no-iss",
+        "no-code",
+        "bad-code",
+        "error",
+    ],
 )
 def test_a_callback_that_fails_a_check_starts_no_session(
     client: FlaskClient, browser: requests.Session, store: Store, changes: dict[str, str | None]

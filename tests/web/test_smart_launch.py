@@ -5,6 +5,7 @@ smart-configuration, ``launch`` and ``aud`` taken, ``patient`` in the token resp
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from urllib.parse import parse_qs
 from urllib.parse import urlencode
@@ -22,6 +23,7 @@ from screening.fhir.forms import questionnaire_response_from_answers
 from screening.rules.rulebook import Rulebook
 from screening.services.smart import parse_smart_clients
 from screening.storage.store import Store
+from tests.support.app import TOKENS
 from tests.support.app import base_answers
 from tests.support.app import bearer
 from tests.support.app import make_app
@@ -256,3 +258,28 @@ def test_a_public_client_launches_with_pkce_alone(
             done = launched(client, server, "dr-jane")
             assert done.status_code == 303, done.text
             assert done.headers["Location"] == "/review/?patient_ref=123"
+
+
+def test_a_launch_ends_the_session_the_browser_had_and_frames_nothing_until_signed_in(
+    app: Flask, client: FlaskClient, provider: OpenIdProvider
+) -> None:
+    # A clinician signed in with a token follows a link to a launch.
+    page = client.get("/review/login")
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+    assert token is not None
+    signed_in = client.post(
+        "/review/login", data={"token": TOKENS["dr-c"], "csrf_token": token.group(1)}
+    )
+    assert signed_in.status_code == 303
+    client.get("/smart/launch?" + urlencode({"iss": provider.issuer, "launch": "patient-123"}))
+    after = client.get("/review/")
+    assert after.status_code == 303  # that session ended
+    login = client.get("/review/login")
+    assert "frame-ancestors 'none'" in login.headers["Content-Security-Policy"]
+
+
+def test_a_hostile_state_is_a_400_not_a_500(client: FlaskClient, provider: OpenIdProvider) -> None:
+    client.get("/smart/launch?" + urlencode({"iss": provider.issuer, "launch": "patient-123"}))
+    assert (
+        client.get("/smart/callback?" + urlencode({"state": "é", "code": "x"})).status_code == 400
+    )

@@ -27,6 +27,7 @@ from screening.web.review import pages  # noqa: F401
 from screening.web.review import session  # noqa: F401
 from screening.web.review.blueprint import CONFIG_DEFAULTS
 from screening.web.review.blueprint import LAUNCHED_BY
+from screening.web.review.blueprint import LAUNCHING
 from screening.web.review.blueprint import bp
 from screening.web.review.blueprint import csrf
 from screening.web.review.session import signed_in_key
@@ -41,7 +42,9 @@ class ReviewSessionInterface(SecureCookieSessionInterface):
 
     def save_session(self, app: Flask, cookie: SessionMixin, response: Response) -> None:
         # Read past the session's access tracking: looking must not add Vary: Cookie.
-        launched = isinstance(cookie, dict) and dict.__contains__(cookie, LAUNCHED_BY)
+        launched = isinstance(cookie, dict) and (
+            dict.__contains__(cookie, LAUNCHED_BY) or dict.__contains__(cookie, LAUNCHING)
+        )
         flask.g.review_launched = launched
         super().save_session(app, cookie, response)
 

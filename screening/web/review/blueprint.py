@@ -88,6 +88,9 @@ def _origin(url: str) -> str:
 #: In a session an EHR launched (SMART): the EHR's FHIR base, and the launch's patient.
 LAUNCHED_BY = "smart_iss"
 LAUNCH_PATIENT = "smart_patient"
+#: A launch under way (in the EHR's frame, before its sign-in finished): the cookie must
+#: reach the frame, but nothing may be framed yet.
+LAUNCHING = "smart_launching"
 
 
 def launch_frame_ancestors() -> tuple[str, ...]:

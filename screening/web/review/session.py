@@ -161,6 +161,14 @@ def _login_page(target: str, error: str | None, status: int) -> ResponseReturnVa
     return page, status
 
 
+def end_session() -> None:
+    """End this browser's review session, if any, and forget everything in its cookie."""
+    previous = session.get(_SESSION_TOKEN)
+    if isinstance(previous, str):
+        extension.sessions().end(previous)
+    session.clear()
+
+
 def start_session(principal: Person | None = None, token: str | None = None) -> None:
     """A fresh review session for a person (or, with ``token``, the one already made for a
     key): nothing from before signing in carries over, and a session this browser still
