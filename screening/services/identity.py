@@ -164,12 +164,19 @@ class OidcSignIn:
 
     # --- the provider ---------------------------------------------------------------
 
+    #: Where the provider's metadata is read, below ``config.issuer``.
+    METADATA_PATH = "/.well-known/openid-configuration"
+
+    def metadata_usable(self, document: dict[str, Any]) -> bool:
+        """Whether a metadata document is this provider's (it names the issuer)."""
+        return document.get("issuer") == self.config.issuer
+
     def metadata(self) -> dict[str, Any]:
-        """The provider's discovery document (read again after ``METADATA_SECONDS``)."""
+        """The provider's metadata (read again after ``METADATA_SECONDS``)."""
         with self._lock:
             now = time.monotonic()
             if self._metadata is None or now - self._metadata_at >= METADATA_SECONDS:
-                url = self.config.issuer.rstrip("/") + "/.well-known/openid-configuration"
+                url = self.config.issuer.rstrip("/") + self.METADATA_PATH
                 try:
                     response = requests.get(url, timeout=TIMEOUT_SECONDS)
                     response.raise_for_status()
@@ -177,8 +184,8 @@ class OidcSignIn:
                 except (requests.RequestException, ValueError):
                     logger.warning("oidc: the provider's metadata could not be read")
                     raise ProviderUnavailable(self.config.issuer) from None
-                if not isinstance(document, dict) or document.get("issuer") != self.config.issuer:
-                    logger.warning("oidc: the provider's metadata names another issuer")
+                if not isinstance(document, dict) or not self.metadata_usable(document):
+                    logger.warning("oidc: the provider's metadata can't be used")
                     raise ProviderUnavailable(self.config.issuer)
                 self._metadata, self._metadata_at = document, now
                 self._keys = None
@@ -340,7 +347,7 @@ class OidcSignIn:
             "clinician",
             display_name(claims),
             via,
-            sid if isinstance(sid, str) else None,
+            sid,
         )
 
     # --- signing out ----------------------------------------------------------------

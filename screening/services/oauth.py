@@ -22,7 +22,7 @@ import requests
 
 from screening.services.keys import ROLES
 from screening.services.settings import http_url
-from screening.services.settings import json_array
+from screening.services.settings import json_objects
 
 logger = logging.getLogger(__name__)
 
@@ -90,20 +90,15 @@ class OAuthClient:
 
 def parse_oauth_issuers(value: Any) -> tuple[OAuthIssuer, ...]:
     """``SCREENING_OAUTH_ISSUERS``: a JSON array of issuers (empty or unset: none)."""
-    entries = json_array(
-        value,
-        ValueError,
-        f"{SETTING}: not JSON; give a JSON array of issuers",
-        f'{SETTING}: must be a JSON array of issuers, [{{"issuer": ...}}]',
-    )
     issuers: list[OAuthIssuer] = []
-    for position, entry in enumerate(entries, start=1):
-        where = f"{SETTING} entry {position}"
-        if not isinstance(entry, dict):
-            raise ValueError(f"{where}: must be an object with issuer, audience and scopes")
-        unknown = set(entry) - {"issuer", "jwks_url", "audience", "scopes"}
-        if unknown:
-            raise ValueError(f"{where}: unknown field {sorted(unknown)[0]}")
+    for where, entry in json_objects(
+        SETTING,
+        value,
+        "issuers",
+        '{"issuer": ...}',
+        "issuer, audience and scopes",
+        {"issuer", "jwks_url", "audience", "scopes"},
+    ):
         issuer = entry.get("issuer")
         if not isinstance(issuer, str) or not http_url(issuer):
             raise ValueError(f"{where}: issuer must be the provider's http(s) issuer URL")

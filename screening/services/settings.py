@@ -4,6 +4,7 @@ the addresses in them."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -43,3 +44,24 @@ def http_url(value: Any, *, query: bool = False) -> bool:
         and parts.username is None
         and parts.password is None
     )
+
+
+def json_objects(
+    setting: str, value: Any, kind: str, example: str, object_needs: str, fields: set[str]
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    """The entries of ``setting``, a JSON array of ``kind`` objects with only ``fields``, each
+    with how an error names it (``SCREENING_X entry 2``); ValueError naming what is wrong."""
+    entries = json_array(
+        value,
+        ValueError,
+        f"{setting}: not JSON; give a JSON array of {kind}",
+        f"{setting}: must be a JSON array of {kind}, [{example}]",
+    )
+    for position, entry in enumerate(entries, start=1):
+        where = f"{setting} entry {position}"
+        if not isinstance(entry, dict):
+            raise ValueError(f"{where}: must be an object with {object_needs}")
+        unknown = set(entry) - fields
+        if unknown:
+            raise ValueError(f"{where}: unknown field {sorted(unknown)[0]}")
+        yield where, entry

@@ -10,22 +10,18 @@ token's ``fhirUser`` must be a Practitioner or PractitionerRole.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
-
-import requests
 
 from screening.services.identity import OidcConfig
 from screening.services.identity import OidcSignIn
 from screening.services.identity import PendingSignIn
 from screening.services.identity import Person
-from screening.services.identity import ProviderUnavailable
 from screening.services.identity import SignInRefused
 from screening.services.identity import display_name
 from screening.services.settings import http_url
-from screening.services.settings import json_array
+from screening.services.settings import json_objects
 
 logger = logging.getLogger(__name__)
 
@@ -51,20 +47,15 @@ class SmartClient:
 
 def parse_smart_clients(value: Any) -> tuple[SmartClient, ...]:
     """``SCREENING_SMART_CLIENTS``: a JSON array of EHRs (empty or unset: none)."""
-    entries = json_array(
-        value,
-        ValueError,
-        f"{SETTING}: not JSON; give a JSON array of EHRs",
-        f'{SETTING}: must be a JSON array of EHRs, [{{"iss": ..., "client_id": ...}}]',
-    )
     clients: list[SmartClient] = []
-    for position, entry in enumerate(entries, start=1):
-        where = f"{SETTING} entry {position}"
-        if not isinstance(entry, dict):
-            raise ValueError(f"{where}: must be an object with iss and client_id")
-        unknown = set(entry) - {"iss", "client_id", "client_secret", "frame_ancestors"}
-        if unknown:
-            raise ValueError(f"{where}: unknown field {sorted(unknown)[0]}")
+    for where, entry in json_objects(
+        SETTING,
+        value,
+        "EHRs",
+        '{"iss": ..., "client_id": ...}',
+        "iss and client_id",
+        {"iss", "client_id", "client_secret", "frame_ancestors"},
+    ):
         iss = entry.get("iss")
         if not isinstance(iss, str) or not http_url(iss):
             raise ValueError(f"{where}: iss must be the EHR's FHIR base URL (http or https)")
@@ -107,25 +98,12 @@ class SmartLaunch(OidcSignIn):
         super().__init__(config, redirect_uri)
         self.client = client
 
-    def metadata(self) -> dict[str, Any]:
-        """``<iss>/.well-known/smart-configuration`` (read again after 10 minutes); it must
-        name the issuer and key set of its ID tokens and offer PKCE S256."""
-        with self._lock:
-            now = time.monotonic()
-            if self._metadata is None or now - self._metadata_at >= 600:
-                url = self.client.iss + "/.well-known/smart-configuration"
-                try:
-                    response = requests.get(url, timeout=5)
-                    response.raise_for_status()
-                    document = response.json()
-                except (requests.RequestException, ValueError):
-                    logger.warning("smart: the EHR's SMART configuration could not be read")
-                    raise ProviderUnavailable(self.client.iss) from None
-                if not isinstance(document, dict):
-                    raise ProviderUnavailable(self.client.iss)
-                self._metadata, self._metadata_at = document, now
-                self._keys = None
-            return self._metadata
+    #: The EHR's SMART configuration, below its FHIR base (``config.issuer`` here).
+    METADATA_PATH = "/.well-known/smart-configuration"
+
+    def metadata_usable(self, document: dict[str, Any]) -> bool:
+        """Any JSON object: what a launch needs of it is checked by ``checked_metadata``."""
+        return True
 
     def checked_metadata(self) -> dict[str, Any]:
         """The SMART configuration, refused when it can't be used as the contract needs."""

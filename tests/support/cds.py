@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import secrets
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -23,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from screening import PROJECT_ROOT
+from tests.support.node import node_script
 
 ISS = "https://ehr.example.org"
 #: Where the test app says it is reached (SCREENING_PUBLIC_URL): Flask's test client host.
@@ -185,30 +185,5 @@ class FhirServer:
 def fhir_server(workdir: Path) -> Iterator[FhirServer]:
     """Start ``fhir_server.mjs`` under Node; stop it on exit."""
     token = secrets.token_urlsafe(24)
-    log = (workdir / "fhir_server.err").open("wb")
-    process = subprocess.Popen(
-        ["node", str(FHIR_SERVER_SCRIPT), token],
-        cwd=PROJECT_ROOT,
-        stdout=subprocess.PIPE,
-        stderr=log,
-    )
-    try:
-        assert process.stdout is not None
-        line = process.stdout.readline()
-        if not line:
-            process.wait(timeout=10)
-            raise AssertionError(
-                f"the FHIR server did not start: {(workdir / 'fhir_server.err').read_text()}"
-            )
-        port = json.loads(line)["port"]
-        yield FhirServer(f"http://127.0.0.1:{port}", token)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        if process.stdout is not None:
-            process.stdout.close()
-        log.close()
+    with node_script(FHIR_SERVER_SCRIPT, [token], workdir, "fhir_server") as ready:
+        yield FhirServer(f"http://127.0.0.1:{ready['port']}", token)

@@ -5,7 +5,6 @@ given here."""
 from __future__ import annotations
 
 import json
-import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -15,6 +14,7 @@ from typing import Any
 import requests
 
 from screening import PROJECT_ROOT
+from tests.support.node import node_script
 
 PROVIDER_SCRIPT = PROJECT_ROOT / "tests" / "support" / "oidc_provider.mjs"
 #: The API identifier access tokens are issued for (their ``aud``).
@@ -85,29 +85,6 @@ def openid_provider(
     config = {**config, "scopes": sorted(api_scopes | set(config.get("scopes", [])))}
     config_path = workdir / "oidc_provider.json"
     config_path.write_text(json.dumps(config), encoding="utf-8")
-    log = (workdir / "oidc_provider.err").open("wb")
-    process = subprocess.Popen(
-        ["node", str(PROVIDER_SCRIPT), "--config", str(config_path), "--port", str(port)],
-        cwd=PROJECT_ROOT,
-        stdout=subprocess.PIPE,
-        stderr=log,
-    )
-    try:
-        assert process.stdout is not None
-        line = process.stdout.readline()
-        if not line:
-            process.wait(timeout=10)
-            raise AssertionError(
-                f"the OpenID provider did not start: {(workdir / 'oidc_provider.err').read_text()}"
-            )
-        yield OpenIdProvider(json.loads(line)["issuer"])
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        if process.stdout is not None:
-            process.stdout.close()
-        log.close()
+    args = ["--config", str(config_path), "--port", str(port)]
+    with node_script(PROVIDER_SCRIPT, args, workdir, "oidc_provider") as ready:
+        yield OpenIdProvider(ready["issuer"])
