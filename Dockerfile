@@ -3,7 +3,7 @@
 #   docker build -t spine-screening .
 #   docker run --env-file .env -p 8000:8000 spine-screening
 #
-# Configuration comes from SCREENING_* variables at run time (README), never from the image.
+# Configuration comes from SCREENING_* variables at run time (docs/operators.md), never from the image.
 # The entrypoint applies the database migrations, then runs gunicorn with gunicorn.conf.py.
 # compose.yaml runs it with PostgreSQL.
 

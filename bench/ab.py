@@ -10,7 +10,7 @@ this tree (a git worktree) and, round after round, alternating which goes first:
 
 It prints each round and the median ratio new/old of each measure. The machine is shared:
 only the ratio of runs made in turn means anything. Not part of ``make bench``: it answers
-one question about one change (README, Performance).
+one question about one change (docs/performance.md).
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""The newcomer's path: the example bodies are a rule case; the README's commands run as written."""
+"""The newcomer's path: the example bodies are a rule case; the commands of the README and of
+the guides run as written."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from tests.support.server import service_environment
 
 EXAMPLES = PROJECT_ROOT / "examples"
 README = PROJECT_ROOT / "README.md"
+DOCS = PROJECT_ROOT / "docs"
 #: The rule case the examples are: its answers are what the quick start sends.
 EXAMPLE_BASE = "no_findings"
 
@@ -37,9 +39,9 @@ def _case_answers() -> dict[str, Any]:
     return dict(cases["bases"][EXAMPLE_BASE])
 
 
-def _shell_blocks(section: str) -> list[str]:
-    """The ```sh blocks of one README section (from its heading to the next)."""
-    text = README.read_text(encoding="utf-8")
+def _shell_blocks(document: Path, section: str) -> list[str]:
+    """The ```sh blocks of one section of a Markdown file (from its heading to the next)."""
+    text = document.read_text(encoding="utf-8")
     start = text.index(f"\n## {section}\n")
     end = text.find("\n## ", start + 1)
     body = text[start : end if end != -1 else None]
@@ -74,10 +76,10 @@ def test_the_example_answers_are_valid(rulebook: Rulebook) -> None:
     assert clean == _case_answers()
 
 
-# --- the README's commands run as written ------------------------------------------------------
+# --- the commands run as written ---------------------------------------------------------------
 
-# Every curl in the README fails the run on an HTTP error, stays quiet about progress and
-# ends its output with a line break (as a terminal shows it); nothing else is changed.
+# Every curl in the README and the guides fails the run on an HTTP error, stays quiet about
+# progress and ends its output with a line break (as a terminal shows it); nothing else is changed.
 _PRELUDE = """set -euo pipefail
 curl() { command curl --fail-with-body --silent --show-error "$@" && echo; }
 """
@@ -103,28 +105,47 @@ def _run(script: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     )
 
 
-@pytest.mark.deployment
-def test_every_quick_start_command_runs(service: str) -> None:
-    blocks = _shell_blocks("API quick start")
-    # The first block only says which tokens to export; the test exports its own.
+def _run_tour(document: Path, section: str, service: str) -> list[str]:
+    """Run the section's commands after its first block (which only says which tokens to
+    export; the test exports its own); the lines they printed."""
+    blocks = _shell_blocks(document, section)
     assert "export PORTAL=" in blocks[0]
     commands = "\n".join(blocks[1:])
     assert "examples/screening.json" in commands
     env = {"PORTAL": TOKENS["portal-a"], "CLINICIAN": TOKENS["dr-c"], "B": service}
     done = _run(commands, env)
     assert done.returncode == 0, done.stderr
+    return done.stdout.strip().splitlines()
+
+
+@pytest.mark.deployment
+def test_every_readme_quick_start_command_runs(service: str) -> None:
+    lines = _run_tour(README, "Quick start", service)
+    # The questionnaire, the evaluation, then the stored screening read back twice.
+    questionnaire, evaluated, portal_view, clinician_view = (json.loads(line) for line in lines)
+    assert questionnaire["version"] == "1.2.0"
+    assert evaluated["outcome"] == portal_view["outcome"] == clinician_view["outcome"]
+    # The portal reads the patient view; the clinician also the rules that decided it.
+    assert "decided_by" not in portal_view
+    assert clinician_view["decided_by"] == "meets_discussion_criteria"
+    assert clinician_view["answers"] == _case_answers()
+
+
+@pytest.mark.deployment
+def test_every_portal_guide_command_runs(service: str) -> None:
+    lines = _run_tour(DOCS / "portal.md", "API quick start", service)
     # The last command's answer: the screening, now reviewed with the example's note.
-    last = json.loads(done.stdout.strip().splitlines()[-1])
+    last = json.loads(lines[-1])
     assert last["review"]["status"] == "reviewed"
     assert last["review"]["history"][-1]["note"] == _example("review.json")["note"]
     assert last["answers"] == _case_answers()
 
 
 def test_the_rules_commands_run() -> None:
-    (block,) = _shell_blocks("Working on the rules")
+    (block,) = _shell_blocks(DOCS / "rules.md", "Working on the rules")
     flask = PROJECT_ROOT / ".venv" / "bin" / "flask"
     if not flask.exists():
-        pytest.skip("the README's commands use .venv/bin/flask, which `make install` creates")
+        pytest.skip("the guide's commands use .venv/bin/flask, which `make install` creates")
     done = _run(block, {})
     assert done.returncode == 0, done.stderr
     results = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]

@@ -1,4 +1,4 @@
-"""A rule change as README "Changing the rules" walks it: the safety patch lumbar-rfa 1.1.1,
+"""A rule change as docs/rules.md "Changing the rules" walks it: the safety patch lumbar-rfa 1.1.1,
 from draft through diff, replay, shadow, approval and activation in place of 1.1.0, to
 1.1.0's retirement. Every step on a copy of ``rules/`` as it was before the update."""
 
@@ -41,7 +41,7 @@ def _package(folder: Path, change: Callable[[dict[str, Any]], None]) -> None:
 
 
 def _draft(tree: Path) -> Path:
-    """The README's step 1: the rules before the safety update, with lumbar-rfa 1.1.1 a draft
+    """Step 1 of docs/rules.md: the rules before the safety update, with lumbar-rfa 1.1.1 a draft
     beside the 1.1.0 it patches (the other packages the update added are left out)."""
     for folder, state in RETIRED.items():
 

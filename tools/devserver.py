@@ -4,7 +4,7 @@ Development only. Creates ``instance/`` (ignored by git), generates a portal and
 a clinician API key once and keeps them in ``instance/dev-keys.json`` (mode
 0600) so they survive restarts, applies the database migrations to the default
 SQLite file in ``instance/``, prints the keys with a curl example, then starts
-Flask's development server. Production runs gunicorn with real secrets (README).
+Flask's development server. Production runs gunicorn with real secrets (docs/operators.md).
 """
 
 from __future__ import annotations

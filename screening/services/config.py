@@ -4,7 +4,7 @@
 without the prefix; JSON values already parsed) or as a test passes them, and gives one
 typed, frozen ``Settings``: the modules that use a setting are handed its value and never
 parse it again. A setting that can't be used raises ``SettingsError`` whose message names
-it (``SCREENING_API_KEYS: ...``) and never repeats a secret. README's "Configuration"
+it (``SCREENING_API_KEYS: ...``) and never repeats a secret. docs/operators.md "Configuration"
 table lists exactly the settings here (a test keeps the two in step).
 """
 

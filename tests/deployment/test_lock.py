@@ -129,7 +129,8 @@ def test_both_locks_agree_on_every_version() -> None:
 
 
 def test_the_floors_stay_past_the_known_advisories() -> None:
-    """The advisories README "Security" names: the locks can't go back below them."""
+    """The advisories docs/developers.md "Dependencies and the lock" names: the locks can't go
+    back below them."""
     floors = {
         "requests": "2.32.4",  # CVE-2024-47081
         "python-json-logger": "3.3.0",  # CVE-2025-27607

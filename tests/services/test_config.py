@@ -1,5 +1,5 @@
 """The settings object: every SCREENING_* setting read, checked and typed in one place, and
-README's Configuration table in step with it."""
+the Configuration table of docs/operators.md in step with it."""
 
 from __future__ import annotations
 
@@ -25,21 +25,21 @@ RULES = PROJECT_ROOT / "rules"
 _ROW = re.compile(r"^\| `(SCREENING_[A-Z_]+)` \| (.*) \| (.*) \|$")
 
 
-def _readme_table() -> dict[str, str]:
-    """README's Configuration table: each variable and its default column."""
-    text = (PROJECT_ROOT / "README.md").read_text(encoding="utf-8")
+def _guide_table() -> dict[str, str]:
+    """The Configuration table of docs/operators.md: each variable and its default column."""
+    text = (PROJECT_ROOT / "docs" / "operators.md").read_text(encoding="utf-8")
     section = text.split("\n## Configuration\n", 1)[1].split("\n## ", 1)[0]
     rows = (_ROW.match(line) for line in section.splitlines())
     return {row[1]: row[3] for row in rows if row}
 
 
-def test_the_readme_table_lists_exactly_the_settings_read() -> None:
-    assert sorted(_readme_table()) == sorted(setting_names())
+def test_the_guide_table_lists_exactly_the_settings_read() -> None:
+    assert sorted(_guide_table()) == sorted(setting_names())
 
 
-def test_unset_settings_take_the_defaults_the_readme_gives() -> None:
+def test_unset_settings_take_the_defaults_the_guide_gives() -> None:
     settings = read_settings({}, RULES)
-    table = _readme_table()
+    table = _guide_table()
     # Each default the table gives as a value, as the settings object holds it.
     given = {
         "SCREENING_PERMANENT_SESSION_LIFETIME": settings.session_idle.total_seconds(),

@@ -1,11 +1,10 @@
 """A Python client generated from openapi.yaml drives the API as an integrator's would.
 
 openapi-python-client generates the client into a temporary folder from the document the
-service serves, as README "Generating a client" says (with tools/openapi-python-client.yaml),
-and must not warn:
-a warning is a response or model it dropped. The client then runs one whole flow
-against the service under gunicorn, and every answer, errors included, comes back
-parsed into its typed model.
+service serves, as docs/portal.md "Generating a client" says (with
+tools/openapi-python-client.yaml), and must not warn: a warning is a response or model it
+dropped. The client then runs one whole flow against the service under gunicorn, and every
+answer, errors included, comes back parsed into its typed model.
 
 Known generator bug (openapi-python-client #1451, open in 0.29.1): an operation whose
 required request body has several media types (``POST /v1/evaluate`` and
@@ -48,7 +47,7 @@ def generation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, 
     """Generate the client; yield the generator's output and the folder holding the package."""
     folder = tmp_path_factory.mktemp("generated")
     bin_dir = Path(sys.executable).parent
-    # From the document the service serves, as an integrator would (the README also shows
+    # From the document the service serves, as an integrator would (docs/portal.md also shows
     # generating from the file, which is the same document for the shipped rules).
     environment = service_environment(f"sqlite:///{folder / 'unused.db'}")
     with gunicorn(environment, folder / "gunicorn.log", workers=1, threads=1) as base:

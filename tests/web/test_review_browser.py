@@ -44,8 +44,8 @@ from tests.support.app import shadow_tree
 from tests.support.browser import chromium
 from tests.support.server import gunicorn
 
-# Screenshots go to build/screenshots; the README's copies in docs/screenshots are refreshed
-# with SCREENING_SCREENSHOTS_DIR=docs/screenshots, so a plain run leaves the tree clean
+# Screenshots go to build/screenshots; the copies in docs/screenshots (README and guides) are
+# refreshed with SCREENING_SCREENSHOTS_DIR=docs/screenshots, so a plain run leaves the tree clean
 # (the pages show timestamps, so each run's pictures differ).
 SCREENSHOTS = PROJECT_ROOT / os.environ.get("SCREENING_SCREENSHOTS_DIR", "build/screenshots")
 WIDE = ViewportSize(width=1280, height=900)
@@ -187,7 +187,7 @@ def test_a_new_clinician_finds_an_urgent_screening_reads_why_and_marks_it_review
     )
     expect(page.locator("details.trace")).not_to_have_attribute("open", "")
     _axe_clean(page)
-    # The top of the page (outcome, findings, patient summary) reads best in the README.
+    # The top of the page (outcome, findings, patient summary) reads best in the guides.
     page.screenshot(
         path=str(SCREENSHOTS / "detail.png"),
         full_page=True,

@@ -1,7 +1,7 @@
-"""The README's receiver example really works: run it as written, send it real deliveries.
+"""The webhooks guide's receiver example really works: run it as written, send it real deliveries.
 
 The Python block under "Verifying a signature" is saved as ``receiver.py`` and served with
-``flask --app receiver run``, as the README says; the service's delivery worker sends it
+``flask --app receiver run``, as docs/webhooks.md says; the service's delivery worker sends it
 signed events; a forged request is refused.
 """
 
@@ -30,10 +30,10 @@ from tests.support.receiver import new_secret
 from tests.support.server import free_port
 
 
-def _readme_receiver() -> str:
-    """The Python code block of the README's "Verifying a signature" section."""
-    readme = (PROJECT_ROOT / "README.md").read_text(encoding="utf-8")
-    section = readme.split("### Verifying a signature", 1)[1]
+def _guide_receiver() -> str:
+    """The Python code block of the "Verifying a signature" section of docs/webhooks.md."""
+    guide = (PROJECT_ROOT / "docs" / "webhooks.md").read_text(encoding="utf-8")
+    section = guide.split("\n## Verifying a signature\n", 1)[1]
     match = re.search(r"```python\n(.*?)```", section, re.S)
     assert match is not None, "the section has no Python example"
     return match.group(1)
@@ -41,8 +41,8 @@ def _readme_receiver() -> str:
 
 @pytest.fixture
 def running_example(tmp_path: Path) -> Iterator[tuple[str, str, Path]]:
-    """The README receiver under ``flask run``; (its URL, its secret, its output file)."""
-    (tmp_path / "receiver.py").write_text(_readme_receiver(), encoding="utf-8")
+    """The guide's receiver under ``flask run``; (its URL, its secret, its output file)."""
+    (tmp_path / "receiver.py").write_text(_guide_receiver(), encoding="utf-8")
     secret = new_secret()
     port = free_port()
     output = tmp_path / "receiver.out"
@@ -72,7 +72,7 @@ def running_example(tmp_path: Path) -> Iterator[tuple[str, str, Path]]:
         process.wait(timeout=10)
 
 
-def test_the_readme_receiver_verifies_real_deliveries_and_refuses_forgeries(
+def test_the_guide_receiver_verifies_real_deliveries_and_refuses_forgeries(
     database_url: str, running_example: tuple[str, str, Path], valid_answers: dict[str, Any]
 ) -> None:
     url, secret, output = running_example
