@@ -14,7 +14,7 @@ UV_COMPILE := $(BIN)/uv pip compile --universal --python-version 3.11 --generate
 # The Node tools the tests use (package.json): Redocly CLI, Medplum's FHIR engine, LHC-Forms.
 NODE_STAMP := node_modules/.installed
 
-.PHONY: install run test test-fast lint bench lock clean texts
+.PHONY: install run test test-fast lint bench lock clean texts docs
 
 # Install exactly the lock: a fresh environment whenever the lock (or pyproject.toml)
 # changes, so nothing the lock dropped lingers. The stamp records the last install.
@@ -66,6 +66,11 @@ test-fast: $(STAMP) $(NODE_STAMP)
 # rule or wording change (a test fails while they are stale).
 texts: $(STAMP)
 	$(BIN)/python -m tests.support.clinical_texts
+
+# The documentation site (mkdocs.yml), rebuilt as its files change; make test builds it
+# in strict mode (tests/docs/test_site.py).
+docs: $(STAMP)
+	$(BIN)/mkdocs serve --dev-addr 127.0.0.1:8001
 
 bench: $(STAMP)
 	$(BIN)/python bench/engine.py
