@@ -71,10 +71,12 @@ def test_no_page_loads_anything_from_another_host(site: Path) -> None:
         (("portal.md", "\nSee [the old guide](old-guide.md).\n"), "old-guide.md"),
         # A link to a heading that does not exist on a page that does.
         (("portal.md", "\nSee [CDS cards](ehr.md#no-such-heading).\n"), "no-such-heading"),
+        # A picture that is not there.
+        (("clinicians.md", "\n![The list](screenshots/gone.png)\n"), "screenshots/gone.png"),
         # A page that nothing in the nav leads to.
         (("orphan.md", "# Orphan\n"), "orphan.md"),
     ],
-    ids=["missing page", "missing anchor", "page left out of the nav"],
+    ids=["missing page", "missing anchor", "missing picture", "page left out of the nav"],
 )
 def test_a_broken_link_fails_the_build(tmp_path: Path, change: tuple[str, str], named: str) -> None:
     copy = tmp_path / "project"
