@@ -5,7 +5,8 @@ An access token is a JWT in the profile of RFC 9068 from an issuer in
 issuer's JWK Set (found by ``kid``, with one refetch for a ``kid`` not seen before), ``iss``,
 ``aud`` naming this API, ``exp`` and ``nbf`` with 60 s of clock skew, and a ``scope`` whose
 scopes map to a role. PyJWT checks the claims and keeps the key sets; this module chooses
-the issuer, maps scopes to roles and names the caller ``oauth:<client_id>``.
+the issuer, maps scopes to roles and names the caller ``oauth:<client_id>`` (else
+``oauth:<sub>``).
 """
 
 from __future__ import annotations
@@ -188,10 +189,11 @@ class AccessTokens:
             )
         except jwt.PyJWTError as exc:
             raise TokenRefused(type(exc).__name__) from None
-        # RFC 9068 requires client_id; sub may name a person, never taken as a client.
-        client_id = claims.get("client_id")
+        # The caller is named by client_id (RFC 9068 requires it), else by sub
+        # (identity-v1.md); one given but unusable is refused, never passed over.
+        client_id = claims.get("client_id", claims.get("sub"))
         if not isinstance(client_id, str) or not _CLIENT_ID.match(client_id):
-            raise TokenRefused("no usable client_id")
+            raise TokenRefused("no usable client_id or sub")
         scope = claims.get("scope")
         granted = scope.split() if isinstance(scope, str) else []
         roles = {issuer.scopes[s] for s in granted if s in issuer.scopes}

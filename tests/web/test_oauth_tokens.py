@@ -232,6 +232,22 @@ def test_a_locally_signed_token_is_taken_when_valid(
     assert created.status_code == 201
     stored = store.screenings.get(created.get_json()["id"])
     assert stored is not None and stored.created_by == "oauth:ward-app"
+
+
+def test_a_token_without_client_id_names_its_caller_by_sub(
+    client: FlaskClient, local_key: SigningKey, store: Store
+) -> None:
+    """identity-v1.md: the caller is ``oauth:<client_id>``, else ``oauth:<sub>``."""
+    token = local_token(local_key, client_id=None, sub="ward-app-2")
+    created = post(client, auth(token))
+    assert created.status_code == 201
+    stored = store.screenings.get(created.get_json()["id"])
+    assert stored is not None and stored.created_by == "oauth:ward-app-2"
+    # Portal isolation holds under that name: another client does not see it.
+    other = client.get(f"/v1/screenings/{stored.id}", headers=auth(local_token(local_key)))
+    assert other.status_code == 404
+    # An unusable client_id is refused even when sub would do.
+    _refused(client, local_token(local_key, client_id="x" * 80, sub="ward-app-2"))
     # application/at+jwt is the same type; clock skew of a minute is allowed.
     skewed = local_token(local_key, typ="application/at+jwt", nbf=int(time.time()) + 50)
     assert post(client, auth(skewed)).status_code == 201
@@ -249,7 +265,7 @@ def test_a_locally_signed_token_is_taken_when_valid(
         ("at+jwt", {"iss": "https://elsewhere.test"}),  # no configured issuer
         ("at+jwt", {"exp": None}),  # no expiry
         ("at+jwt", {"client_id": None, "sub": None}),  # nobody to name
-        ("at+jwt", {"client_id": None}),  # a sub alone may be a person: never a client
+        ("at+jwt", {"client_id": None, "sub": "y" * 80}),  # sub, too long to record
         ("at+jwt", {"client_id": "x" * 80}),  # a name too long to record
     ],
     ids=[
@@ -260,7 +276,7 @@ def test_a_locally_signed_token_is_taken_when_valid(
         "issuer",
         "no-exp",
         "no-client",
-        "sub-only",
+        "long-sub",
         "long-id",
     ],
 )
