@@ -166,11 +166,18 @@ def read_settings(config: Mapping[str, Any], default_rules: Path) -> Settings:
             "SCREENING_PUBLIC_URL: needed with SCREENING_SMART_CLIENTS: the redirect URI "
             "registered at each EHR is built from it"
         )
+    secret_key = _secret_key(config.get("SECRET_KEY"))
+    if secret_key is None and (oidc["oidc_issuer"] is not None or smart_clients):
+        # Sign-in keeps its state, nonce and PKCE verifier in the signed cookie.
+        raise SettingsError(
+            "SCREENING_SECRET_KEY: needed with SCREENING_OIDC_ISSUER or "
+            "SCREENING_SMART_CLIENTS: sign-in keeps its state in a cookie signed with it"
+        )
     return Settings(
         rulebook=rulebook,
         database_url=_database_url(config.get("DATABASE_URL")),
         api_keys=keys,
-        secret_key=_secret_key(config.get("SECRET_KEY")),
+        secret_key=secret_key,
         review_insecure_cookies=bool(config.get("REVIEW_INSECURE_COOKIES")),
         session_idle=_seconds(config, "PERMANENT_SESSION_LIFETIME", DEFAULT_IDLE),
         session_lifetime=_seconds(config, "REVIEW_SESSION_LIFETIME", DEFAULT_LIFETIME),

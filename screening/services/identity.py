@@ -52,11 +52,19 @@ class SignInRefused(Exception):
     """A sign-in (or logout token) failed a check. ``reason`` is for the log and audit log,
     never shown; ``status`` is the page's (400, or 403 for a person without the role)."""
 
-    def __init__(self, reason: str, status: int = 400, subject: str | None = None) -> None:
+    def __init__(
+        self, reason: str, status: int = 400, subject: str | None = None, sid: str | None = None
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.status = status
         self.subject = subject
+        self.sid = sid
+
+
+def usable_id(value: Any) -> str | None:
+    """A ``sub`` or ``sid`` that can be recorded (a non-empty string of at most 200)."""
+    return value if isinstance(value, str) and 0 < len(value) <= _MAX_ID else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,8 +176,12 @@ class OidcSignIn:
     METADATA_PATH = "/.well-known/openid-configuration"
 
     def metadata_usable(self, document: dict[str, Any]) -> bool:
-        """Whether a metadata document is this provider's (it names the issuer)."""
-        return document.get("issuer") == self.config.issuer
+        """Whether a metadata document is this provider's (it names the issuer) and names
+        the endpoints a sign-in uses."""
+        endpoints = ("authorization_endpoint", "token_endpoint", "jwks_uri")
+        return document.get("issuer") == self.config.issuer and all(
+            isinstance(document.get(name), str) for name in endpoints
+        )
 
     def metadata(self) -> dict[str, Any]:
         """The provider's metadata (read again after ``METADATA_SECONDS``)."""
@@ -262,7 +274,36 @@ class OidcSignIn:
         if not isinstance(id_token, str) or pending is None:
             raise SignInRefused("no ID token")
         claims = self.check_id_token(id_token, pending.nonce)
+        if claim_at(claims, self.config.roles_claim) is None:
+            claims = self.with_userinfo(claims, token.get("access_token"))
         return self.person(claims, "oidc"), id_token
+
+    def with_userinfo(self, claims: dict[str, Any], access_token: Any) -> dict[str, Any]:
+        """The ID token's claims and, beneath them, the UserInfo endpoint's (where a
+        provider puts the roles claim, or the name, there alone): only when UserInfo names
+        the same ``sub`` (OpenID Connect Core 5.3.2). Without an endpoint, an access token
+        or a usable answer, the ID token's claims alone."""
+        endpoint = self.metadata().get("userinfo_endpoint")
+        if not isinstance(endpoint, str) or not isinstance(access_token, str):
+            return claims
+        try:
+            response = requests.get(
+                endpoint,
+                headers={"Authorization": f"Bearer {access_token}", "Accept": "application/json"},
+                timeout=TIMEOUT_SECONDS,
+                allow_redirects=False,
+            )
+            response.raise_for_status()
+            info = response.json()
+        except requests.RequestException:
+            logger.warning("oidc: the UserInfo endpoint did not answer")
+            raise ProviderUnavailable(self.config.issuer) from None
+        except ValueError:
+            logger.info("oidc: UserInfo is not JSON; the ID token's claims alone are used")
+            return claims
+        if not isinstance(info, dict) or info.get("sub") != claims.get("sub"):
+            raise SignInRefused("UserInfo names another sub")
+        return {**info, **claims}
 
     def exchange(self, params: Mapping[str, str], pending: PendingSignIn | None) -> dict[str, Any]:
         """The token response for a callback, once its state, ``iss`` and code are checked."""
@@ -335,13 +376,14 @@ class OidcSignIn:
         subject = claims.get("sub")
         if not isinstance(subject, str) or not subject or len(subject) > _MAX_ID:
             raise SignInRefused("no usable sub")
+        sid = usable_id(claims.get("sid"))
         roles = claim_at(claims, self.config.roles_claim)
         listed = roles if isinstance(roles, list) else [roles]
         held = {role for role in listed if isinstance(role, str)}
         if not held & self.config.clinician_roles:
-            raise SignInRefused("no clinician role", status=403, subject=f"{via}:{subject}")
-        sid = claims.get("sid")
-        sid = sid if isinstance(sid, str) and len(sid) <= _MAX_ID else None
+            raise SignInRefused(
+                "no clinician role", status=403, subject=f"{via}:{subject}", sid=sid
+            )
         return Person(
             f"{via}:{subject}",
             "clinician",

@@ -136,6 +136,17 @@ class AccessTokens:
         self._keys: dict[str, jwt.PyJWKClient] = {}
         self._lock = threading.Lock()
 
+    def names_an_issuer(self, token: str) -> bool:
+        """Whether a JWT says it is an access token of a configured issuer (unverified: it
+        only chooses which check the token goes to, ``verify`` or an EHR's)."""
+        try:
+            header = jwt.get_unverified_header(token)
+            named = jwt.decode(token, options={"verify_signature": False}).get("iss")
+        except jwt.PyJWTError:
+            return False
+        typ = str(header.get("typ", "")).lower()
+        return typ in ACCESS_TOKEN_TYPES and isinstance(named, str) and named in self.issuers
+
     def _key_client(self, issuer: OAuthIssuer) -> jwt.PyJWKClient:
         """The issuer's key set client (its JWK Set URL read from its metadata once)."""
         with self._lock:

@@ -20,6 +20,7 @@ from screening.services.identity import PendingSignIn
 from screening.services.identity import Person
 from screening.services.identity import SignInRefused
 from screening.services.identity import display_name
+from screening.services.identity import usable_id
 from screening.services.settings import http_url
 from screening.services.settings import json_objects
 
@@ -122,10 +123,11 @@ class SmartLaunch(OidcSignIn):
         assert isinstance(issuer, str)
         return issuer
 
-    def start_launch(self, launch: str) -> tuple[str, PendingSignIn]:
-        """The authorization URL for a launch: ``aud`` the EHR's FHIR base, its ``launch``."""
+    def start_launch(self, launch: str, iss: str) -> tuple[str, PendingSignIn]:
+        """The authorization URL for a launch: ``aud`` the EHR's FHIR base as the EHR sent
+        it (``iss``, which names this client), its ``launch``."""
         self.checked_metadata()
-        return self.start("/review/", aud=self.client.iss, launch=launch)
+        return self.start("/review/", aud=iss, launch=launch)
 
     def finish_launch(
         self, params: Mapping[str, str], pending: PendingSignIn | None
@@ -143,22 +145,16 @@ class SmartLaunch(OidcSignIn):
         if not isinstance(patient, str) or not patient or not set(patient) <= _PATIENT_CHARS:
             raise SignInRefused("no usable patient in the token response")
         claims = self.check_id_token(id_token, pending.nonce)
-        subject = claims.get("sub")
-        if not isinstance(subject, str) or not subject:
-            raise SignInRefused("no sub")
+        subject = usable_id(claims.get("sub"))
+        if subject is None:
+            raise SignInRefused("no usable sub")
+        sid = usable_id(claims.get("sid"))
         fhir_user = claims.get("fhirUser")
         if not _is_practitioner(fhir_user):
             raise SignInRefused(
-                "fhirUser is not a practitioner", status=403, subject=f"smart:{subject}"
+                "fhirUser is not a practitioner", status=403, subject=f"smart:{subject}", sid=sid
             )
-        sid = claims.get("sid")
-        person = Person(
-            f"smart:{subject}",
-            "clinician",
-            display_name(claims),
-            "smart",
-            sid if isinstance(sid, str) else None,
-        )
+        person = Person(f"smart:{subject}", "clinician", display_name(claims), "smart", sid)
         return person, patient
 
 

@@ -117,12 +117,13 @@ def _check_jwt(token: str) -> CdsClient:
 
 
 def cds_caller(view: F) -> F:
-    """Allow an EHR's signed JWT or a clinician API key (the request's caller either way)."""
+    """Allow an EHR's signed JWT, or a clinician's API key or OAuth access token, as every
+    route that takes a key does (the request's caller either way)."""
 
     @wraps(view)
     def wrapped(*args: Any, **kwargs: Any) -> Any:
         token = _bearer_jwt()
-        if token is not None:
+        if token is not None and not extension.access_tokens().names_an_issuer(token):
             _check_jwt(token)
         else:
             authorize(authenticate(), ("clinician",))

@@ -43,10 +43,12 @@ def _headers(response: Response) -> Response:
 @bp.get("/launch")
 def launch() -> ResponseReturnValue:
     """An EHR launch: sign the clinician in at the EHR's authorization server."""
-    launcher = extension.smart_launch(request.args.get("iss", ""))
+    iss = request.args.get("iss", "")
+    launcher = extension.smart_launch(iss)
     context = request.args.get("launch", "")
     if launcher is None or not context:
         logger.info("smart: launch refused", extra={"reason": "unlisted iss or no launch"})
+        extension.screenings().audit("smart:unknown", "launch_refused")
         return error_page(
             400,
             "This EHR can't open these pages",
@@ -54,7 +56,7 @@ def launch() -> ResponseReturnValue:
             "organization's IT team to register it.",
         )
     try:
-        url, pending = launcher.start_launch(context)
+        url, pending = launcher.start_launch(context, iss)
     except ProviderUnavailable:
         return error_page(
             503,
@@ -63,6 +65,7 @@ def launch() -> ResponseReturnValue:
         )
     except SignInRefused as refused:
         logger.info("smart: launch refused", extra={"reason": refused.reason})
+        extension.screenings().audit("smart:unknown", "launch_refused")
         return error_page(
             400,
             "This EHR can't open these pages",
@@ -99,7 +102,9 @@ def callback() -> ResponseReturnValue:
         )
     except SignInRefused as refused:
         logger.info("smart: sign-in refused", extra={"reason": refused.reason})
-        extension.screenings().audit(refused.subject or "smart:unknown", "sign_in_refused")
+        extension.screenings().audit(
+            refused.subject or "smart:unknown", "sign_in_refused", sid=refused.sid
+        )
         return _refused_page(refused.status)
     start_session(person)
     session[LAUNCHED_BY] = launcher.client.iss

@@ -162,8 +162,9 @@ const provider = new Provider(issuer, {
     iss: null,
   },
   // scope-derived claims go into the ID token even though an access token for
-  // userinfo is also issued (default true would keep them userinfo-only).
-  conformIdTokenClaims: false,
+  // userinfo is also issued (true, the library's default, keeps them userinfo-only:
+  // a test sets it to sign in through a provider that puts roles in UserInfo alone).
+  conformIdTokenClaims: cfg.conformIdTokenClaims ?? false,
   pkce: { required: () => cfg.pkceRequired !== false },
   extraParams: {
     launch: null,

@@ -204,6 +204,37 @@ def _refused(client: FlaskClient, token: str) -> None:
     assert response.get_json()["detail"] == "The token is not valid."
 
 
+def test_the_cds_service_takes_a_clinician_clients_token(
+    client: FlaskClient, provider: OpenIdProvider
+) -> None:
+    """identity-v1.md: every route that takes a key takes an access token, the CDS service's
+    too (beside the EHR's own signed JWT)."""
+    call = {
+        "hook": "patient-view",
+        "hookInstance": "d1577c69-dfbe-44ad-ba6d-3e05e953b2ea",
+        "context": {"userId": "Practitioner/example", "patientId": "example"},
+    }
+    service = "/cds-services/lumbar-rfa-screening"
+    clinician = auth(token_of(provider, "triage-bot"))
+    answered = client.post(service, json=call, headers=clinician)
+    assert answered.status_code == 200, answered.get_json()
+    assert answered.get_json() == {"cards": []}
+    feedback = {
+        "feedback": [
+            {
+                "card": "0f6b4f3c-1bd4-4f0a-9c57-40f0ad4ff0a4",
+                "outcome": "accepted",
+                "outcomeTimestamp": "2026-12-07T09:30:00Z",
+            }
+        ]
+    }
+    received = client.post(f"{service}/feedback", json=feedback, headers=clinician)
+    assert received.status_code == 200, received.get_json()
+    # A portal client's token is a caller the route knows, in the wrong role.
+    portal = client.post(service, json=call, headers=auth(token_of(provider, "portal-app")))
+    assert portal.status_code == 403
+
+
 def test_a_token_for_another_api_is_refused(client: FlaskClient, provider: OpenIdProvider) -> None:
     secret, _ = CLIENTS["portal-app"]
     metadata = provider.metadata()

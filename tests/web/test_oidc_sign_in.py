@@ -206,9 +206,9 @@ def test_a_role_from_the_list_signs_in_and_a_person_without_one_is_refused(
     assert refused.status_code == 403
     assert "does not have the clinician role" in refused.text
     assert client.get("/review/").status_code == 303  # no session: back to sign-in
-    assert ("oidc:nurse-bo", "sign_in_refused") in {
-        (e["actor"], e["action"]) for e in store.audit.entries()
-    }
+    (refusal,) = [e for e in store.audit.entries() if e["action"] == "sign_in_refused"]
+    # identity-v1.md: refusals are audited with the actor and the provider's session.
+    assert refusal["actor"] == "oidc:nurse-bo" and refusal["sid"]
     # Another person, whose role is the second one listed; named by preferred_username.
     with requests.Session() as other:
         assert sign_in(client, other, "dr-kim").status_code == 303
@@ -369,6 +369,52 @@ def test_a_provider_that_is_down_gives_a_503_page_and_the_api_works(
         assert len(app_store(app).audit.entries()) == 1
 
 
+@pytest.fixture(scope="module")
+def userinfo_provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OpenIdProvider]:
+    """A provider that keeps the roles claim (and the name) out of the ID token: only its
+    UserInfo endpoint gives them (oidc-provider's default, conformIdTokenClaims, for the
+    claims of scopes other than openid; roles come with a scope of their own)."""
+    config = {
+        "accounts": ACCOUNTS,
+        "conformIdTokenClaims": True,
+        "claims": {
+            "openid": ["sub"],
+            "profile": ["name", "preferred_username"],
+            "email": ["email"],
+            "roles": ["roles"],
+            "sid": None,
+        },
+        "clients": [
+            {
+                "client_id": CLIENT_ID,
+                "client_secret": CLIENT_SECRET,
+                "token_endpoint_auth_method": "client_secret_basic",
+                "grant_types": ["authorization_code"],
+                "response_types": ["code"],
+                "redirect_uris": [f"{PUBLIC_URL}/review/oidc/callback"],
+            }
+        ],
+    }
+    with openid_provider(tmp_path_factory.mktemp("oidc-userinfo"), config) as running:
+        yield running
+
+
+def test_roles_only_in_userinfo_are_read_from_it(
+    database_url: str, userinfo_provider: OpenIdProvider, browser: requests.Session
+) -> None:
+    """identity-v1.md: the roles claim is the ID token's "(or UserInfo)"."""
+    settings = oidc_settings(userinfo_provider, OIDC_SCOPES="openid profile email roles")
+    with make_app(database_url, **settings) as app:
+        client = FlaskClient(app, use_cookies=True)
+        signed_in = sign_in(client, browser, "dr-jane")
+        assert signed_in.status_code == 303, signed_in.text
+        # The name, too, came from UserInfo alone.
+        assert "Dr Jane Carter" in client.get("/review/").text
+        with requests.Session() as other:
+            nurse = FlaskClient(app, use_cookies=True)
+            assert sign_in(nurse, other, "nurse-bo").status_code == 403
+
+
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
@@ -377,6 +423,8 @@ def test_a_provider_that_is_down_gives_a_503_page_and_the_api_works(
         ({"OIDC_CLINICIAN_ROLES": " , "}, "SCREENING_OIDC_CLINICIAN_ROLES"),
         ({"OIDC_SCOPES": "profile email"}, "SCREENING_OIDC_SCOPES"),
         ({"OIDC_ROLES_CLAIM": "realm access"}, "SCREENING_OIDC_ROLES_CLAIM"),
+        # Sign-in keeps its state, nonce and PKCE verifier in the signed cookie.
+        ({"SECRET_KEY": ""}, "SCREENING_SECRET_KEY"),
     ],
 )
 def test_an_incomplete_oidc_setting_stops_start_up_naming_it(
@@ -470,6 +518,20 @@ def test_an_id_token_not_signed_by_the_providers_keys_is_refused(checker: OidcSi
     shared = jwt.encode(body, "a-shared-secret-of-enough-length-123", algorithm="HS256")
     with pytest.raises(SignInRefused):
         checker.check_id_token(shared, "the-nonce")
+
+
+def test_metadata_without_the_endpoints_a_sign_in_uses_is_not_used(checker: OidcSignIn) -> None:
+    """A provider whose metadata lacks one is unavailable (503), never a 500."""
+    complete = {
+        "issuer": ISSUER,
+        "authorization_endpoint": f"{ISSUER}/auth",
+        "token_endpoint": f"{ISSUER}/token",
+        "jwks_uri": f"{ISSUER}/jwks",
+    }
+    assert checker.metadata_usable(complete)
+    for missing in ("authorization_endpoint", "token_endpoint", "jwks_uri"):
+        assert not checker.metadata_usable({k: v for k, v in complete.items() if k != missing})
+    assert not checker.metadata_usable({**complete, "issuer": "https://elsewhere.test"})
 
 
 def test_roles_outside_the_list_are_a_403(checker: OidcSignIn, signer: SigningKey) -> None:

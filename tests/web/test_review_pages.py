@@ -218,6 +218,19 @@ def test_a_portal_token_is_refused_clearly(client: FlaskClient) -> None:
     assert _login_target(client.get("/review/")) == "/review/"
 
 
+def test_a_refused_token_sign_in_is_audited_by_the_keys_name(
+    client: FlaskClient, store: Store
+) -> None:
+    """identity-v1.md: refusals are audited; a token no key has is ``key:unknown``."""
+    _sign_in(client, "portal-a")
+    csrf = _csrf(client.get("/review/login"))
+    client.post("/review/login", data={"token": "not-a-key-of-ours", "csrf_token": csrf})
+    refusals = [e["actor"] for e in store.audit.entries() if e["action"] == "sign_in_refused"]
+    assert refusals == ["key:portal-a", "key:unknown"]
+    # The token itself is never what the audit log records.
+    assert "not-a-key-of-ours" not in repr(store.audit.entries())
+
+
 @pytest.mark.parametrize("token", ["", "   ", "not-a-token"])
 def test_an_empty_or_unknown_token_is_refused(client: FlaskClient, token: str) -> None:
     csrf = _csrf(client.get("/review/login"))

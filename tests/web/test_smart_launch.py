@@ -24,6 +24,7 @@ from screening.rules.rulebook import Rulebook
 from screening.services.smart import parse_smart_clients
 from screening.storage.store import Store
 from tests.support.app import TOKENS
+from tests.support.app import app_store
 from tests.support.app import base_answers
 from tests.support.app import bearer
 from tests.support.app import make_app
@@ -164,11 +165,27 @@ def test_a_launch_without_a_patient_is_refused(
     assert client.get("/review/").status_code == 303
 
 
-def test_an_unlisted_ehr_gets_a_page_and_no_redirect(client: FlaskClient) -> None:
+def test_an_unlisted_ehr_gets_a_page_and_no_redirect(client: FlaskClient, app: Flask) -> None:
     answer = client.get("/smart/launch?iss=https://other-ehr.test/fhir&launch=x")
     assert answer.status_code == 400
     assert "Location" not in answer.headers
     assert "This EHR can" in answer.text and "open these pages" in answer.text
+    # identity-v1.md: refusals are audited.
+    assert ("smart:unknown", "launch_refused") in {
+        (e["actor"], e["action"]) for e in app_store(app).audit.entries()
+    }
+
+
+def test_aud_is_the_fhir_base_exactly_as_the_ehr_sent_it(
+    client: FlaskClient, provider: OpenIdProvider
+) -> None:
+    """SMART: ``aud`` is the ``iss`` of the launch (here with a trailing slash the
+    configured base lacks)."""
+    sent = provider.issuer + "/"
+    start = client.get("/smart/launch?" + urlencode({"iss": sent, "launch": "l-1"}))
+    assert start.status_code == 303
+    query = {k: v[0] for k, v in parse_qs(urlsplit(start.headers["Location"]).query).items()}
+    assert query["aud"] == sent
 
 
 def test_a_callback_without_its_launch_is_refused(client: FlaskClient) -> None:

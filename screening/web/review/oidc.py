@@ -78,7 +78,9 @@ def oidc_callback() -> ResponseReturnValue:
     except SignInRefused as refused:
         # The reason for the operator; the person gets a page that says what to do.
         logger.info("oidc: sign-in refused", extra={"reason": refused.reason})
-        extension.screenings().audit(refused.subject or "oidc:unknown", "sign_in_refused")
+        extension.screenings().audit(
+            refused.subject or "oidc:unknown", "sign_in_refused", sid=refused.sid
+        )
         if refused.status == 403:
             return error_page(
                 403,
@@ -111,10 +113,12 @@ def backchannel_logout() -> ResponseReturnValue:
         sid, sub, jti, expires = identity.check_logout_token(token)
     except (SignInRefused, ProviderUnavailable) as exc:
         logger.info("oidc: logout token refused", extra={"reason": str(exc)})
+        extension.screenings().audit("oidc:unknown", "backchannel_logout_refused")
         return _invalid_request()
     issuer = identity.config.issuer
     if not extension.sessions().first_logout(issuer, jti, datetime.fromtimestamp(expires, UTC)):
         logger.info("oidc: logout token refused", extra={"reason": "jti seen before"})
+        extension.screenings().audit("oidc:unknown", "backchannel_logout_refused", sid=sid)
         return _invalid_request()
     person_id = None if sub is None else f"oidc:{sub}"
     ended = extension.sessions().end_people(sid=sid, person_id=person_id)

@@ -210,6 +210,10 @@ def login() -> ResponseReturnValue:
             403,
         )
     if error is not None or key is None:
+        if token:
+            # identity-v1.md: refusals are audited, by the key's name where one was found.
+            actor = "key:unknown" if key is None else key.actor_id
+            extension.screenings().audit(actor, "sign_in_refused")
         return _login_page(target, error, status)
     start_session(token=extension.sessions().start(key.name, _fingerprint(key)))
     extension.screenings().audit(key.actor_id, "sign_in")
