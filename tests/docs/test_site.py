@@ -140,3 +140,23 @@ def test_make_docs_serves_the_site() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "mkdocs serve" in done.stdout and "8001" in done.stdout
+
+
+def test_the_readme_walkthrough_quotes_the_release_record() -> None:
+    """clinical-safety-v1.md: README "Changing the rules" shows one package's diff and replay;
+    what it quotes is what the commands printed for lumbar-rfa 1.1.1."""
+    text = README.read_text(encoding="utf-8")
+    section = text.split("\n## Changing the rules\n", 1)[1].split("\n## ", 1)[0]
+    record = PROJECT_ROOT / "docs" / "clinical-safety" / "releases" / "2026-12-07-safety-update"
+    replay = (record / "3-replay-1.1.1.txt").read_text(encoding="utf-8")
+    pairs = (record / "3-pairs-1.1.1.txt").read_text(encoding="utf-8")
+    diff = (record / "2-diff-1.1.1.txt").read_text(encoding="utf-8")
+    assert "1127 screenings replayed, 133 would change" in section
+    assert "1127 screenings replayed, 133 would change" in replay
+    assert re.search(r"^\s+44\s+major_trauma -> earlier_major_trauma$", pairs, re.M)
+    assert "44 major_trauma -> earlier_major_trauma" in section
+    assert re.search(r"^\s+added\s+earlier_major_trauma$", diff, re.M)
+    assert re.search(r"^\s+changed\s+major_trauma condition", diff, re.M)
+    # And the README says who approves, as the contract asks of its "Clinical safety".
+    safety = text.split("\n## Clinical safety\n", 1)[1].split("\n## ", 1)[0]
+    assert "hazard log" in safety and "approves" in safety
