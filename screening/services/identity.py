@@ -30,6 +30,10 @@ logger = logging.getLogger(__name__)
 TIMEOUT_SECONDS = 5.0
 #: How long the provider's metadata is used before it is read again.
 METADATA_SECONDS = 600
+#: A token naming a key the provider's key set lacks reads the metadata again (the provider
+#: may have moved its keys), at most this often: made-up ``kid``s can't make every request
+#: a fetch.
+METADATA_REFETCH_SECONDS = 30
 #: An ID token or logout token issued longer ago than this is refused.
 MAX_TOKEN_AGE_SECONDS = 300
 #: Clock skew allowed on ``exp``.
@@ -167,6 +171,7 @@ class OidcSignIn:
         self.redirect_uri = redirect_uri
         self._metadata: dict[str, Any] | None = None
         self._metadata_at = 0.0
+        self._refetched_for_kid_at = -float(METADATA_REFETCH_SECONDS)
         self._keys: jwt.PyJWKClient | None = None
         self._lock = threading.Lock()
 
@@ -335,13 +340,30 @@ class OidcSignIn:
             raise SignInRefused("the code was refused") from None
         return dict(token)
 
+    def _signing_key(self, token: str) -> jwt.PyJWK:
+        """The provider's key a token names. A ``kid`` its key set lacks (PyJWT has fetched
+        the set again) reads the metadata again, at most every ``METADATA_REFETCH_SECONDS``,
+        and looks once more: the provider may have moved its keys to another ``jwks_uri``."""
+        try:
+            return self._key_set().get_signing_key_from_jwt(token)
+        except jwt.PyJWKClientConnectionError:
+            raise
+        except jwt.PyJWKClientError:
+            with self._lock:
+                now = time.monotonic()
+                if now - self._refetched_for_kid_at < METADATA_REFETCH_SECONDS:
+                    raise
+                self._refetched_for_kid_at = now
+                self._metadata = None
+            return self._key_set().get_signing_key_from_jwt(token)
+
     def _verified(self, token: str, **checks: Any) -> dict[str, Any]:
         """A JWT's claims once its signature (by the provider's keys) and ``checks`` hold."""
         try:
             header = jwt.get_unverified_header(token)
             if header.get("alg") not in ALGORITHMS:
                 raise SignInRefused("not an asymmetric signature")
-            key = self._key_set().get_signing_key_from_jwt(token)
+            key = self._signing_key(token)
             claims: dict[str, Any] = jwt.decode(
                 token,
                 key,

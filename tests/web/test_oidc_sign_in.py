@@ -534,6 +534,44 @@ def test_metadata_without_the_endpoints_a_sign_in_uses_is_not_used(checker: Oidc
     assert not checker.metadata_usable({**complete, "issuer": "https://elsewhere.test"})
 
 
+def test_keys_the_provider_moved_are_found_by_reading_its_metadata_again(
+    signer: SigningKey,
+) -> None:
+    """identity-v1.md: the metadata is refetched when a token names an unknown ``kid``
+    (here the provider moved its keys to a new ``jwks_uri``); made-up ``kid``s right after
+    fetch nothing more."""
+    retired = rsa_key("retired")
+    with (
+        key_server(jwk_set(retired)) as old_keys,
+        key_server(jwk_set(signer)) as new_keys,
+        key_server({}) as discovery,
+    ):
+        issuer = discovery.url.removesuffix("/jwks.json")
+        endpoints = {
+            "authorization_endpoint": f"{issuer}/auth",
+            "token_endpoint": f"{issuer}/token",
+        }
+        discovery.keys = {"issuer": issuer, "jwks_uri": old_keys.url, **endpoints}
+        config = OidcConfig(
+            issuer=issuer,
+            client_id=CLIENT_ID,
+            client_secret=CLIENT_SECRET,
+            scopes="openid",
+            roles_claim="roles",
+            clinician_roles=frozenset({"clinician"}),
+            name="Hospital",
+        )
+        checking = OidcSignIn(config, f"{PUBLIC_URL}/review/oidc/callback")
+        checking.metadata()
+        discovery.keys = {"issuer": issuer, "jwks_uri": new_keys.url, **endpoints}
+        claims = checking.check_id_token(id_token(signer, iss=issuer), "the-nonce")
+        assert claims["sub"] == "p-1"
+        assert discovery.fetches == 2
+        with pytest.raises(SignInRefused):
+            checking.check_id_token(id_token(rsa_key("made-up"), iss=issuer), "the-nonce")
+        assert discovery.fetches == 2
+
+
 def test_roles_outside_the_list_are_a_403(checker: OidcSignIn, signer: SigningKey) -> None:
     claims = checker.check_id_token(
         id_token(signer, realm_access={"roles": ["nurse"]}), "the-nonce"
