@@ -12,8 +12,10 @@ the issuer, maps scopes to roles and names the caller ``oauth:<client_id>`` (els
 from __future__ import annotations
 
 import logging
+import math
 import re
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -34,8 +36,9 @@ LEEWAY_SECONDS = 60
 FETCH_TIMEOUT_SECONDS = 5.0
 #: How long a fetched key set is used before it is fetched again.
 JWKS_LIFESPAN_SECONDS = 300
-#: A token naming an unknown ``kid`` refetches the key set, at most once this often: a
-#: caller sending made-up kids can't make the service fetch on every request.
+#: A token naming a ``kid`` the key set lacks fetches the set again at once (a rotated key
+#: is found by its first token), and then not again for this long: a caller sending made-up
+#: kids can't make the service fetch on every request.
 JWKS_REFETCH_SECONDS = 30
 #: The ``typ`` headers of an RFC 9068 access token.
 ACCESS_TOKEN_TYPES = ("at+jwt", "application/at+jwt")
@@ -134,6 +137,7 @@ class AccessTokens:
     def __init__(self, issuers: tuple[OAuthIssuer, ...]) -> None:
         self.issuers = {issuer.issuer: issuer for issuer in issuers}
         self._keys: dict[str, jwt.PyJWKClient] = {}
+        self._refetched_at: dict[str, float] = {}
         self._lock = threading.Lock()
 
     def names_an_issuer(self, token: str) -> bool:
@@ -157,10 +161,26 @@ class AccessTokens:
                     url,
                     lifespan=JWKS_LIFESPAN_SECONDS,
                     timeout=FETCH_TIMEOUT_SECONDS,
-                    cooldown_duration=JWKS_REFETCH_SECONDS,
+                    # The pause between refetches is this class's (``_signing_key``),
+                    # counted from the last refetch for an unknown kid, not from any fetch.
+                    cooldown_duration=0,
                 )
                 self._keys[issuer.issuer] = client
             return client
+
+    def _signing_key(self, issuer: OAuthIssuer, kid: str) -> jwt.PyJWK:
+        """The issuer's key ``kid``: from the key set as kept, else from the set fetched
+        again, at most once every ``JWKS_REFETCH_SECONDS``."""
+        client = self._key_client(issuer)
+        for key in client.get_signing_keys():
+            if key.key_id == kid:
+                return key
+        with self._lock:
+            now = time.monotonic()
+            if now - self._refetched_at.get(issuer.issuer, -math.inf) < JWKS_REFETCH_SECONDS:
+                raise jwt.PyJWKClientError("unknown kid; the set was fetched again lately")
+            self._refetched_at[issuer.issuer] = now
+        return client.get_signing_key(kid)
 
     def verify(self, token: str) -> OAuthClient:
         """The client an access token was issued to; ``TokenRefused`` when a check fails,
@@ -183,7 +203,7 @@ class AccessTokens:
         if not isinstance(kid, str):
             raise TokenRefused("no kid")
         try:
-            key = self._key_client(issuer).get_signing_key(kid)
+            key = self._signing_key(issuer, kid)
         except jwt.PyJWKClientConnectionError:
             raise KeysUnavailable(issuer.issuer) from None
         except jwt.PyJWKClientError:
