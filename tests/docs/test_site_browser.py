@@ -6,7 +6,6 @@ axe-core (no serious or critical problem).
 from __future__ import annotations
 
 import functools
-import threading
 from collections.abc import Iterator
 from http.server import SimpleHTTPRequestHandler
 from http.server import ThreadingHTTPServer
@@ -26,6 +25,7 @@ from tests.support.browser import chromium
 from tests.support.docs import build_site
 from tests.support.docs import nav_pages
 from tests.support.docs import page_url
+from tests.support.serving import serving
 
 pytestmark = [pytest.mark.browser]
 
@@ -44,14 +44,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     done = build_site(PROJECT_ROOT, folder)
     assert done.returncode == 0, done.stdout + done.stderr
     server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=folder))
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    try:
+    with serving(server):
         yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
 
 
 @pytest.fixture(scope="module")

@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from screening import PROJECT_ROOT
 from tests.support.node import node_script
+from tests.support.serving import serving
 
 ISS = "https://ehr.example.org"
 #: Where the test app says it is reached (SCREENING_PUBLIC_URL): Flask's test client host.
@@ -135,16 +136,8 @@ def key_server(keys: dict[str, Any]) -> Iterator[KeyServer]:
             """Quiet."""
 
     state.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    # A short poll: shutdown() waits for the loop to look (0.5 s a stop by default).
-    thread = threading.Thread(
-        target=state.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-    )
-    thread.start()
-    try:
+    with serving(state.server):
         yield state
-    finally:
-        state.server.shutdown()
-        state.server.server_close()
 
 
 FHIR_SERVER_SCRIPT = PROJECT_ROOT / "tests" / "support" / "fhir_server.mjs"

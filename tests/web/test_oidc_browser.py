@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler
@@ -28,6 +27,7 @@ from tests.support.browser import chromium
 from tests.support.oidc import openid_provider
 from tests.support.server import free_port
 from tests.support.server import gunicorn
+from tests.support.serving import serving
 
 pytestmark = [pytest.mark.browser, pytest.mark.deployment]
 
@@ -133,14 +133,8 @@ def ehr_page(port: int, frame_url: str) -> Iterator[str]:
         def log_message(self, *args: Any) -> None:
             """Quiet."""
 
-    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02})
-    thread.start()
-    try:
+    with serving(ThreadingHTTPServer(("127.0.0.1", port), Handler)):
         yield f"http://localhost:{port}/chart"
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def test_the_ehr_launches_the_pages_inside_its_frame(

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import re
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -40,6 +39,7 @@ from tests.support.cds import key_server
 from tests.support.cds import rsa_key
 from tests.support.oidc import OpenIdProvider
 from tests.support.oidc import openid_provider
+from tests.support.serving import serving
 
 #: The service as the provider knows it: the test client's host.
 PUBLIC_URL = "http://localhost"
@@ -59,6 +59,19 @@ ACCOUNTS = [
 ]
 
 
+def review_client(**more: Any) -> dict[str, Any]:
+    """The service registered at the provider as a confidential web client."""
+    return {
+        "client_id": CLIENT_ID,
+        "client_secret": CLIENT_SECRET,
+        "token_endpoint_auth_method": "client_secret_basic",
+        "grant_types": ["authorization_code"],
+        "response_types": ["code"],
+        "redirect_uris": [f"{PUBLIC_URL}/review/oidc/callback"],
+        **more,
+    }
+
+
 @pytest.fixture(scope="module")
 def live_port() -> int:
     """A free loopback port where a test serves the app for the provider's back-channel."""
@@ -69,24 +82,12 @@ def live_port() -> int:
 
 @pytest.fixture(scope="module")
 def provider(tmp_path_factory: pytest.TempPathFactory, live_port: int) -> Iterator[OpenIdProvider]:
-    config = {
-        "accounts": ACCOUNTS,
-        "clients": [
-            {
-                "client_id": CLIENT_ID,
-                "client_secret": CLIENT_SECRET,
-                "token_endpoint_auth_method": "client_secret_basic",
-                "grant_types": ["authorization_code"],
-                "response_types": ["code"],
-                "redirect_uris": [f"{PUBLIC_URL}/review/oidc/callback"],
-                "post_logout_redirect_uris": [f"{PUBLIC_URL}/review/login"],
-                "backchannel_logout_uri": (
-                    f"http://127.0.0.1:{live_port}/review/oidc/backchannel-logout"
-                ),
-                "backchannel_logout_session_required": True,
-            }
-        ],
-    }
+    client = review_client(
+        post_logout_redirect_uris=[f"{PUBLIC_URL}/review/login"],
+        backchannel_logout_uri=f"http://127.0.0.1:{live_port}/review/oidc/backchannel-logout",
+        backchannel_logout_session_required=True,
+    )
+    config = {"accounts": ACCOUNTS, "clients": [client]}
     with openid_provider(tmp_path_factory.mktemp("oidc"), config) as running:
         yield running
 
@@ -324,10 +325,7 @@ def test_signing_out_at_the_provider_ends_the_session_here(
     live_port: int,
     store: Store,
 ) -> None:
-    server = make_server("127.0.0.1", live_port, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02})
-    thread.start()
-    try:
+    with serving(make_server("127.0.0.1", live_port, app, threaded=True)):
         sign_in(client, browser, "dr-jane")
         assert client.get("/review/").status_code == 200
         with client.session_transaction() as cookie:
@@ -337,9 +335,6 @@ def test_signing_out_at_the_provider_ends_the_session_here(
         while client.get("/review/").status_code == 200 and time.monotonic() < deadline:
             time.sleep(0.05)
         assert client.get("/review/").status_code == 303
-    finally:
-        server.shutdown()
-        thread.join()
     assert ("oidc:dr-jane", "backchannel_logout") in {
         (e["actor"], e["action"]) for e in store.audit.entries()
     }
@@ -384,16 +379,7 @@ def userinfo_provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Open
             "roles": ["roles"],
             "sid": None,
         },
-        "clients": [
-            {
-                "client_id": CLIENT_ID,
-                "client_secret": CLIENT_SECRET,
-                "token_endpoint_auth_method": "client_secret_basic",
-                "grant_types": ["authorization_code"],
-                "response_types": ["code"],
-                "redirect_uris": [f"{PUBLIC_URL}/review/oidc/callback"],
-            }
-        ],
+        "clients": [review_client()],
     }
     with openid_provider(tmp_path_factory.mktemp("oidc-userinfo"), config) as running:
         yield running
@@ -448,19 +434,24 @@ def signer() -> SigningKey:
     return rsa_key("idp-1", "RS256")
 
 
-@pytest.fixture
-def checker(signer: SigningKey, monkeypatch: pytest.MonkeyPatch) -> Iterator[OidcSignIn]:
+def sign_in_at(issuer: str, roles_claim: str = "realm_access.roles") -> OidcSignIn:
+    """The service's sign-in at ``issuer``, clinicians by ``roles_claim``."""
     config = OidcConfig(
-        issuer=ISSUER,
+        issuer=issuer,
         client_id=CLIENT_ID,
         client_secret=CLIENT_SECRET,
         scopes="openid",
-        roles_claim="realm_access.roles",
+        roles_claim=roles_claim,
         clinician_roles=frozenset({"clinician"}),
         name="Hospital",
     )
+    return OidcSignIn(config, f"{PUBLIC_URL}/review/oidc/callback")
+
+
+@pytest.fixture
+def checker(signer: SigningKey, monkeypatch: pytest.MonkeyPatch) -> Iterator[OidcSignIn]:
     with key_server(jwk_set(signer)) as keys:
-        checking = OidcSignIn(config, f"{PUBLIC_URL}/review/oidc/callback")
+        checking = sign_in_at(ISSUER)
         metadata = {"issuer": ISSUER, "jwks_uri": keys.url}
         monkeypatch.setattr(checking, "metadata", lambda: metadata)
         yield checking
@@ -552,16 +543,7 @@ def test_keys_the_provider_moved_are_found_by_reading_its_metadata_again(
             "token_endpoint": f"{issuer}/token",
         }
         discovery.keys = {"issuer": issuer, "jwks_uri": old_keys.url, **endpoints}
-        config = OidcConfig(
-            issuer=issuer,
-            client_id=CLIENT_ID,
-            client_secret=CLIENT_SECRET,
-            scopes="openid",
-            roles_claim="roles",
-            clinician_roles=frozenset({"clinician"}),
-            name="Hospital",
-        )
-        checking = OidcSignIn(config, f"{PUBLIC_URL}/review/oidc/callback")
+        checking = sign_in_at(issuer, roles_claim="roles")
         checking.metadata()
         discovery.keys = {"issuer": issuer, "jwks_uri": new_keys.url, **endpoints}
         claims = checking.check_id_token(id_token(signer, iss=issuer), "the-nonce")
