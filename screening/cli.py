@@ -26,7 +26,7 @@ from screening.rules.i18n import DEFAULT
 from screening.rules.loader import RulesError
 from screening.rules.replay import Replay
 from screening.rules.results import EngineResult
-from screening.rules.rulebook import Package
+from screening.rules.results import RulesetName
 from screening.rules.rulebook import case_problems
 from screening.rules.rulebook import load_package
 from screening.rules.rulebook import load_rules
@@ -245,16 +245,15 @@ def _ruleset_reference(value: str | None) -> dict[str, str] | None:
     return {"id": ruleset_id} if not version else {"id": ruleset_id, "version": version}
 
 
-def _result_line(result: Result, package: Package) -> EngineResult:
+def _result_line(result: Result, ruleset: RulesetName) -> EngineResult:
     """``rules evaluate``'s line for one result: what the engine gives, rules named last."""
-    ruleset = package.ruleset
     return {
         "outcome": result.outcome,
         "decided_by": result.decided_by,
         "matched_rules": list(result.matched_rules),
         "summary": result.summary,
         "trace": list(result.trace),
-        "ruleset": {"id": ruleset.id, "version": ruleset.version, "sha256": ruleset.sha256},
+        "ruleset": ruleset,
     }
 
 
@@ -312,6 +311,8 @@ def evaluate_command(
     output = sys.stdout.buffer
     failed = False
     lines: list[bytes] = []
+    decided = package.ruleset
+    named: RulesetName = {"id": decided.id, "version": decided.version, "sha256": decided.sha256}
     for answers in submissions:
         try:
             result = screenings.check_submission({**envelope, "answers": answers}, catalog).result
@@ -321,7 +322,7 @@ def evaluate_command(
         else:
             # Shadow packages' results are for `rules replay`, as the API keeps them from
             # callers; the line is the deciding package's result.
-            lines.append(orjson.dumps(_result_line(result, package)))
+            lines.append(orjson.dumps(_result_line(result, named)))
         if len(lines) == _LINES_PER_WRITE:
             output.write(b"\n".join(lines) + b"\n")
             lines.clear()

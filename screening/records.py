@@ -24,6 +24,7 @@ from typing import TypedDict
 from screening.rules.questionnaire import Answers
 from screening.rules.results import ClinicianSummary
 from screening.rules.results import PatientSummary
+from screening.rules.results import RulesetName
 from screening.rules.results import Summary
 from screening.rules.results import TraceEntry
 
@@ -49,6 +50,18 @@ class RulesetRef:
     version: str
     sha256: str
 
+    def as_json(self) -> RulesetName:
+        return {"id": self.id, "version": self.version, "sha256": self.sha256}
+
+
+class ShadowJson(TypedDict):
+    """A shadow ruleset's outcome as JSON: in the ``result`` column and in the API alike."""
+
+    ruleset: RulesetName
+    outcome: str
+    decided_by: str
+    matched_rules: list[str]
+
 
 @dataclass(frozen=True, slots=True)
 class ShadowOutcome:
@@ -58,6 +71,24 @@ class ShadowOutcome:
     outcome: str
     decided_by: str
     matched_rules: tuple[str, ...]
+
+    def as_json(self) -> ShadowJson:
+        return {
+            "ruleset": self.ruleset.as_json(),
+            "outcome": self.outcome,
+            "decided_by": self.decided_by,
+            "matched_rules": list(self.matched_rules),
+        }
+
+    @classmethod
+    def from_json(cls, document: ShadowJson) -> ShadowOutcome:
+        ruleset = document["ruleset"]
+        return cls(
+            RulesetRef(ruleset["id"], ruleset["version"], ruleset["sha256"]),
+            document["outcome"],
+            document["decided_by"],
+            tuple(document["matched_rules"]),
+        )
 
 
 @dataclass(frozen=True, slots=True)

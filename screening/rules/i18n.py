@@ -137,13 +137,13 @@ class Catalog:
                     {**option, "display": displays[option["code"]]} for option in item["options"]
                 ]
             items.append(entry)
+        # Every field of the source, in its order, with the language after the version.
         return {
             "id": source["id"],
             "version": source["version"],
             "language": self.language,
+            **source,
             "title": texts.title,
-            "url": source["url"],
-            "sha256": source["sha256"],
             "groups": [
                 {**group, "text": texts.groups[group["linkId"]]} for group in source["groups"]
             ],

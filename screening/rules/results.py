@@ -83,6 +83,13 @@ class TraceEntry(TypedDict):
     outcome_fits: NotRequired[bool]
 
 
+class QuestionnaireName(TypedDict):
+    """A questionnaire, by id and version."""
+
+    id: str
+    version: str
+
+
 class RulesetName(TypedDict):
     """The rules a result came from."""
 

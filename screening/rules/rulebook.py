@@ -32,6 +32,7 @@ from screening.rules.loader import find_schema_dir
 from screening.rules.loader import load_files
 from screening.rules.loader import read_yaml
 from screening.rules.questionnaire import Questionnaire
+from screening.rules.results import QuestionnaireName
 from screening.rules.ruleset import Outcome
 from screening.rules.ruleset import Ruleset
 
@@ -65,11 +66,6 @@ class ChangelogEntry(TypedDict):
     version: str
     date: str
     changes: list[str]
-
-
-class QuestionnaireName(TypedDict):
-    id: str
-    version: str
 
 
 class PackageSummary(TypedDict):

@@ -14,6 +14,7 @@ from screening.rules.conditions import Condition
 from screening.rules.conditions import Holds
 from screening.rules.conditions import Traced
 from screening.rules.questionnaire import Item
+from screening.rules.results import QuestionnaireName
 
 #: How a clinician text names an item that has no answer.
 NOT_ASKED = "not asked"
@@ -70,11 +71,6 @@ class SourceJson(TypedDict):
     id: str
     citation: str
     facts: str
-
-
-class QuestionnaireName(TypedDict):
-    id: str
-    version: str
 
 
 class RulesetJson(TypedDict):

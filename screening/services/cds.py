@@ -40,6 +40,8 @@ from screening.services.cds_cards import card_for
 from screening.services.cds_cards import latest_response
 from screening.services.cds_cards import moved
 from screening.services.cds_cards import prefetch_query
+from screening.services.jwts import ALGORITHMS
+from screening.services.jwts import LEEWAY_SECONDS
 from screening.services.problems import ProblemError
 from screening.services.problems import ValidationProblem
 from screening.services.screenings import ScreeningService
@@ -51,11 +53,8 @@ from screening.storage.store import Store
 logger = logging.getLogger(__name__)
 
 SETTING = "SCREENING_CDS_CLIENTS"
-#: Asymmetric JWS algorithms only: never ``none`` or an HMAC (HS*), whose "key" would be
-#: the public JWK itself.
-ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512")
 #: The clock skew allowed on ``exp`` and ``iat``.
-SKEW = timedelta(seconds=60)
+SKEW = timedelta(seconds=LEEWAY_SECONDS)
 #: How long a fetched JWK Set is used before it is fetched again.
 JWKS_TTL_SECONDS = 300.0
 #: An unknown ``kid`` fetches the set again, but not more often than this (a caller

@@ -24,6 +24,9 @@ import requests
 from authlib.common.errors import AuthlibBaseError
 from authlib.integrations.requests_client import OAuth2Session
 
+from screening.services.jwts import ALGORITHMS
+from screening.services.jwts import LEEWAY_SECONDS
+
 logger = logging.getLogger(__name__)
 
 #: How long to wait for the provider (metadata, keys, the token exchange).
@@ -36,10 +39,6 @@ METADATA_SECONDS = 600
 METADATA_REFETCH_SECONDS = 30
 #: An ID token or logout token issued longer ago than this is refused.
 MAX_TOKEN_AGE_SECONDS = 300
-#: Clock skew allowed on ``exp``.
-LEEWAY_SECONDS = 60
-#: Asymmetric algorithms only.
-ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512")
 BACKCHANNEL_EVENT = "http://schemas.openid.net/event/backchannel-logout"
 #: The longest sub, sid or jti kept (the audit log's actor is ``oidc:`` + a sub, in 255).
 _MAX_ID = 200
@@ -393,26 +392,22 @@ class OidcSignIn:
             raise SignInRefused("azp is another client")
         return claims
 
-    def person(self, claims: Mapping[str, Any], via: str) -> Person:
-        """The person the claims name, if their roles make them a clinician (else 403)."""
-        subject = claims.get("sub")
-        if not isinstance(subject, str) or not subject or len(subject) > _MAX_ID:
-            raise SignInRefused("no usable sub")
-        sid = usable_id(claims.get("sid"))
+    def is_clinician(self, claims: Mapping[str, Any]) -> bool:
+        """Whether the roles claim holds one of the clinician roles."""
         roles = claim_at(claims, self.config.roles_claim)
         listed = roles if isinstance(roles, list) else [roles]
         held = {role for role in listed if isinstance(role, str)}
-        if not held & self.config.clinician_roles:
-            raise SignInRefused(
-                "no clinician role", status=403, subject=f"{via}:{subject}", sid=sid
-            )
-        return Person(
-            f"{via}:{subject}",
-            "clinician",
-            display_name(claims),
-            via,
-            sid,
-        )
+        return bool(held & self.config.clinician_roles)
+
+    def person(self, claims: Mapping[str, Any], via: str) -> Person:
+        """The person the claims name, if ``is_clinician`` (else 403)."""
+        subject = usable_id(claims.get("sub"))
+        if subject is None:
+            raise SignInRefused("no usable sub")
+        sid = usable_id(claims.get("sid"))
+        if not self.is_clinician(claims):
+            raise SignInRefused("not a clinician", status=403, subject=f"{via}:{subject}", sid=sid)
+        return Person(f"{via}:{subject}", "clinician", display_name(claims), via, sid)
 
     # --- signing out ----------------------------------------------------------------
 

@@ -69,7 +69,6 @@ class ScreeningRecords(Protocol):
         at: datetime | None = None,
         deliveries: Sequence[NewDelivery] = (),
         by_id: str | None = None,
-        actor: str | None = None,
     ) -> bool:
         """Record a review; False when there is no such screening."""
 

@@ -427,7 +427,6 @@ class ScreeningService:
             now,
             deliveries,
             by_id=key.actor_id,
-            actor=key.actor_id,
         )
         if not added:
             raise _not_found()

@@ -19,8 +19,6 @@ from screening.services.identity import OidcSignIn
 from screening.services.identity import PendingSignIn
 from screening.services.identity import Person
 from screening.services.identity import SignInRefused
-from screening.services.identity import display_name
-from screening.services.identity import usable_id
 from screening.services.settings import http_url
 from screening.services.settings import json_objects
 
@@ -92,6 +90,7 @@ class SmartLaunch(OidcSignIn):
             client_id=client.client_id,
             client_secret=client.client_secret or "",
             scopes=SCOPES,
+            # Unused: is_clinician reads fhirUser.
             roles_claim="fhirUser",
             clinician_roles=frozenset(),
             name=client.iss,
@@ -145,17 +144,11 @@ class SmartLaunch(OidcSignIn):
         if not isinstance(patient, str) or not patient or not set(patient) <= _PATIENT_CHARS:
             raise SignInRefused("no usable patient in the token response")
         claims = self.check_id_token(id_token, pending.nonce)
-        subject = usable_id(claims.get("sub"))
-        if subject is None:
-            raise SignInRefused("no usable sub")
-        sid = usable_id(claims.get("sid"))
-        fhir_user = claims.get("fhirUser")
-        if not _is_practitioner(fhir_user):
-            raise SignInRefused(
-                "fhirUser is not a practitioner", status=403, subject=f"smart:{subject}", sid=sid
-            )
-        person = Person(f"smart:{subject}", "clinician", display_name(claims), "smart", sid)
-        return person, patient
+        return self.person(claims, "smart"), patient
+
+    def is_clinician(self, claims: Mapping[str, Any]) -> bool:
+        """A launch signs in a practitioner: ``fhirUser`` a Practitioner or PractitionerRole."""
+        return _is_practitioner(claims.get("fhirUser"))
 
 
 def _is_practitioner(fhir_user: Any) -> bool:

@@ -88,25 +88,19 @@ class CdsRepository:
                     )
                 )
             }
+            linked = [shown.get(entry["card_uuid"]) for entry in entries]
             rows = [
                 {
                     **entry,
                     "received_at": now,
                     "caller": caller,
                     "known": entry["card_uuid"] in shown,
-                    "screening_id": shown.get(entry["card_uuid"]),
+                    "screening_id": screening_id,
                 }
-                for entry in entries
+                for entry, screening_id in zip(entries, linked, strict=True)
             ]
             conn.execute(cds_feedback.insert(), rows)
-            write_audit(
-                self.store,
-                conn,
-                caller,
-                "cds_feedback",
-                [shown.get(entry["card_uuid"]) for entry in entries],
-                now,
-            )
+            write_audit(self.store, conn, caller, "cds_feedback", linked, now)
             return rows
 
         # Committed with the other requests' writes, like the cards it answers.

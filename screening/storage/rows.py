@@ -13,20 +13,11 @@ from screening.records import Result
 from screening.records import Review
 from screening.records import RulesetRef
 from screening.records import Screening
+from screening.records import ShadowJson
 from screening.records import ShadowOutcome
-from screening.rules.results import RulesetName
 from screening.rules.results import Summary
 from screening.rules.results import TraceEntry
 from screening.storage.database import AnyRow
-
-
-class StoredShadow(TypedDict):
-    """A shadow ruleset's outcome in the ``result`` column."""
-
-    ruleset: RulesetName
-    outcome: str
-    decided_by: str
-    matched_rules: list[str]
 
 
 class StoredResult(TypedDict):
@@ -38,7 +29,7 @@ class StoredResult(TypedDict):
     matched_rules: list[str]
     summary: Summary
     trace: list[TraceEntry]
-    shadow: NotRequired[list[StoredShadow]]
+    shadow: NotRequired[list[ShadowJson]]
 
 
 def result_document(result: Result) -> StoredResult:
@@ -49,19 +40,7 @@ def result_document(result: Result) -> StoredResult:
         "matched_rules": list(result.matched_rules),
         "summary": result.summary,
         "trace": list(result.trace),
-        "shadow": [
-            {
-                "ruleset": {
-                    "id": shadow.ruleset.id,
-                    "version": shadow.ruleset.version,
-                    "sha256": shadow.ruleset.sha256,
-                },
-                "outcome": shadow.outcome,
-                "decided_by": shadow.decided_by,
-                "matched_rules": list(shadow.matched_rules),
-            }
-            for shadow in result.shadow
-        ],
+        "shadow": [shadow.as_json() for shadow in result.shadow],
     }
 
 
@@ -74,19 +53,7 @@ def result_from(document: StoredResult) -> Result:
         matched_rules=tuple(document["matched_rules"]),
         summary=document["summary"],
         trace=document["trace"],
-        shadow=tuple(
-            ShadowOutcome(
-                RulesetRef(
-                    shadow["ruleset"]["id"],
-                    shadow["ruleset"]["version"],
-                    shadow["ruleset"]["sha256"],
-                ),
-                shadow["outcome"],
-                shadow["decided_by"],
-                tuple(shadow["matched_rules"]),
-            )
-            for shadow in document.get("shadow", [])
-        ),
+        shadow=tuple(ShadowOutcome.from_json(shadow) for shadow in document.get("shadow", [])),
     )
 
 

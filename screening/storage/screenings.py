@@ -362,7 +362,6 @@ class ScreeningRepository:
         at: datetime | None = None,
         deliveries: Sequence[NewDelivery] = (),
         by_id: str | None = None,
-        actor: str | None = None,
     ) -> bool:
         """Record a review and its webhook deliveries (the outbox) at once; False, storing
         nothing, when there is no such screening."""
@@ -381,7 +380,7 @@ class ScreeningRepository:
                     screening_id=screening_id, at=now, by=by, note=note, by_id=by_id
                 )
             )
-            write_audit(self.store, conn, actor or by, "review", [screening_id], now)
+            write_audit(self.store, conn, by_id or by, "review", [screening_id], now)
             if deliveries:
                 self.store.insert_rows(conn, webhook_deliveries, deliveries)
             return True

@@ -19,10 +19,10 @@ from flask import request
 
 from screening import extension
 from screening.services.callers import Caller
+from screening.services.jwts import looks_like_jwt
 from screening.services.keys import Principal
 from screening.services.oauth import KeysUnavailable
 from screening.services.oauth import TokenRefused
-from screening.services.oauth import looks_like_jwt
 from screening.services.problems import ProblemError
 
 F = TypeVar("F", bound=Callable[..., Any])

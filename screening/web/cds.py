@@ -34,6 +34,7 @@ from screening.services.cds import PatientView
 from screening.services.cds import TokenRefused
 from screening.services.cds_cards import PREFETCH_KEY
 from screening.services.cds_cards import prefetch_query
+from screening.services.jwts import looks_like_jwt
 from screening.services.problems import ProblemError
 from screening.web import schemas
 from screening.web.auth import authenticate
@@ -79,7 +80,7 @@ def _refused() -> ProblemError:
 def _bearer_jwt() -> str | None:
     """The request's bearer token when it is shaped like a JWT (API keys have no dots)."""
     scheme, token = presented_token()
-    return token if scheme == "bearer" and token.count(".") == 2 else None
+    return token if scheme == "bearer" and looks_like_jwt(token) else None
 
 
 _told_links_off = False

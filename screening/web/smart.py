@@ -23,7 +23,6 @@ from screening.web.review.blueprint import LAUNCHED_BY
 from screening.web.review.blueprint import LAUNCHING
 from screening.web.review.blueprint import error_page
 from screening.web.review.blueprint import security_headers
-from screening.web.review.session import ID_TOKEN
 from screening.web.review.session import end_session
 from screening.web.review.session import start_session
 
@@ -47,29 +46,18 @@ def launch() -> ResponseReturnValue:
     launcher = extension.smart_launch(iss)
     context = request.args.get("launch", "")
     if launcher is None or not context:
-        logger.info("smart: launch refused", extra={"reason": "unlisted iss or no launch"})
-        extension.screenings().audit("smart:unknown", "launch_refused")
-        return error_page(
-            400,
-            "This EHR can't open these pages",
+        return _launch_refused(
+            "unlisted iss or no launch",
             "The review pages were opened by a system they are not set up for. Ask your "
             "organization's IT team to register it.",
         )
     try:
         url, pending = launcher.start_launch(context, iss)
     except ProviderUnavailable:
-        return error_page(
-            503,
-            "The EHR's sign-in is not available right now",
-            "Your EHR's sign-in service does not answer. Try again in a few minutes.",
-        )
+        return _provider_down()
     except SignInRefused as refused:
-        logger.info("smart: launch refused", extra={"reason": refused.reason})
-        extension.screenings().audit("smart:unknown", "launch_refused")
-        return error_page(
-            400,
-            "This EHR can't open these pages",
-            "The EHR's SMART configuration can't be used to sign in safely.",
+        return _launch_refused(
+            refused.reason, "The EHR's SMART configuration can't be used to sign in safely."
         )
     # A launch starts afresh: whatever session this browser had ends, so a link to a launch
     # can't make a session signed in elsewhere framable.
@@ -95,11 +83,7 @@ def callback() -> ResponseReturnValue:
     try:
         person, patient = launcher.finish_launch(request.args, pending)
     except ProviderUnavailable:
-        return error_page(
-            503,
-            "The EHR's sign-in is not available right now",
-            "Your EHR's sign-in service does not answer. Try again in a few minutes.",
-        )
+        return _provider_down()
     except SignInRefused as refused:
         logger.info("smart: sign-in refused", extra={"reason": refused.reason})
         extension.screenings().audit(
@@ -109,9 +93,23 @@ def callback() -> ResponseReturnValue:
     start_session(person)
     session[LAUNCHED_BY] = launcher.client.iss
     session[LAUNCH_PATIENT] = patient
-    session.pop(ID_TOKEN, None)
     extension.screenings().audit(person.name, "sign_in", sid=person.sid)
     return redirect(url_for("review.index", patient_ref=patient), code=303)
+
+
+def _launch_refused(reason: str, detail: str) -> ResponseReturnValue:
+    """A launch this service won't follow: logged, audited, and a page with no redirect."""
+    logger.info("smart: launch refused", extra={"reason": reason})
+    extension.screenings().audit("smart:unknown", "launch_refused")
+    return error_page(400, "This EHR can't open these pages", detail)
+
+
+def _provider_down() -> ResponseReturnValue:
+    return error_page(
+        503,
+        "The EHR's sign-in is not available right now",
+        "Your EHR's sign-in service does not answer. Try again in a few minutes.",
+    )
 
 
 def _refused_page(status: int) -> ResponseReturnValue:

@@ -12,28 +12,16 @@ from typing import TypedDict
 
 from screening.records import ListRow
 from screening.records import QuestionnaireRef
-from screening.records import Result
-from screening.records import RulesetRef
 from screening.records import Screening
+from screening.records import ShadowJson
 from screening.rules.questionnaire import Answers
 from screening.rules.results import PatientSummary
+from screening.rules.results import QuestionnaireName
 from screening.rules.results import RulesetName
 from screening.rules.results import Summary
 from screening.rules.results import TraceEntry
 from screening.services.screenings import Page
 from screening.timestamps import rfc3339
-
-
-class QuestionnaireName(TypedDict):
-    id: str
-    version: str
-
-
-class ShadowJson(TypedDict):
-    ruleset: RulesetName
-    outcome: str
-    decided_by: str
-    matched_rules: list[str]
 
 
 class PatientOnly(TypedDict):
@@ -124,23 +112,6 @@ def _questionnaire(questionnaire: QuestionnaireRef) -> QuestionnaireName:
     return {"id": questionnaire.id, "version": questionnaire.version}
 
 
-def _ruleset(ruleset: RulesetRef) -> RulesetName:
-    return {"id": ruleset.id, "version": ruleset.version, "sha256": ruleset.sha256}
-
-
-def _shadows(result: Result) -> list[ShadowJson]:
-    """Each shadow ruleset's outcome, as stored (none before shadow evaluation existed)."""
-    return [
-        {
-            "ruleset": _ruleset(shadow.ruleset),
-            "outcome": shadow.outcome,
-            "decided_by": shadow.decided_by,
-            "matched_rules": list(shadow.matched_rules),
-        }
-        for shadow in result.shadow
-    ]
-
-
 def _clinician_evaluation(screening: Screening) -> ClinicianEvaluation:
     """The result as a clinician sees it, without id, time or review."""
     result = screening.result
@@ -148,14 +119,14 @@ def _clinician_evaluation(screening: Screening) -> ClinicianEvaluation:
         "patient_ref": screening.patient_ref,
         "language": screening.language,
         "questionnaire": _questionnaire(screening.questionnaire),
-        "ruleset": _ruleset(screening.ruleset),
+        "ruleset": screening.ruleset.as_json(),
         "answers": screening.answers,
         "outcome": result.outcome,
         "decided_by": result.decided_by,
         "matched_rules": list(result.matched_rules),
         "summary": result.summary,
         "trace": list(result.trace),
-        "shadow": _shadows(result),
+        "shadow": [shadow.as_json() for shadow in result.shadow],
     }
 
 
@@ -186,7 +157,7 @@ def _patient_evaluation(screening: Screening) -> PatientEvaluation:
     """What a portal may show: the outcome and the patient summary."""
     return {
         "questionnaire": _questionnaire(screening.questionnaire),
-        "ruleset": _ruleset(screening.ruleset),
+        "ruleset": screening.ruleset.as_json(),
         "outcome": screening.outcome,
         "summary": {"patient": screening.result.patient},
     }
@@ -210,7 +181,7 @@ def list_item_view(row: ListRow) -> ListItem:
         "patient_ref": row.patient_ref,
         "language": row.language,
         "questionnaire": _questionnaire(row.questionnaire),
-        "ruleset": _ruleset(row.ruleset),
+        "ruleset": row.ruleset.as_json(),
         "outcome": row.outcome,
         "decided_by": row.decided_by,
         "card_summary": row.card_summary,

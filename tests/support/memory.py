@@ -162,7 +162,6 @@ class MemoryScreenings:
         at: datetime | None = None,
         deliveries: Sequence[NewDelivery] = (),
         by_id: str | None = None,
-        actor: str | None = None,
     ) -> bool:
         row = self.rows.get(screening_id)
         if row is None:
@@ -171,7 +170,7 @@ class MemoryScreenings:
         self.reviews.setdefault(screening_id, []).append(
             Review(at or datetime.now(UTC), by, note, by_id)
         )
-        self.audit.record(actor or by, "review", [screening_id])
+        self.audit.record(by_id or by, "review", [screening_id])
         self.deliveries.extend(deliveries)
         return True
 

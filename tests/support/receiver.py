@@ -23,6 +23,7 @@ from typing import Any
 from standardwebhooks.webhooks import Webhook
 
 from tests.support.server import free_port
+from tests.support.serving import start_serving
 
 
 def new_secret() -> str:
@@ -125,11 +126,7 @@ class Receiver:
         server = ThreadingHTTPServer(("127.0.0.1", self.port), self._handler())
         server.daemon_threads = True
         self._server = server
-        # A short poll: shutdown() waits for the loop to look (0.5 s a stop by default).
-        self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-        )
-        self._thread.start()
+        self._thread = start_serving(server)
         return self
 
     def stop(self) -> None:

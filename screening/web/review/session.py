@@ -173,10 +173,7 @@ def start_session(principal: Person | None = None, token: str | None = None) -> 
     """A fresh review session for a person (or, with ``token``, the one already made for a
     key): nothing from before signing in carries over, and a session this browser still
     had is ended rather than left behind."""
-    previous = session.get(_SESSION_TOKEN)
-    if isinstance(previous, str):
-        extension.sessions().end(previous)
-    session.clear()
+    end_session()
     session.permanent = True
     if principal is not None:
         token = extension.sessions().start_person(principal)
